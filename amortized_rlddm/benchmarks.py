@@ -71,3 +71,119 @@ def print_bench_simulate(result):
     print(f"ratio                    : {result['ratio']:>14,.0f} x")
     target = 2_000_000
     print(f"target >= {target:,} trials/s/core: {'met' if result['exact_trials_per_s'] >= target else 'NOT met'}")
+
+
+_BACKEND_PROBE = r"""
+import json, sys, time
+import numpy as np
+from amortized_rlddm.config import load_config
+from amortized_rlddm.training import training_settings, simulate_packed
+from amortized_rlddm.networks import build_estimator, backend
+import keras
+
+config = load_config(sys.argv[1])
+steps = int(sys.argv[2])
+network, training = training_settings(config)
+rng = np.random.default_rng(0)
+batches = [simulate_packed(config, network, rng, int(training["batch_size"])) for _ in range(8)]
+
+class Batches(keras.utils.PyDataset):
+    def __init__(self):
+        super().__init__()
+    def __len__(self):
+        return steps
+    def __getitem__(self, i):
+        return batches[i % len(batches)]
+
+class Timer(keras.callbacks.Callback):
+    def on_train_batch_begin(self, batch, logs=None):
+        self.start = time.perf_counter()
+    def on_train_batch_end(self, batch, logs=None):
+        times.append(time.perf_counter() - self.start)
+
+times = []
+estimator = build_estimator(network)
+estimator.build_from_data(keras.tree.map_structure(keras.ops.convert_to_tensor, batches[0]))
+estimator.compile(optimizer=keras.optimizers.Adam(1e-4))
+estimator.fit(dataset=Batches(), epochs=1, verbose=0, callbacks=[Timer()])
+step_ms = 1000 * float(np.median(times[5:]))
+
+from amortized_rlddm.inference import AmortizedPosterior
+posterior = AmortizedPosterior(estimator, config)
+from amortized_rlddm.simulator import simulate
+from amortized_rlddm.training import training_design
+design = training_design(config, network)
+one = simulate(config.priors.sample(rng, 1), design, seed=1)
+many = simulate(config.priors.sample(rng, 1000), design, seed=2)
+posterior.sample_unbounded(one, 1000, seed=0)
+t = time.perf_counter(); [posterior.sample_unbounded(one, 1000, seed=0) for _ in range(20)]
+one_ms = 1000 * (time.perf_counter() - t) / 20
+posterior.sample_unbounded(many, 1000, seed=0)
+t = time.perf_counter(); posterior.sample_unbounded(many, 1000, seed=0)
+many_s = time.perf_counter() - t
+print(json.dumps({"backend": backend(), "train_ms_per_step": step_ms, "infer_1x1000_ms": one_ms,
+                  "infer_1000x1000_s": many_s}))
+"""
+
+
+def bench_backends(config_path, steps=40, backends=("tensorflow", "jax")):
+    """Training ms/step and inference times of one config on each Keras backend, measured
+    in fresh processes (the backend is fixed at import)."""
+    import os
+    import subprocess
+    import sys
+
+    results = []
+    for name in backends:
+        env = {**os.environ, "KERAS_BACKEND": name, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        proc = subprocess.run([sys.executable, "-c", _BACKEND_PROBE, str(config_path), str(steps)],
+                              env=env, capture_output=True, text=True)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            raise RuntimeError(f"backend {name} failed:\n{proc.stderr[-2000:]}")
+        import json
+
+        results.append(json.loads(lines[-1]))
+    return results
+
+
+def print_bench_backends(results):
+    print(f"{'backend':<12}{'train ms/step':>15}{'infer 1x1000 ms':>18}{'infer 1000x1000 s':>20}")
+    for r in results:
+        print(f"{r['backend']:<12}{r['train_ms_per_step']:>15.0f}{r['infer_1x1000_ms']:>18.1f}"
+              f"{r['infer_1000x1000_s']:>20.2f}")
+    if len(results) == 2:
+        a, b = results
+        print(f"training: {a['backend']} / {b['backend']} step time = "
+              f"{a['train_ms_per_step'] / b['train_ms_per_step']:.2f}")
+
+
+def bench_infer(checkpoint, draws=1000, many=1000, seed=0, repeats=20):
+    """Warm end-to-end `infer` time (packing, sampling, transforms, DataTree) for one
+    participant and for `many` participants."""
+    from .inference import AmortizedPosterior
+    from .simulator import simulate
+
+    posterior = AmortizedPosterior.load(checkpoint)
+    rng = np.random.default_rng(seed)
+    one = simulate(posterior.config.priors.sample(rng, 1), posterior.design, seed=1)
+    lots = simulate(posterior.config.priors.sample(rng, many), posterior.design, seed=2)
+    posterior.infer(one, draws=draws, seed=0)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        posterior.infer(one, draws=draws, seed=0)
+    one_ms = 1000 * (time.perf_counter() - start) / repeats
+    posterior.infer(lots, draws=draws, seed=0)
+    start = time.perf_counter()
+    posterior.infer(lots, draws=draws, seed=0)
+    many_s = time.perf_counter() - start
+    return {"backend": posterior.metadata.get("backend"), "one_ms": one_ms, "many_s": many_s,
+            "many": many, "draws": draws}
+
+
+def print_bench_infer(result):
+    from .networks import backend
+
+    print(f"backend {backend()}; warm end-to-end infer() with {result['draws']:,} draws per participant")
+    print(f"1 participant              : {result['one_ms']:8.1f} ms   (target < 50 ms)")
+    print(f"{result['many']:,} participants       : {result['many_s']:8.2f} s    (target < 5 s)")

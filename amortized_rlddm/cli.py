@@ -10,10 +10,11 @@ import pandas as pd
 
 from .config import load_config
 from .data_io import DataError, write_study
-from .likelihood import loglik
 from .simulator import simulate
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "training_configs" / "default.yaml"
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = ROOT / "training_configs" / "default.yaml"
+DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "default"
 
 
 def _simulate_study(config, participants, seed):
@@ -36,31 +37,65 @@ def cmd_simulate(args):
 
 
 def cmd_demo(args):
-    config = load_config(args.config)
+    from .inference import AmortizedPosterior, save_posterior, summarize
+    from .plots import plot_recovery
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    study, params, truth = _simulate_study(config, args.participants, args.seed)
-    elapsed = time.perf_counter() - start
+    posterior = AmortizedPosterior.load(args.checkpoint)
+    config = load_config(args.config)
+    study, _, truth = _simulate_study(config, args.participants, args.seed)
     write_study(study, out / "data.csv")
     truth.to_csv(out / "truth.csv", index=False)
-    valid = study.valid & ~study.missing
-    _, position = config.design.block_layout(study.n_trials, study.max_trials)
-    better = config.design.arm_probabilities(position).argmax(-1)
-    summary = pd.DataFrame({
-        "participant": study.participant,
-        "trials": study.n_trials,
-        "missing": study.missing.sum(1),
-        "p_better_arm": np.where(valid, study.choice == better, 0).sum(1) / valid.sum(1),
-        "mean_rt": np.nanmean(np.where(valid, study.rt, np.nan), axis=1),
-        "loglik_at_truth": loglik(study, params, q_init=config.design.q_init,
-                                  deadline=config.design.deadline),
-    })
-    summary = pd.concat([summary, truth.drop(columns="participant")], axis=1)
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print(summary.round(3).to_string(index=False))
-    print(f"\nsimulated {study.n_trials.sum()} trials in {elapsed * 1000:.1f} ms; "
-          f"wrote {out / 'data.csv'} and {out / 'truth.csv'}")
+    posterior.infer(study, draws=args.draws, seed=args.seed)  # warm-up: compiles the sampler
+    start = time.perf_counter()
+    tree = posterior.infer(study, draws=args.draws, seed=args.seed)
+    elapsed = time.perf_counter() - start
+    save_posterior(tree, out / "posterior.nc")
+    summary = summarize(tree)
+    summary.to_csv(out / "summary.csv", index=False)
+    plot_recovery(summary, truth, out / "recovery.png")
+    table = summary.pivot(index="participant", columns="parameter", values="mean")
+    table = table[list(posterior.parameter_names)]
+    table.index = table.index.astype(int)
+    true = truth.set_index("participant")[list(posterior.parameter_names)]
+    with pd.option_context("display.width", 160):
+        print("posterior means (true values in brackets)")
+        print(table.sort_index().round(2).astype(str).add(" [").add(true.round(2).astype(str)).add("]")
+              .to_string())
+    print(f"\ninferred {study.n_participants} participants x {args.draws} draws in "
+          f"{elapsed * 1000:.0f} ms ({elapsed * 1000 / study.n_participants:.1f} ms per participant)")
+    print(f"wrote {out / 'data.csv'}, {out / 'truth.csv'}, {out / 'posterior.nc'}, "
+          f"{out / 'summary.csv'} and {out / 'recovery.png'}")
+
+
+def cmd_train(args):
+    from .training import train
+
+    state = train(load_config(args.config), args.out, resume=args.resume, verbose=1 if args.progress else 2)
+    print(f"{state['epochs_done']} epochs done in {state['train_seconds'] / 60:.1f} min of training; "
+          f"checkpoint in {args.out}")
+
+
+def cmd_infer(args):
+    from .inference import AmortizedPosterior, save_posterior, summarize
+    from .plots import plot_posteriors
+
+    posterior = AmortizedPosterior.load(args.checkpoint)
+    start = time.perf_counter()
+    tree = posterior.infer(args.data, draws=args.draws, seed=args.seed, convention=args.convention,
+                           model=args.model)
+    elapsed = time.perf_counter() - start
+    save_posterior(tree, args.out)
+    summary = summarize(tree)
+    if args.summary:
+        summary.to_csv(args.summary, index=False)
+    if args.plots:
+        Path(args.plots).mkdir(parents=True, exist_ok=True)
+        plot_posteriors(summary, Path(args.plots) / "posteriors.png")
+    n = tree["posterior"].sizes["participant"]
+    print(f"inferred {n} participant(s) x {args.draws} draws in {elapsed:.2f} s (first call includes "
+          f"compilation); wrote {args.out}" + (f" and {args.summary}" if args.summary else ""))
 
 
 def cmd_bench(args):
@@ -68,6 +103,14 @@ def cmd_bench(args):
 
     if args.what == "simulate":
         print_bench_simulate(bench_simulate(args.config, participants=args.participants, seed=args.seed))
+    elif args.what == "train":
+        from .benchmarks import bench_backends, print_bench_backends
+
+        print_bench_backends(bench_backends(args.config))
+    elif args.what == "infer":
+        from .benchmarks import bench_infer, print_bench_infer
+
+        print_bench_infer(bench_infer(args.checkpoint, seed=args.seed))
 
 
 def build_parser():
@@ -82,16 +125,39 @@ def build_parser():
     p.add_argument("--truth", help="CSV of the true parameters, one row per participant")
     p.set_defaults(func=cmd_simulate)
 
-    p = sub.add_parser("demo", help="simulate a small study and summarise it")
+    p = sub.add_parser("demo", help="simulate 20 participants and infer them with the shipped network")
     p.add_argument("--config", default=str(DEFAULT_CONFIG))
+    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
     p.add_argument("--participants", type=int, default=20)
+    p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--out", default="demo_output")
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser("train", help="train a network online from a YAML config")
+    p.add_argument("--config", required=True)
+    p.add_argument("--out", required=True, help="checkpoint directory")
+    p.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="one line per epoch instead of a progress bar (for logs)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("infer", help="posteriors for every participant of a data CSV")
+    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
+    p.add_argument("--data", required=True)
+    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--out", required=True, help="posterior NetCDF (xarray DataTree)")
+    p.add_argument("--summary", help="CSV of mean, sd and 94%% HDI per participant and parameter")
+    p.add_argument("--plots", help="directory for figures")
+    p.add_argument("--convention", default="rlddm", choices=["rlddm", "hssm", "hddm"])
+    p.add_argument("--model", choices=["single", "dual"], help="refuse if the network is not this model")
+    p.set_defaults(func=cmd_infer)
+
     p = sub.add_parser("bench", help="speed benchmarks")
-    p.add_argument("what", choices=["simulate"])
+    p.add_argument("what", choices=["simulate", "train", "infer"])
     p.add_argument("--config", default=str(DEFAULT_CONFIG))
+    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
     p.add_argument("--participants", type=int, default=20000)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_bench)
@@ -102,7 +168,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (DataError, ValueError, FileNotFoundError) as err:
+    except (DataError, ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"rlddm {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,260 @@
+"""Online training of the amortized posterior (`rlddm train`).
+
+Every batch is simulated fresh from the config's priors and design; batch i of epoch e is
+seeded by (seed, e, i), so a run is reproducible and a resumed run sees the batches the
+interrupted one would have. After each epoch the estimator (with its optimizer state) and a
+small state file are written atomically (temporary file + rename), so a run killed at any
+moment resumes from its last complete epoch. A NaN or inf in a batch or in the loss stops
+training before anything broken is written.
+"""
+
+import csv
+import json
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from . import __version__
+from .config import Config
+from .networks import DEFAULT_FEATURES, ParameterSpace, backend, build_estimator, pack
+from .simulator import simulate
+
+import keras  # noqa: E402  (imported after .networks has chosen the backend)
+
+MODEL_FILE = "model.keras"
+STATE_FILE = "state.json"
+METADATA_FILE = "metadata.json"
+CONFIG_FILE = "config.yaml"
+LOG_FILE = "training_log.csv"
+LOSS_PLOT = "loss.png"
+
+DEFAULT_TRAINING = {"epochs": 60, "batches_per_epoch": 200, "batch_size": 64,
+                    "learning_rate": 5e-4, "validation_datasets": 500, "seed": 1}
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start, continue, or produce a sound checkpoint."""
+
+
+def training_settings(config: Config):
+    """Network and training sections with defaults filled in, checked."""
+    network = dict(config.sections.get("network") or {})
+    network.setdefault("features", list(DEFAULT_FEATURES))
+    n_trials = network.setdefault("n_trials", [config.design.min_trials, config.design.max_trials])
+    if not (isinstance(n_trials, (list, tuple)) and len(n_trials) == 2 and 1 <= n_trials[0] <= n_trials[1]):
+        raise ValueError(f"network.n_trials: expected [min, max], got {n_trials!r}")
+    training = {**DEFAULT_TRAINING, **(config.sections.get("training") or {})}
+    unknown = sorted(set(training) - set(DEFAULT_TRAINING))
+    if unknown:
+        raise ValueError(f"training: unknown key(s) {unknown}; expected some of {sorted(DEFAULT_TRAINING)}")
+    return network, training
+
+
+def training_design(config: Config, network):
+    """The design the network is trained on: the config's, with the trial-count range it serves."""
+    return replace(config.design, n_trials=tuple(int(n) for n in network["n_trials"]))
+
+
+def simulate_packed(config: Config, network, rng, n):
+    """Draw n parameter sets, simulate, pack: the estimator's input dict (with targets)."""
+    design = training_design(config, network)
+    params = config.priors.sample(rng, n)
+    study = simulate(params, design, seed=int(rng.integers(2**63)))
+    data = pack(study, network["features"], design, design.max_trials, params, ParameterSpace(config.priors))
+    for key, value in data.items():
+        if not np.all(np.isfinite(value)):
+            raise TrainingError(f"simulation produced non-finite values in '{key}'; "
+                                f"parameters drawn: { {k: v[:5] for k, v in params.items()} }")
+    return data
+
+
+class SimulatedBatches(keras.utils.PyDataset):
+    """Fresh simulations every batch, seeded by (seed, epoch, batch index)."""
+
+    def __init__(self, config, network, batch_size, num_batches, seed, first_epoch=0):
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.config, self.network = config, network
+        self.batch_size, self._num_batches, self.seed = batch_size, num_batches, seed
+        self.epoch = first_epoch
+
+    def __len__(self):
+        return self._num_batches
+
+    @property
+    def num_batches(self):
+        return self._num_batches
+
+    def __getitem__(self, index):
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        return simulate_packed(self.config, self.network, rng, self.batch_size)
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+
+class FixedBatches(keras.utils.PyDataset):
+    """A fixed dataset (the validation set) served in batches."""
+
+    def __init__(self, data, batch_size):
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.data, self.batch_size = data, batch_size
+        self.n = len(next(iter(data.values())))
+
+    def __len__(self):
+        return -(-self.n // self.batch_size)
+
+    @property
+    def num_batches(self):
+        return len(self)
+
+    def __getitem__(self, index):
+        sl = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        return {k: v[sl] for k, v in self.data.items()}
+
+
+def _atomic_write_text(path, text):
+    tmp = Path(f"{path}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def save_estimator_atomically(estimator, out_dir):
+    tmp = Path(out_dir) / f"tmp-{MODEL_FILE}"
+    estimator.save(tmp)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, Path(out_dir) / MODEL_FILE)
+
+
+def plot_loss(history, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    ax.plot(epochs, history["loss"], label="training")
+    if history.get("val_loss"):
+        ax.plot(epochs, history["val_loss"], label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (negative log posterior density)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(f"{path}.tmp.png", dpi=110)
+    plt.close(fig)
+    os.replace(f"{path}.tmp.png", path)
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """After each epoch: refuse non-finite losses, then save model, state, log and plot."""
+
+    def __init__(self, out_dir, state):
+        super().__init__()
+        self.out_dir, self.state = Path(out_dir), state
+        self.epoch_start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            self.model.stop_training = True
+            raise TrainingError(f"non-finite training loss ({loss}) at epoch "
+                                f"{self.state['epochs_done'] + 1}, batch {batch + 1}; the last complete "
+                                f"checkpoint in {self.out_dir} is left untouched")
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        if not all(np.isfinite(v) for v in logs.values()):
+            raise TrainingError(f"non-finite metrics {logs} at epoch {epoch + 1}; checkpoint not written")
+        history = self.state["history"]
+        for key in ("loss", "val_loss"):
+            if key in logs:
+                history.setdefault(key, []).append(logs[key])
+        self.state["epochs_done"] = epoch + 1
+        self.state["train_seconds"] += time.perf_counter() - self.epoch_start
+        save_estimator_atomically(self.model, self.out_dir)
+        _atomic_write_text(self.out_dir / STATE_FILE, json.dumps(self.state, indent=1))
+        rows = zip(range(1, len(history["loss"]) + 1), history["loss"],
+                   history.get("val_loss", [None] * len(history["loss"])))
+        with open(self.out_dir / f"{LOG_FILE}.tmp", "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["epoch", "loss", "val_loss"])
+            writer.writerows(rows)
+        os.replace(self.out_dir / f"{LOG_FILE}.tmp", self.out_dir / LOG_FILE)
+        plot_loss(history, self.out_dir / LOSS_PLOT)
+
+
+def _metadata(config, network, training):
+    import bayesflow
+
+    return {"package_version": __version__, "backend": backend(), "bayesflow_version": bayesflow.__version__,
+            "keras_version": keras.__version__, "model": config.model,
+            "parameters": list(config.parameter_names), "features": list(network["features"]),
+            "n_trials": list(network["n_trials"]), "design": training_design(config, network).to_dict(),
+            "training": training}
+
+
+def _optimizer(training, total_steps):
+    warmup = int(0.05 * total_steps)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.1 * training["learning_rate"], warmup_target=training["learning_rate"],
+        warmup_steps=warmup, decay_steps=max(total_steps - warmup, 1), alpha=0.0)
+    return keras.optimizers.Adam(schedule, clipnorm=1.5)
+
+
+def train(config: Config, out_dir, resume=False, verbose=1, extra_callbacks=()):
+    """Train (or resume training) a network for `config`, writing the checkpoint to out_dir.
+
+    extra_callbacks: Keras callbacks run after the checkpointing one (e.g. timers).
+    """
+    network, training = training_settings(config)
+    out_dir = Path(out_dir)
+    state_path, model_path = out_dir / STATE_FILE, out_dir / MODEL_FILE
+    keras.utils.set_random_seed(int(training["seed"]))
+    if resume:
+        if not (state_path.is_file() and model_path.is_file()):
+            raise TrainingError(f"nothing to resume in '{out_dir}': no complete checkpoint "
+                                f"({MODEL_FILE} and {STATE_FILE}) found")
+        state = json.loads(state_path.read_text())
+        saved = yaml.safe_load((out_dir / CONFIG_FILE).read_text())
+        if saved != config.to_dict():
+            raise TrainingError(f"'{out_dir}' was trained with a different config; resume with the "
+                                f"config saved there ({out_dir / CONFIG_FILE}) or start a new --out")
+        if state.get("backend") != backend():
+            raise TrainingError(f"'{out_dir}' was trained on the {state.get('backend')} backend, "
+                                f"this process runs {backend()}; set KERAS_BACKEND={state.get('backend')}")
+        estimator = keras.saving.load_model(model_path)
+    else:
+        if model_path.exists() or state_path.exists():
+            raise TrainingError(f"'{out_dir}' already holds a checkpoint; pass --resume to continue "
+                                "it, or choose another --out")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        state = {"epochs_done": 0, "history": {}, "train_seconds": 0.0, "backend": backend()}
+        _atomic_write_text(out_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+        _atomic_write_text(out_dir / METADATA_FILE, json.dumps(_metadata(config, network, training), indent=1))
+        estimator = build_estimator(network)
+    epochs = int(training["epochs"])
+    if state["epochs_done"] >= epochs:
+        return state
+    val_rng = np.random.default_rng([int(training["seed"]), 2**31 - 1])
+    validation = FixedBatches(simulate_packed(config, network, val_rng, int(training["validation_datasets"])),
+                              int(training["batch_size"]))
+    dataset = SimulatedBatches(config, network, int(training["batch_size"]), int(training["batches_per_epoch"]),
+                               int(training["seed"]), first_epoch=state["epochs_done"])
+    if not resume:
+        estimator.build_from_data(keras.tree.map_structure(keras.ops.convert_to_tensor, dataset[0]))
+        estimator.compile(optimizer=_optimizer(training, epochs * int(training["batches_per_epoch"])))
+    estimator.fit(dataset=dataset, epochs=epochs, initial_epoch=state["epochs_done"],
+                  validation_data=validation, verbose=verbose,
+                  callbacks=[EpochCheckpoint(out_dir, state), *extra_callbacks])
+    return state

@@ -1,0 +1,194 @@
+"""Packing, training, checkpoints and amortized inference on the smoke network."""
+
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from amortized_rlddm.config import load_config
+from amortized_rlddm.inference import AmortizedPosterior, InferenceError, hdi, save_posterior, summarize
+from amortized_rlddm.networks import ParameterSpace, pack, trial_features
+from amortized_rlddm.simulator import simulate
+from amortized_rlddm.task import TaskDesign
+from amortized_rlddm.training import TrainingError, train
+
+SMOKE = "training_configs/smoke.yaml"
+
+
+@pytest.fixture(scope="module")
+def smoke_checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke") / "net"
+    train(load_config(SMOKE), out, verbose=0)
+    return out
+
+
+def study_of(n, n_trials=60, seed=0, design=None, **fixed):
+    config = load_config(SMOKE)
+    params = config.priors.sample(np.random.default_rng(seed), n)
+    params.update({k: np.full(n, v) for k, v in fixed.items()})
+    return simulate(params, design or TaskDesign(n_trials=n_trials), seed=seed), params
+
+
+def test_packing_codes_and_masks():
+    study, _ = study_of(3, design=TaskDesign(n_trials=(30, 50), deadline=0.9))
+    x, mask = trial_features(study, ["choice", "rt", "reward", "missing"], max_trials=150)
+    assert x.shape == (3, 150, 4) and mask.shape == (3, 150)
+    assert (mask.sum(1) == study.n_trials).all()
+    valid = study.valid
+    responded = valid & (study.choice >= 0)
+    head = x[:, : study.max_trials]
+    assert set(np.unique(head[..., 0][responded])) <= {-1.0, 1.0}
+    assert np.allclose(head[..., 1][responded], study.rt[responded])
+    assert (head[..., 3][valid] == (~responded[valid])).all()
+    assert study.missing.any() and (head[..., :3][study.missing] == 0).all()
+    assert (x[:, study.max_trials:] == 0).all() and (mask[:, study.max_trials:] == 0).all()
+
+
+def test_unchosen_outcomes_are_not_available_from_real_data(tmp_path):
+    study, _ = study_of(2)
+    path = tmp_path / "d.csv"
+    study.to_dataframe().to_csv(path, index=False)
+    from amortized_rlddm.data_io import read_study
+
+    with pytest.raises(ValueError, match="unchosen arm"):
+        trial_features(read_study(path), ["choice", "outcomes"])
+
+
+def test_parameter_space_round_trip_and_support():
+    config = load_config(SMOKE)
+    space = ParameterSpace(config.priors)
+    params = config.priors.sample(np.random.default_rng(1), 1000)
+    back = space.inverse(space.forward(params))
+    for name in params:
+        assert np.allclose(back[name], params[name], rtol=1e-4, atol=1e-5)
+    extreme = space.inverse(np.full((10, 5), 30.0))
+    for name, (lo, hi) in zip(space.names, space.bounds):
+        assert np.all(extreme[name] >= lo) and np.all(extreme[name] <= hi)
+
+
+def test_checkpoint_files_and_metadata(smoke_checkpoint):
+    for name in ("model.keras", "config.yaml", "metadata.json", "state.json", "training_log.csv", "loss.png"):
+        assert (smoke_checkpoint / name).is_file(), name
+    meta = json.loads((smoke_checkpoint / "metadata.json").read_text())
+    assert meta["parameters"] == ["v", "a", "z", "t0", "alpha"] and meta["n_trials"] == [30, 150]
+    state = json.loads((smoke_checkpoint / "state.json").read_text())
+    assert state["epochs_done"] == 2 and len(state["history"]["val_loss"]) == 2
+    log = pd.read_csv(smoke_checkpoint / "training_log.csv")
+    assert list(log["epoch"]) == [1, 2] and np.isfinite(log["loss"]).all()
+
+
+def test_training_refuses_to_overwrite_and_finished_resume_is_a_no_op(smoke_checkpoint):
+    with pytest.raises(TrainingError, match="--resume"):
+        train(load_config(SMOKE), smoke_checkpoint, verbose=0)
+    assert train(load_config(SMOKE), smoke_checkpoint, resume=True, verbose=0)["epochs_done"] == 2
+
+
+def test_interrupted_training_resumes_where_it_stopped(tmp_path, smoke_checkpoint):
+    class StopAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = True
+
+    out = tmp_path / "interrupted"
+    train(load_config(SMOKE), out, verbose=0, extra_callbacks=[StopAfterFirstEpoch()])
+    first = json.loads((out / "state.json").read_text())
+    assert first["epochs_done"] == 1
+    state = train(load_config(SMOKE), out, resume=True, verbose=0)
+    assert state["epochs_done"] == 2
+    resumed = keras.saving.load_model(out / "model.keras")
+    assert int(resumed.optimizer.iterations.numpy()) == 8  # 2 epochs x 4 batches: optimizer state kept
+    straight = json.loads((smoke_checkpoint / "state.json").read_text())["history"]
+    assert state["history"]["loss"][0] == straight["loss"][0]  # same seed, same first epoch
+    assert state["history"]["val_loss"][1] == pytest.approx(straight["val_loss"][1], abs=0.01)
+
+
+def test_resume_with_another_config_is_refused(tmp_path, smoke_checkpoint):
+    config = load_config(SMOKE)
+    config.sections["training"] = {**config.sections["training"], "epochs": 3}
+    with pytest.raises(TrainingError, match="different config"):
+        train(config, smoke_checkpoint, resume=True, verbose=0)
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        train(config, tmp_path / "empty", resume=True, verbose=0)
+
+
+def test_infer_returns_a_datatree_inside_the_support(smoke_checkpoint, tmp_path):
+    posterior = AmortizedPosterior.load(smoke_checkpoint)
+    study, _ = study_of(4)
+    tree = posterior.infer(study, draws=300, seed=3)
+    post = tree["posterior"]
+    assert dict(post.sizes) == {"chain": 1, "draw": 300, "participant": 4}
+    assert list(post.data_vars) == ["v", "a", "z", "t0", "alpha"]
+    for name in post.data_vars:
+        lo, hi = posterior.config.priors.support(name)
+        values = post[name].values
+        assert np.isfinite(values).all() and (values >= lo).all() and (values <= hi).all()
+    save_posterior(tree, tmp_path / "p.nc")
+    back = xr.open_datatree(tmp_path / "p.nc")
+    assert np.array_equal(back["posterior"]["alpha"].values, post["alpha"].values)
+    summary = summarize(tree)
+    assert len(summary) == 20 and (summary["hdi_94_lower"] <= summary["mean"]).all()
+
+
+def test_same_seed_same_draws_after_save_and_load(smoke_checkpoint):
+    loaded = AmortizedPosterior.load(smoke_checkpoint)
+    again = AmortizedPosterior(keras.saving.load_model(smoke_checkpoint / "model.keras"), loaded.config)
+    study, _ = study_of(3)
+    a = loaded.infer(study, draws=200, seed=7)["posterior"]["alpha"].values
+    b = again.infer(study, draws=200, seed=7)["posterior"]["alpha"].values
+    c = loaded.infer(study, draws=200, seed=8)["posterior"]["alpha"].values
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_posterior_does_not_depend_on_padding(smoke_checkpoint):
+    posterior = AmortizedPosterior.load(smoke_checkpoint)
+    study, _ = study_of(3, n_trials=40)
+    base = np.random.default_rng(0).standard_normal((3 * 50, 5)).astype(np.float32)
+    draws = []
+    for max_trials in (40, 150, 400):
+        data = pack(study, posterior.network["features"], posterior.design, max_trials)
+        draws.append(np.asarray(posterior._compiled(data["summary_variables"], data["summary_mask"],
+                                                    data["inference_conditions"], base)))
+    assert np.allclose(draws[0], draws[1], atol=1e-5) and np.allclose(draws[0], draws[2], atol=1e-5)
+
+
+def test_a_participant_does_not_depend_on_the_others(smoke_checkpoint):
+    posterior = AmortizedPosterior.load(smoke_checkpoint)
+    study, _ = study_of(5, design=TaskDesign(n_trials=(30, 150)))
+    frame = study.to_dataframe()
+    alone = frame[frame["participant"] == 3]
+    a = posterior.infer(frame, draws=100, seed=1)["posterior"]["v"].sel(participant="3").values
+    b = posterior.infer(alone, draws=100, seed=1)["posterior"]["v"].sel(participant="3").values
+    assert a.shape == b.shape  # different base draws per position; compare distributions
+    assert abs(np.median(a) - np.median(b)) < 0.5 * np.std(a)
+
+
+def test_refusals(smoke_checkpoint):
+    posterior = AmortizedPosterior.load(smoke_checkpoint)
+    short, _ = study_of(2, n_trials=20)
+    with pytest.raises(InferenceError, match="serves 30 to 150 trials"):
+        posterior.infer(short)
+    with pytest.raises(InferenceError, match="dual-rate model was requested"):
+        posterior.infer(study_of(2)[0], model="dual")
+    with pytest.raises(InferenceError, match="deadline"):
+        posterior.infer(study_of(2)[0], deadline=1.5)
+    missing, _ = study_of(20, design=TaskDesign(n_trials=60, deadline=0.7))
+    assert missing.missing.any()
+    with pytest.raises(InferenceError, match="missing responses"):
+        posterior.infer(missing)
+    blocks, _ = study_of(2, design=TaskDesign(n_trials=60, n_blocks=2))
+    with pytest.raises(InferenceError, match="block"):
+        posterior.infer(blocks)
+
+
+def test_incomplete_checkpoint_is_refused(tmp_path):
+    (tmp_path / "config.yaml").write_text("model: single\n")
+    with pytest.raises(InferenceError, match="model.keras is missing"):
+        AmortizedPosterior.load(tmp_path)
+
+
+def test_hdi_of_known_distribution():
+    draws = np.random.default_rng(0).standard_normal((2, 200_000))
+    lo, hi = hdi(draws, 0.94)
+    assert np.allclose(lo, -1.8808, atol=0.03) and np.allclose(hi, 1.8808, atol=0.03)
