@@ -98,6 +98,35 @@ def cmd_infer(args):
           f"compilation); wrote {args.out}" + (f" and {args.summary}" if args.summary else ""))
 
 
+def cmd_diagnose(args):
+    from .diagnostics import diagnose, metrics_table
+    from .inference import AmortizedPosterior
+
+    metrics = diagnose(AmortizedPosterior.load(args.checkpoint), args.datasets, args.seed, args.out,
+                       draws=args.draws)
+    print(metrics_table(metrics["parameters"]))
+    print(f"\nwrote figures, metrics.json and report.md to {args.out}")
+
+
+def cmd_design(args):
+    from .diagnostics import plan_design
+    from .inference import AmortizedPosterior
+
+    table = plan_design(AmortizedPosterior.load(args.checkpoint), args.trials, args.datasets, args.seed,
+                        args.out, draws=args.draws)
+    wide = table.pivot(index="trials", columns="parameter", values=["correlation", "contraction"])
+    with pd.option_context("display.width", 200):
+        print(wide.round(3).to_string())
+    print(f"\nwrote {Path(args.out) / 'design.csv'} and {Path(args.out) / 'design.png'}")
+
+
+def cmd_ablate(args):
+    from .ablation import ablate
+
+    ablate(load_config(args.config), args.out, epochs=args.epochs, datasets=args.datasets, seed=args.seed)
+    print((Path(args.out) / "ablation.md").read_text())
+
+
 def cmd_bench(args):
     from .benchmarks import bench_simulate, print_bench_simulate
 
@@ -153,6 +182,31 @@ def build_parser():
     p.add_argument("--convention", default="rlddm", choices=["rlddm", "hssm", "hddm"])
     p.add_argument("--model", choices=["single", "dual"], help="refuse if the network is not this model")
     p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("diagnose", help="recovery and calibration of a network on fresh simulations")
+    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
+    p.add_argument("--datasets", type=int, default=1000)
+    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="report directory")
+    p.set_defaults(func=cmd_diagnose)
+
+    p = sub.add_parser("design", help="learning-rate recovery per trial count (power analysis)")
+    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
+    p.add_argument("--trials", type=int, nargs="+", required=True)
+    p.add_argument("--datasets", type=int, default=500)
+    p.add_argument("--draws", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="reports/design")
+    p.set_defaults(func=cmd_design)
+
+    p = sub.add_parser("ablate", help="train networks on different per-trial inputs and compare")
+    p.add_argument("--config", default=str(DEFAULT_CONFIG))
+    p.add_argument("--epochs", type=int, help="the shared training budget (default: the config's)")
+    p.add_argument("--datasets", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="reports/ablation")
+    p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("bench", help="speed benchmarks")
     p.add_argument("what", choices=["simulate", "train", "infer"])

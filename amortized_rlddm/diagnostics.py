@@ -1,0 +1,227 @@
+"""Recovery and calibration diagnostics of a trained network (`rlddm diagnose`, `rlddm design`).
+
+Fresh datasets are simulated from the checkpoint's own priors and design and inferred with
+the network. BayesFlow's `bf.diagnostics` computes calibration error, posterior contraction,
+NRMSE and draws the recovery, SBC-ECDF, z-score/contraction and coverage figures; this module
+adds what it lacks: coverage at fixed levels, whether each rank ECDF stays inside its 95%
+simultaneous band, and the learning rate's recovery split by |v| and by trial count.
+"""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import bayesflow as bf  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from bayesflow.utils.ecdf import simultaneous_ecdf_bands  # noqa: E402
+
+from .simulator import simulate  # noqa: E402
+
+COVERAGE_LEVELS = (0.5, 0.9, 0.95)
+DRIFT_BINS = (0.0, 0.5, 1.0, 2.0, 3.0, np.inf)
+
+
+def simulate_and_infer(posterior, n_datasets, seed, draws=1000, n_trials=None):
+    """Draw truths from the priors, simulate, infer. Returns (truth dict of (n,),
+    draws dict of (n, draws), trial counts)."""
+    rng = np.random.default_rng(seed)
+    truth = posterior.config.priors.sample(rng, n_datasets)
+    design = posterior.design if n_trials is None else replace(posterior.design, n_trials=int(n_trials))
+    study = simulate(truth, design, seed=int(rng.integers(2**63)))
+    tree = posterior.infer(study, draws=draws, seed=int(rng.integers(2**63)))
+    post = tree["posterior"]
+    samples = {name: post[name].isel(chain=0).transpose("participant", "draw").values for name in truth}
+    return truth, samples, study.n_trials
+
+
+def _rank_ecdf_inside_bands(ranks, confidence=0.95, seed=0):
+    """True when the ECDF of fractional ranks stays inside the simultaneous uniform band."""
+    np.random.seed(seed)  # the band is computed by BayesFlow with NumPy's global generator
+    _, z, lower, upper = simultaneous_ecdf_bands(len(ranks), confidence=confidence)
+    ecdf = np.searchsorted(np.sort(ranks), z, side="right") / len(ranks)
+    return bool(np.all((ecdf >= lower) & (ecdf <= upper)))
+
+
+def compute_metrics(samples, truth):
+    """Per parameter: correlation of posterior mean with truth, NRMSE, calibration error,
+    mean posterior contraction, 50/90/95% central-interval coverage, and whether the rank
+    ECDF lies inside the 95% simultaneous band.
+
+    samples: name -> (datasets, draws); truth: name -> (datasets,).
+    """
+    names = list(truth)
+    est = {n: samples[n][..., None] for n in names}
+    tgt = {n: np.asarray(truth[n], float)[:, None] for n in names}
+    cal = bf.diagnostics.metrics.calibration_error(est, tgt)["values"]
+    con = bf.diagnostics.metrics.posterior_contraction(est, tgt, aggregation=np.mean)["values"]
+    rmse = bf.diagnostics.metrics.root_mean_squared_error(est, tgt, normalize="range")["values"]
+    metrics = {}
+    for k, n in enumerate(names):
+        draws, true = samples[n], np.asarray(truth[n], float)
+        mean = draws.mean(1)
+        coverage = {}
+        for level in COVERAGE_LEVELS:
+            lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=1)
+            coverage[f"{int(round(level * 100))}"] = float(np.mean((true >= lo) & (true <= hi)))
+        ranks = np.mean(draws < true[:, None], axis=1)
+        metrics[n] = {"correlation": float(np.corrcoef(mean, true)[0, 1]), "nrmse": float(rmse[k]),
+                      "calibration_error": float(cal[k]), "contraction": float(con[k]),
+                      "coverage": coverage, "ecdf_inside_95_band": _rank_ecdf_inside_bands(ranks)}
+    return metrics
+
+
+def _binned_recovery(samples, truth, key, bins, label):
+    """Learning-rate recovery within bins of another quantity: list of dicts."""
+    rows = []
+    for lo, hi in zip(bins[:-1], bins[1:]):
+        sel = (key >= lo) & (key < hi)
+        if sel.sum() < 5:
+            continue
+        m = compute_metrics({n: samples[n][sel] for n in samples}, {n: truth[n][sel] for n in truth})
+        rows.append({label: [float(lo), float(hi) if np.isfinite(hi) else None], "datasets": int(sel.sum()),
+                     **{n: {"correlation": m[n]["correlation"], "contraction": m[n]["contraction"]}
+                        for n in m if n.startswith("alpha")}})
+    return rows
+
+
+def _plot_binned(samples, truth, key, bins, title, path):
+    rates = [n for n in truth if n.startswith("alpha")]
+    panels = [(lo, hi) for lo, hi in zip(bins[:-1], bins[1:]) if ((key >= lo) & (key < hi)).sum() >= 5]
+    fig, axes = plt.subplots(len(rates), len(panels), figsize=(2.9 * len(panels), 2.9 * len(rates)),
+                             squeeze=False, sharex=True, sharey=True)
+    for r, name in enumerate(rates):
+        for c, (lo, hi) in enumerate(panels):
+            ax = axes[r][c]
+            sel = (key >= lo) & (key < hi)
+            med = np.median(samples[name][sel], axis=1)
+            q = np.quantile(samples[name][sel], [0.05, 0.95], axis=1)
+            ax.errorbar(truth[name][sel], med, yerr=[med - q[0], q[1] - med], fmt="o", ms=2, alpha=0.4,
+                        elinewidth=0.5)
+            ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=0.8)
+            r_val = np.corrcoef(med, truth[name][sel])[0, 1]
+            ax.set_title(f"{title} [{lo:g}, {hi:g})\n{name}: r = {r_val:.2f}, n = {sel.sum()}", fontsize=9)
+            ax.set_xlabel(f"true {name}")
+        axes[r][0].set_ylabel("posterior median, 90% interval")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_figures(samples, truth, n_trials, out):
+    """Every figure of the diagnostics report, into directory `out`."""
+    names = list(truth)
+    est = {n: samples[n][..., None] for n in names}
+    tgt = {n: np.asarray(truth[n], float)[:, None] for n in names}
+    figures = {
+        "recovery.png": bf.diagnostics.plots.recovery(
+            est, tgt, point_agg=np.median, uncertainty_agg_kwargs={"prob": 0.9}),
+        "calibration_ecdf.png": bf.diagnostics.plots.calibration_ecdf(est, tgt, difference=True),
+        "z_score_contraction.png": bf.diagnostics.plots.z_score_contraction(est, tgt),
+        "coverage.png": bf.diagnostics.plots.coverage(est, tgt, difference=True),
+    }
+    for name, fig in figures.items():
+        fig.savefig(out / name, dpi=90)
+        plt.close(fig)
+    drift = np.abs(truth["v"])
+    _plot_binned(samples, truth, drift, DRIFT_BINS, "|v| in", out / "alpha_by_drift.png")
+    trial_bins = _trial_bins(n_trials)
+    _plot_binned(samples, truth, n_trials, trial_bins, "trials in", out / "alpha_by_trials.png")
+
+
+def _trial_bins(n_trials):
+    lo, hi = int(n_trials.min()), int(n_trials.max()) + 1
+    if hi - lo <= 1:
+        return np.array([lo, hi])
+    return np.unique(np.linspace(lo, hi, 5).round().astype(int))
+
+
+def diagnose(posterior, n_datasets, seed, out_dir, draws=1000):
+    """Simulate, infer, write figures, metrics.json and report.md; returns the metrics."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    truth, samples, n_trials = simulate_and_infer(posterior, n_datasets, seed, draws)
+    metrics = {"checkpoint": posterior.source, "datasets": n_datasets, "draws": draws, "seed": seed,
+               "trial_range": [int(n_trials.min()), int(n_trials.max())],
+               "parameters": compute_metrics(samples, truth),
+               "alpha_by_abs_v": _binned_recovery(samples, truth, np.abs(truth["v"]), DRIFT_BINS, "abs_v"),
+               "alpha_by_trials": _binned_recovery(samples, truth, n_trials, _trial_bins(n_trials), "trials")}
+    write_figures(samples, truth, n_trials, out)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    (out / "report.md").write_text(report_markdown(metrics))
+    return metrics
+
+
+def metrics_table(parameters):
+    """Markdown table of the per-parameter metrics."""
+    lines = ["| parameter | r(mean, truth) | NRMSE | calibration error | contraction | coverage 50 / 90 / 95% | ECDF in 95% band |",
+             "|---|---|---|---|---|---|---|"]
+    for name, m in parameters.items():
+        cov = " / ".join(f"{m['coverage'][k]:.2f}" for k in ("50", "90", "95"))
+        lines.append(f"| {name} | {m['correlation']:.3f} | {m['nrmse']:.3f} | {m['calibration_error']:.3f} | "
+                     f"{m['contraction']:.3f} | {cov} | {'yes' if m['ecdf_inside_95_band'] else 'no'} |")
+    return "\n".join(lines)
+
+
+def report_markdown(metrics):
+    lines = [f"# Diagnostics of `{metrics['checkpoint']}`", "",
+             f"{metrics['datasets']} datasets simulated from the network's priors and design "
+             f"({metrics['trial_range'][0]}-{metrics['trial_range'][1]} trials), {metrics['draws']} posterior "
+             f"draws each, seed {metrics['seed']}.", "", metrics_table(metrics["parameters"]), "",
+             "NRMSE is normalised by the range of the true values; contraction is 1 - posterior "
+             "variance / prior variance (mean over datasets); calibration error is the median absolute "
+             "gap between nominal and empirical coverage over 20 central intervals.", "",
+             "## Learning-rate recovery by |v| (drift scaling)", "",
+             "| abs(v) | datasets | r(alpha) | contraction(alpha) |", "|---|---|---|---|"]
+    for key in ("alpha_by_abs_v", "alpha_by_trials"):
+        if key == "alpha_by_trials":
+            lines += ["", "## Learning-rate recovery by number of trials", "",
+                      "| trials | datasets | r(alpha) | contraction(alpha) |", "|---|---|---|---|"]
+        for row in metrics[key]:
+            bounds = row["abs_v"] if "abs_v" in row else row["trials"]
+            label = f"[{bounds[0]:g}, {bounds[1]:g})" if bounds[1] is not None else f">= {bounds[0]:g}"
+            rates = [n for n in row if n.startswith("alpha")]
+            for name in rates:
+                lines.append(f"| {label}{'' if len(rates) == 1 else ' ' + name} | {row['datasets']} | "
+                             f"{row[name]['correlation']:.3f} | {row[name]['contraction']:.3f} |")
+    lines += ["", "Figures: recovery.png, calibration_ecdf.png, z_score_contraction.png, coverage.png, "
+              "alpha_by_drift.png, alpha_by_trials.png."]
+    return "\n".join(lines) + "\n"
+
+
+def plan_design(posterior, trial_counts, n_datasets, seed, out_dir, draws=500):
+    """Power analysis over trial counts: recovery correlation and contraction per parameter
+    at each count (one network serves them all). Writes design.csv and design.png."""
+    import pandas as pd
+
+    lo, hi = posterior.design.min_trials, posterior.design.max_trials
+    bad = [n for n in trial_counts if not lo <= n <= hi]
+    if bad:
+        raise ValueError(f"trial counts {bad} are outside the {lo}-{hi} this network serves")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for k, n in enumerate(trial_counts):
+        truth, samples, _ = simulate_and_infer(posterior, n_datasets, seed + k, draws, n_trials=n)
+        for name, m in compute_metrics(samples, truth).items():
+            rows.append({"trials": n, "parameter": name, "correlation": m["correlation"],
+                         "contraction": m["contraction"], "calibration_error": m["calibration_error"]})
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "design.csv", index=False)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for name, part in table.groupby("parameter", sort=False):
+        style = dict(lw=2.5) if name.startswith("alpha") else dict(lw=1, alpha=0.7)
+        axes[0].plot(part["trials"], part["correlation"], "o-", label=name, **style)
+        axes[1].plot(part["trials"], part["contraction"], "o-", label=name, **style)
+    axes[0].set_ylabel("r(posterior mean, truth)")
+    axes[1].set_ylabel("posterior contraction")
+    for ax in axes:
+        ax.set_xlabel("trials per participant")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "design.png", dpi=100)
+    plt.close(fig)
+    return table
