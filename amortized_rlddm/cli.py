@@ -63,16 +63,22 @@ def cmd_demo(args):
         print("posterior means (true values in brackets)")
         print(table.sort_index().round(2).astype(str).add(" [").add(true.round(2).astype(str)).add("]")
               .to_string())
-    print(f"\ninferred {study.n_participants} participants x {args.draws} draws in "
+    flagged = summary.loc[summary["out_of_distribution"], "participant"].unique()
+    print(f"\nflagged as unlike the training data: {', '.join(map(str, flagged)) if len(flagged) else 'none'}")
+    print(f"inferred {study.n_participants} participants x {args.draws} draws in "
           f"{elapsed * 1000:.0f} ms ({elapsed * 1000 / study.n_participants:.1f} ms per participant)")
     print(f"wrote {out / 'data.csv'}, {out / 'truth.csv'}, {out / 'posterior.nc'}, "
           f"{out / 'summary.csv'} and {out / 'recovery.png'}")
 
 
 def cmd_train(args):
-    from .training import train
+    from .inference import AmortizedPosterior
+    from .training import train, training_settings
 
-    state = train(load_config(args.config), args.out, resume=args.resume, verbose=1 if args.progress else 2)
+    config = load_config(args.config)
+    state = train(config, args.out, resume=args.resume, verbose=1 if args.progress else 2)
+    if state["epochs_done"] >= int(training_settings(config)[1]["epochs"]):
+        AmortizedPosterior.load(args.out).write_ood_reference(args.out)
     print(f"{state['epochs_done']} epochs done in {state['train_seconds'] / 60:.1f} min of training; "
           f"checkpoint in {args.out}")
 

@@ -6,11 +6,13 @@ summary network -> conditions -> inverse coupling flow -> un-standardize, with t
 draws taken from a seeded NumPy generator, so a seed fixes the draws. The draws are mapped
 back from the unbounded space in float64, so every draw lies inside the prior's support.
 The posterior is an xarray DataTree with a `posterior` group (chain, draw, participant),
-as ArviZ >= 1 reads it.
+as ArviZ >= 1 reads it, and a `data_checks` group flagging participants whose data look
+unlike anything the network was trained on (see :meth:`AmortizedPosterior.data_checks`).
 """
 
 import json
 import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +20,11 @@ import pandas as pd
 import xarray as xr
 import yaml
 
+from . import __version__
 from .config import config_from_dict
 from .data_io import read_study
 from .networks import ParameterSpace, backend, pack
+from .simulator import simulate
 from .study import Study
 from .training import CONFIG_FILE, METADATA_FILE, MODEL_FILE, training_design, training_settings
 
@@ -28,6 +32,42 @@ import keras  # noqa: E402  (after .networks has chosen the backend)
 
 CHUNK = 256  # participants per compiled call; a fixed shape avoids recompiling
 HDI_PROB = 0.94
+OOD_REFERENCE_FILE = "ood_reference.npz"
+# Out-of-distribution check: reference simulations and the quantiles that set its thresholds.
+OOD_REFERENCE_DATASETS = 2000
+OOD_DISTANCE_QUANTILE = 0.99  # designed false-alarm rate of the summary-distance check: 1%
+OOD_RT_QUANTILE = 0.9999
+
+
+def _check_consistency(path, config, metadata, estimator):
+    """Refuse a config.yaml that does not belong to the saved networks: it decides the
+    packing, the priors and the parameter transforms, so a mismatch would be silent."""
+    import json as _json
+
+    network, _ = training_settings(config)
+    expected = {"model": config.model, "parameters": list(config.parameter_names),
+                "features": list(network["features"]), "n_trials": list(network["n_trials"]),
+                "design": training_design(config, network).to_dict(), "priors": config.priors.to_dict()}
+    canonical = lambda x: _json.loads(_json.dumps(x))  # noqa: E731  (tuples vs lists)
+    for key, value in expected.items():
+        if key in metadata and canonical(metadata[key]) != canonical(value):
+            raise InferenceError(f"'{path}': {CONFIG_FILE} says {key} = {value} but the network was trained "
+                                 f"with {metadata[key]} ({METADATA_FILE}); the files do not belong together")
+    for section, net in (("summary", estimator.summary_network), ("inference", estimator.inference_network)):
+        saved = net.get_config()
+        for key, value in (network.get(section) or {}).items():
+            if key in saved and canonical(saved[key]) != canonical(value):
+                raise InferenceError(f"'{path}': {CONFIG_FILE} sets network.{section}.{key} = {value} but "
+                                     f"the saved network has {saved[key]}; the files do not belong together")
+
+
+def _chunks(n):
+    """(start, stop, indices) per compiled call: chunks of CHUNK participants, the last one
+    padded by repeating its final participant so every call has the same shape."""
+    size = min(n, CHUNK)
+    for start in range(0, n, size):
+        stop = min(start + size, n)
+        yield start, stop, np.arange(start, start + size).clip(max=stop - 1)
 
 
 class InferenceError(ValueError):
@@ -43,19 +83,61 @@ class AmortizedPosterior:
         self.design = training_design(config, self.network)
         self.space = ParameterSpace(config.priors)
         self.metadata = metadata or {}
+        self.converted_from = None
         self._compiled = self._compile()
+        self._reference = None
 
     @classmethod
     def load(cls, checkpoint_dir):
-        """Load a checkpoint directory written by `rlddm train` (no network access needed)."""
+        """Load a checkpoint directory written by `rlddm train` (no network access needed).
+
+        Refused with an InferenceError: a missing or damaged file, a checkpoint written by
+        another version of the package, weights that do not fit the saved config. A
+        checkpoint trained on the other Keras backend is loaded (the saved weights are
+        backend-neutral; tested to give the same draws) and the fact recorded.
+        """
         path = Path(checkpoint_dir)
         for name in (MODEL_FILE, CONFIG_FILE, METADATA_FILE):
             if not (path / name).is_file():
                 raise InferenceError(f"'{path}' is not a complete checkpoint: {name} is missing")
-        config = config_from_dict(yaml.safe_load((path / CONFIG_FILE).read_text()), source=str(path / CONFIG_FILE))
-        metadata = json.loads((path / METADATA_FILE).read_text())
-        estimator = keras.saving.load_model(path / MODEL_FILE)
-        return cls(estimator, config, metadata, source=str(path))
+        try:
+            metadata = json.loads((path / METADATA_FILE).read_text())
+            config = config_from_dict(yaml.safe_load((path / CONFIG_FILE).read_text()),
+                                      source=str(path / CONFIG_FILE))
+        except (ValueError, yaml.YAMLError) as err:
+            raise InferenceError(f"'{path}': damaged {METADATA_FILE} or {CONFIG_FILE}: {err}") from None
+        saved_version = str(metadata.get("package_version"))
+        if saved_version.split(".")[:2] != __version__.split(".")[:2]:
+            raise InferenceError(f"'{path}' was written by amortized_rlddm {saved_version}; this is "
+                                 f"{__version__}, whose networks may read data differently. Retrain it "
+                                 "with this version (rlddm train) or install the version it was made with")
+        try:
+            with zipfile.ZipFile(path / MODEL_FILE) as archive:
+                broken = archive.testzip()
+            if broken is not None:
+                raise zipfile.BadZipFile(f"corrupt member {broken}")
+        except (zipfile.BadZipFile, OSError, EOFError) as err:
+            raise InferenceError(f"'{path / MODEL_FILE}' is damaged or truncated ({err}); restore it "
+                                 "or retrain") from None
+        try:
+            estimator = keras.saving.load_model(path / MODEL_FILE)
+        except (ValueError, TypeError, KeyError) as err:
+            raise InferenceError(f"'{path / MODEL_FILE}' does not match its config or this package: "
+                                 f"{str(err)[:300]}") from None
+        _check_consistency(path, config, metadata, estimator)
+        posterior = cls(estimator, config, metadata, source=str(path))
+        posterior.converted_from = metadata.get("backend") if metadata.get("backend") != backend() else None
+        if (path / OOD_REFERENCE_FILE).is_file():
+            with np.load(path / OOD_REFERENCE_FILE) as ref:
+                posterior._reference = {k: ref[k] if ref[k].ndim else float(ref[k]) for k in ref.files}
+        return posterior
+
+    def write_ood_reference(self, checkpoint_dir):
+        """Store the out-of-distribution reference in the checkpoint so loading needs no
+        reference simulations (`rlddm train` calls this when training ends)."""
+        path = Path(checkpoint_dir) / OOD_REFERENCE_FILE
+        np.savez(f"{path}.tmp.npz", **self._ood_reference())
+        Path(f"{path}.tmp.npz").replace(path)
 
     @property
     def parameter_names(self):
@@ -73,14 +155,20 @@ class AmortizedPosterior:
             return est.standardizer.maybe_standardize(theta, key="inference_variables", stage="inference",
                                                       forward=False)
 
+        def summaries(x, mask):
+            return est.summary_network(x, mask=mask, training=False)
+
         if backend() == "jax":
             import jax
 
+            self._summaries = jax.jit(summaries)
             return jax.jit(unbounded_draws)
         if backend() == "tensorflow":
             import tensorflow as tf
 
+            self._summaries = tf.function(summaries, reduce_retracing=True)
             return tf.function(unbounded_draws, reduce_retracing=True)
+        self._summaries = summaries
         return unbounded_draws
 
     def check(self, study: Study, model=None, deadline="design"):
@@ -110,20 +198,69 @@ class AmortizedPosterior:
             raise InferenceError(f"participant {study.participant[i]!r} has {blocks[i]} block(s); this "
                                  f"network was trained on designs with {self.design.n_blocks}")
 
+    def summary_statistics(self, study: Study):
+        """The summary network's output for each participant, (participants, summary_dim)."""
+        data = pack(study, self.network["features"], self.design, self.design.max_trials)
+        parts = [np.asarray(self._summaries(data["summary_variables"][idx], data["summary_mask"][idx]))[: stop - start]
+                 for start, stop, idx in _chunks(study.n_participants)]
+        return np.concatenate(parts).astype(np.float64)
+
+    def _ood_reference(self):
+        """Reference summaries of simulated data (fixed seed), their mean and precision, and
+        the thresholds of the checks, computed once per loaded network."""
+        if self._reference is None:
+            rng = np.random.default_rng(20261122)
+            params = self.config.priors.sample(rng, OOD_REFERENCE_DATASETS)
+            study = simulate(params, self.design, seed=int(rng.integers(2**63)))
+            s = self.summary_statistics(study)
+            mean = s.mean(0)
+            cov = np.cov(s, rowvar=False) + 1e-6 * np.eye(s.shape[1])
+            precision = np.linalg.inv(cov)
+            d2 = np.einsum("ij,jk,ik->i", s - mean, precision, s - mean)
+            self._reference = {"mean": mean, "precision": precision,
+                               "distance_threshold": float(np.quantile(d2, OOD_DISTANCE_QUANTILE)),
+                               "rt_max": float(np.nanquantile(study.rt, OOD_RT_QUANTILE))}
+        return self._reference
+
+    def data_checks(self, study: Study):
+        """Per participant: squared Mahalanobis distance of its summary statistics to those
+        of simulations from the priors (as in BayesFlow's summary-space misspecification
+        check), and a flag with the reasons when the data look unlike the training data:
+        the distance beyond the 99th percentile of simulated data, RTs faster than any
+        non-decision time the prior allows, or RTs slower than 99.99% of simulated RTs."""
+        ref = self._ood_reference()
+        s = self.summary_statistics(study) - ref["mean"]
+        d2 = np.einsum("ij,jk,ik->i", s, ref["precision"], s)
+        t0_lower = self.config.priors.support("t0")[0]
+        reasons = []
+        for i in range(study.n_participants):
+            rt = study.rt[i][np.isfinite(study.rt[i])]
+            why = []
+            if d2[i] > ref["distance_threshold"]:
+                why.append("summary statistics far from simulated data")
+            if rt.size and rt.min() <= t0_lower:
+                why.append(f"RT {rt.min():.3f} s not above the smallest non-decision time the prior allows")
+            if rt.size and rt.max() > ref["rt_max"]:
+                why.append(f"RT {rt.max():.2f} s slower than 99.99% of simulated RTs")
+            reasons.append("; ".join(why))
+        reasons = np.array(reasons, dtype=object)
+        return xr.Dataset({"summary_distance": (("participant",), d2),
+                           "out_of_distribution": (("participant",), reasons != ""),
+                           "reasons": (("participant",), reasons.astype(str))},
+                          attrs={"distance_threshold": ref["distance_threshold"],
+                                 "distance_quantile": OOD_DISTANCE_QUANTILE})
+
     def sample_unbounded(self, study: Study, draws, seed=None):
         """Draws in the unbounded space, shape (participants, draws, parameters)."""
         rng = np.random.default_rng(seed)
         data = pack(study, self.network["features"], self.design, self.design.max_trials)
         n, p = study.n_participants, len(self.parameter_names)
         base = rng.standard_normal((n, draws, p)).astype(np.float32)
-        chunk = min(CHUNK, n) if n < CHUNK else CHUNK
         out = np.empty((n, draws, p), np.float32)
-        for start in range(0, n, chunk):
-            stop = min(start + chunk, n)
-            idx = np.arange(start, start + chunk).clip(max=stop - 1)  # pad the last chunk by repetition
+        for start, stop, idx in _chunks(n):
             y = self._compiled(data["summary_variables"][idx], data["summary_mask"][idx],
-                               data["inference_conditions"][idx], base[idx].reshape(chunk * draws, p))
-            out[start:stop] = np.asarray(y).reshape(chunk, draws, p)[: stop - start]
+                               data["inference_conditions"][idx], base[idx].reshape(len(idx) * draws, p))
+            out[start:stop] = np.asarray(y).reshape(len(idx), draws, p)[: stop - start]
         return out
 
     def infer(self, data, draws=1000, seed=None, convention="rlddm", model=None, deadline="design"):
@@ -140,7 +277,10 @@ class AmortizedPosterior:
             coords={"chain": [0], "draw": np.arange(draws), "participant": participants})
         posterior.attrs.update({"inference_library": "amortized_rlddm / BayesFlow", "checkpoint": self.source,
                                 "backend": backend(), "model": self.config.model})
-        return xr.DataTree.from_dict({"posterior": posterior})
+        if self.converted_from:
+            posterior.attrs["trained_on_backend"] = self.converted_from
+        checks = self.data_checks(study).assign_coords(participant=participants)
+        return xr.DataTree.from_dict({"posterior": posterior, "data_checks": checks})
 
 
 def hdi(draws, prob=HDI_PROB):
@@ -165,7 +305,14 @@ def summarize(tree, prob=HDI_PROB):
         rows.append(pd.DataFrame({"participant": post["participant"].values, "parameter": name,
                                   "mean": values.mean(1), "sd": values.std(1, ddof=1),
                                   f"hdi_{pct}_lower": lo, f"hdi_{pct}_upper": hi}))
-    return pd.concat(rows, ignore_index=True)
+    table = pd.concat(rows, ignore_index=True)
+    if "data_checks" in tree.children:
+        checks = tree["data_checks"].to_dataset()
+        flags = pd.DataFrame({"participant": checks["participant"].values,
+                              "out_of_distribution": checks["out_of_distribution"].values,
+                              "ood_reasons": checks["reasons"].values})
+        table = table.merge(flags, on="participant", how="left")
+    return table
 
 
 def save_posterior(tree, path):

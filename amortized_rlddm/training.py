@@ -167,7 +167,6 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(loss):
-            self.model.stop_training = True
             raise TrainingError(f"non-finite training loss ({loss}) at epoch "
                                 f"{self.state['epochs_done'] + 1}, batch {batch + 1}; the last complete "
                                 f"checkpoint in {self.out_dir} is left untouched")
@@ -201,7 +200,7 @@ def _metadata(config, network, training):
             "keras_version": keras.__version__, "model": config.model,
             "parameters": list(config.parameter_names), "features": list(network["features"]),
             "n_trials": list(network["n_trials"]), "design": training_design(config, network).to_dict(),
-            "training": training}
+            "priors": config.priors.to_dict(), "training": training}
 
 
 def _optimizer(training, total_steps):

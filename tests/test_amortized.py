@@ -192,3 +192,76 @@ def test_hdi_of_known_distribution():
     draws = np.random.default_rng(0).standard_normal((2, 200_000))
     lo, hi = hdi(draws, 0.94)
     assert np.allclose(lo, -1.8808, atol=0.03) and np.allclose(hi, 1.8808, atol=0.03)
+
+
+def test_out_of_distribution_flags(smoke_checkpoint, tmp_path):
+    posterior = AmortizedPosterior.load(smoke_checkpoint)
+    study, _ = study_of(400, design=TaskDesign(n_trials=(30, 150)), seed=11)
+    checks = posterior.data_checks(study)
+    assert checks["out_of_distribution"].values.mean() < 0.05  # false alarms on in-distribution data
+    slow, _ = study_of(3, seed=12)
+    slow.rt = slow.rt * 1000  # milliseconds recorded as seconds
+    flagged = posterior.data_checks(slow)
+    assert flagged["out_of_distribution"].values.all()
+    assert all("slower than" in r for r in flagged["reasons"].values)
+    summary = summarize(posterior.infer(slow, draws=50, seed=0))
+    assert summary["out_of_distribution"].all()
+    # stored with the checkpoint, the reference reproduces the same thresholds
+    posterior.write_ood_reference(tmp_path)
+    (tmp_path / "x").mkdir()
+    for name in ("model.keras", "config.yaml", "metadata.json"):
+        (tmp_path / "x" / name).write_bytes((smoke_checkpoint / name).read_bytes())
+    (tmp_path / "ood_reference.npz").rename(tmp_path / "x" / "ood_reference.npz")
+    reloaded = AmortizedPosterior.load(tmp_path / "x")
+    assert reloaded._reference["distance_threshold"] == pytest.approx(
+        posterior._reference["distance_threshold"])
+
+
+def test_damaged_checkpoints_are_refused(smoke_checkpoint, tmp_path):
+    def copy_to(name):
+        target = tmp_path / name
+        target.mkdir()
+        for f in ("model.keras", "config.yaml", "metadata.json"):
+            (target / f).write_bytes((smoke_checkpoint / f).read_bytes())
+        return target
+
+    truncated = copy_to("truncated")
+    data = (truncated / "model.keras").read_bytes()
+    (truncated / "model.keras").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InferenceError, match="damaged or truncated"):
+        AmortizedPosterior.load(truncated)
+
+    old = copy_to("old_version")
+    meta = json.loads((old / "metadata.json").read_text())
+    (old / "metadata.json").write_text(json.dumps({**meta, "package_version": "0.0.1"}))
+    with pytest.raises(InferenceError, match="written by amortized_rlddm 0.0.1"):
+        AmortizedPosterior.load(old)
+
+    other = copy_to("other_config")
+    text = (other / "config.yaml").read_text().replace("summary_dim: 8", "summary_dim: 12")
+    (other / "config.yaml").write_text(text)
+    with pytest.raises(InferenceError):
+        AmortizedPosterior.load(other).infer(study_of(1)[0], draws=10)
+
+
+def test_checkpoint_from_the_other_backend_gives_the_same_draws(smoke_checkpoint):
+    import os
+    import subprocess
+    import sys
+
+    from amortized_rlddm.networks import backend
+
+    other = "jax" if backend() == "tensorflow" else "tensorflow"
+    code = ("import numpy as np, sys;"
+            "from amortized_rlddm.inference import AmortizedPosterior;"
+            "from tests.test_amortized import study_of;"
+            f"p = AmortizedPosterior.load({str(smoke_checkpoint)!r});"
+            "t = p.infer(study_of(2)[0], draws=20, seed=4);"
+            "print(p.converted_from); np.save(sys.argv[1], t['posterior']['v'].values)")
+    out = smoke_checkpoint.parent / "other.npy"
+    env = {**os.environ, "KERAS_BACKEND": other, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-c", code, str(out)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == backend()
+    here = AmortizedPosterior.load(smoke_checkpoint).infer(study_of(2)[0], draws=20, seed=4)
+    assert np.allclose(np.load(out), here["posterior"]["v"].values, rtol=1e-4, atol=1e-5)

@@ -1,0 +1,76 @@
+"""Training survives kill -9, and numerical faults stop it before anything broken is saved."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from amortized_rlddm import training
+from amortized_rlddm.config import config_from_dict, load_config
+from amortized_rlddm.inference import AmortizedPosterior
+from amortized_rlddm.training import EpochCheckpoint, TrainingError, train
+
+
+def smoke_spec(**training_overrides):
+    spec = load_config("training_configs/smoke.yaml").to_dict()
+    spec["training"] = {**spec["training"], **training_overrides}
+    return spec
+
+
+def test_kill_9_during_training_then_resume(tmp_path):
+    config_path = tmp_path / "cfg.yaml"
+    config_path.write_text(yaml.safe_dump(smoke_spec(epochs=6, batches_per_epoch=6)))
+    out = tmp_path / "net"
+    cmd = [sys.executable, "-m", "amortized_rlddm.cli", "train", "--config", str(config_path),
+           "--out", str(out), "--no-progress"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        state = out / "state.json"
+        if state.exists() and json.loads(state.read_text())["epochs_done"] >= 2:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "training ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    state = json.loads((out / "state.json").read_text())
+    done = state["epochs_done"]
+    assert 2 <= done < 6
+    AmortizedPosterior.load(out)  # the last complete checkpoint is intact
+    assert subprocess.run(cmd + ["--resume"], env=env, capture_output=True).returncode == 0
+    final = json.loads((out / "state.json").read_text())
+    assert final["epochs_done"] == 6 and len(final["history"]["loss"]) == 6
+    assert final["history"]["loss"][:done] == state["history"]["loss"]  # nothing lost or redone
+    assert (out / "ood_reference.npz").is_file()
+
+
+def test_non_finite_simulation_stops_training(tmp_path, monkeypatch):
+    real = training.simulate
+
+    def broken(params, design, seed, **kwargs):
+        study = real(params, design, seed, **kwargs)
+        study.rt[0, 0] = np.inf
+        return study
+
+    monkeypatch.setattr(training, "simulate", broken)
+    with pytest.raises(TrainingError, match="non-finite"):
+        train(config_from_dict(smoke_spec()), tmp_path / "net", verbose=0)
+    assert not (tmp_path / "net" / "model.keras").exists()
+
+
+def test_non_finite_loss_stops_before_the_checkpoint(tmp_path):
+    state = {"epochs_done": 3, "history": {}, "train_seconds": 0.0}
+    callback = EpochCheckpoint(tmp_path, state)
+    with pytest.raises(TrainingError, match="non-finite training loss"):
+        callback.on_train_batch_end(5, {"loss": float("nan")})
+    with pytest.raises(TrainingError, match="checkpoint not written"):
+        callback.epoch_start = time.perf_counter()
+        callback.on_epoch_end(3, {"loss": 1.0, "val_loss": float("inf")})
+    assert not any(tmp_path.iterdir())
