@@ -133,6 +133,19 @@ def cmd_ablate(args):
     print((Path(args.out) / "ablation.md").read_text())
 
 
+def cmd_compare(args):
+    from .compare import compare
+    from .inference import AmortizedPosterior
+
+    summary, timing = compare(AmortizedPosterior.load(args.checkpoint), args.out, n_datasets=args.datasets,
+                              seed=args.seed, data=args.data, convention=args.convention, draws=args.draws,
+                              chains=args.chains, tune=args.tune, nuts_backend=args.nuts_backend)
+    with pd.option_context("display.width", 200):
+        print(summary.round(3).to_string(index=False))
+    print(f"\nper participant: amortized {timing['amortized_s_per_participant'] * 1000:.1f} ms, NUTS "
+          f"{timing['nuts_s_per_participant']:.1f} s ({timing['speedup']:.0f}x); wrote {args.out}")
+
+
 def cmd_bench(args):
     from .benchmarks import bench_simulate, print_bench_simulate
 
@@ -213,6 +226,19 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="reports/ablation")
     p.set_defaults(func=cmd_ablate)
+
+    p = sub.add_parser("compare", help="amortized vs exact-likelihood NUTS posteriors on shared datasets")
+    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
+    p.add_argument("--datasets", type=int, default=50, help="simulated datasets (ignored with --data)")
+    p.add_argument("--data", help="a data CSV to compare on instead of simulations")
+    p.add_argument("--convention", default="rlddm", choices=["rlddm", "hssm", "hddm"])
+    p.add_argument("--draws", type=int, default=1000, help="posterior draws per participant, each method")
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--tune", type=int, default=1000)
+    p.add_argument("--nuts-backend", default="nutpie", choices=["nutpie", "nutpie-jax", "pymc", "pymc-c"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="reports/compare")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("bench", help="speed benchmarks")
     p.add_argument("what", choices=["simulate", "train", "infer"])

@@ -1,0 +1,165 @@
+"""Side by side: the amortized posterior and the exact-likelihood NUTS posterior on the same
+datasets (`rlddm compare`).
+
+Per dataset and parameter: means, sds, 5/50/95% quantiles of both, the 1-Wasserstein
+distance, the standardised mean difference (amortized - NUTS) / NUTS sd and the sd ratio;
+over datasets: their medians, each method's recovery correlation against the truth, and
+the wall time per participant of each method.
+"""
+
+import json
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from .data_io import read_study  # noqa: E402
+from .pymc_model import ExactPosterior  # noqa: E402
+from .simulator import simulate  # noqa: E402
+
+OVERLAY_DATASETS = 4
+
+
+def _draws(tree, name):
+    """(participants, all draws) of one parameter of a posterior DataTree."""
+    values = tree["posterior"][name].transpose("participant", "chain", "draw").values
+    return values.reshape(values.shape[0], -1)
+
+
+def per_dataset_table(amortized, exact, names, participants):
+    rows = []
+    for name in names:
+        a, e = _draws(amortized, name), _draws(exact, name)
+        for i, pid in enumerate(participants):
+            qa, qe = np.quantile(a[i], [0.05, 0.5, 0.95]), np.quantile(e[i], [0.05, 0.5, 0.95])
+            sd_e = e[i].std(ddof=1)
+            rows.append({"participant": pid, "parameter": name,
+                         "mean_amortized": a[i].mean(), "mean_nuts": e[i].mean(),
+                         "sd_amortized": a[i].std(ddof=1), "sd_nuts": sd_e,
+                         **{f"q{int(q * 100):02d}_amortized": v for q, v in zip((0.05, 0.5, 0.95), qa)},
+                         **{f"q{int(q * 100):02d}_nuts": v for q, v in zip((0.05, 0.5, 0.95), qe)},
+                         "wasserstein": stats.wasserstein_distance(a[i], e[i]),
+                         "std_mean_difference": (a[i].mean() - e[i].mean()) / sd_e,
+                         "sd_ratio": a[i].std(ddof=1) / sd_e})
+    return pd.DataFrame(rows)
+
+
+def summary_table(table, truth=None):
+    """One row per parameter: agreement medians and, with the truth, recovery of each method."""
+    rows = []
+    for name, part in table.groupby("parameter", sort=False):
+        row = {"parameter": name, "datasets": len(part),
+               "median_abs_std_mean_difference": float(np.median(np.abs(part["std_mean_difference"]))),
+               "median_sd_ratio": float(np.median(part["sd_ratio"])),
+               "median_wasserstein_over_nuts_sd": float(np.median(part["wasserstein"] / part["sd_nuts"]))}
+        if truth is not None:
+            true = truth.set_index("participant").loc[part["participant"], name].to_numpy()
+            row["r_amortized"] = float(np.corrcoef(part["mean_amortized"], true)[0, 1])
+            row["r_nuts"] = float(np.corrcoef(part["mean_nuts"], true)[0, 1])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot_overlays(amortized, exact, names, participants, path, truth=None):
+    shown = participants[:OVERLAY_DATASETS]
+    fig, axes = plt.subplots(len(shown), len(names), figsize=(2.6 * len(names), 2.0 * len(shown)),
+                             squeeze=False)
+    for r in range(len(shown)):
+        for c, name in enumerate(names):
+            ax = axes[r][c]
+            a, e = _draws(amortized, name)[r], _draws(exact, name)[r]
+            bins = np.linspace(min(a.min(), e.min()), max(a.max(), e.max()), 40)
+            ax.hist(e, bins, density=True, alpha=0.5, label="NUTS (exact)")
+            ax.hist(a, bins, density=True, histtype="step", lw=1.5, label="amortized")
+            if truth is not None:
+                ax.axvline(truth.set_index("participant").loc[shown[r], name], color="k", lw=1)
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(name)
+        axes[r][0].set_ylabel(f"dataset {shown[r]}")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def compare(posterior, out_dir, n_datasets=50, seed=0, data=None, convention="rlddm", draws=1000,
+            chains=4, tune=1000, nuts_backend="nutpie"):
+    """Run both methods on shared datasets (simulated from the network's priors and the
+    config's design, or the participants of `data`) and write the comparison to out_dir."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = posterior.config
+    truth = None
+    if data is None:
+        rng = np.random.default_rng(seed)
+        params = config.priors.sample(rng, n_datasets)
+        study = simulate(params, config.design, seed=int(rng.integers(2**63)))
+        participants = [str(p) for p in study.participant]
+        truth = pd.DataFrame({"participant": participants, **params})
+    else:
+        study = read_study(data, convention=convention)
+        participants = [str(p) for p in study.participant]
+    posterior.infer(study, draws=draws, seed=seed)  # warm-up (compilation)
+    start = time.perf_counter()
+    amortized = posterior.infer(study, draws=draws, seed=seed)
+    amortized_s = (time.perf_counter() - start) / study.n_participants
+
+    exact = ExactPosterior(config.priors, model=config.model, max_trials=study.max_trials,
+                           q_init=config.design.q_init, deadline=config.design.deadline, backend=nuts_backend)
+    start = time.perf_counter()
+    exact.compile()
+    compile_s = time.perf_counter() - start
+    draws_per_chain = max(draws // chains, 1)
+    fits = exact.fit(study, draws=draws_per_chain, tune=tune, chains=chains, seed=seed)
+    from .pymc_model import posterior_tree
+
+    nuts = posterior_tree(fits)
+    nuts_s = float(np.mean([f.diagnostics["wall_time_s"] for f in fits]))
+
+    names = list(config.parameter_names)
+    table = per_dataset_table(amortized, nuts, names, participants)
+    summary = summary_table(table, truth)
+    diagnostics = pd.DataFrame([{"participant": f.participant, **f.diagnostics} for f in fits])
+    table.to_csv(out / "per_dataset.csv", index=False)
+    summary.to_csv(out / "summary.csv", index=False)
+    diagnostics.to_csv(out / "nuts_diagnostics.csv", index=False)
+    if truth is not None:
+        truth.to_csv(out / "truth.csv", index=False)
+    plot_overlays(amortized, nuts, names, participants, out / "overlays.png", truth)
+    timing = {"amortized_s_per_participant": amortized_s, "nuts_s_per_participant": nuts_s,
+              "nuts_compile_s": compile_s, "speedup": nuts_s / amortized_s, "nuts_backend": nuts_backend,
+              "nuts_chains": chains, "nuts_draws_per_chain": draws_per_chain, "nuts_tune": tune,
+              "amortized_draws": draws, "datasets": study.n_participants,
+              "nuts_max_rhat": float(diagnostics["rhat_max"].max()),
+              "nuts_min_ess_bulk": float(diagnostics["ess_bulk_min"].min()),
+              "nuts_divergences": int(diagnostics["divergences"].sum())}
+    (out / "comparison.json").write_text(json.dumps({"timing": timing,
+                                                     "summary": summary.to_dict(orient="records")}, indent=1))
+    (out / "report.md").write_text(report_markdown(summary, timing, posterior.source))
+    return summary, timing
+
+
+def report_markdown(summary, timing, source):
+    cols = [c for c in summary.columns if c != "datasets"]
+    lines = [f"# Amortized (`{source}`) vs exact NUTS posterior", "",
+             f"{timing['datasets']} shared datasets; NUTS: {timing['nuts_backend']}, {timing['nuts_chains']} "
+             f"chains x {timing['nuts_draws_per_chain']} draws after {timing['nuts_tune']} tuning steps "
+             f"(max r-hat {timing['nuts_max_rhat']:.3f}, min bulk ESS {timing['nuts_min_ess_bulk']:.0f}, "
+             f"{timing['nuts_divergences']} divergences in all); amortized: {timing['amortized_draws']} draws.", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in summary.iterrows():
+        lines.append("| " + " | ".join(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c])
+                                       for c in cols) + " |")
+    lines += ["", "std mean difference = (amortized mean - NUTS mean) / NUTS sd; sd ratio = amortized sd / "
+              "NUTS sd; r = correlation of the posterior mean with the true value.", "",
+              f"Wall time per participant: amortized {timing['amortized_s_per_participant'] * 1000:.1f} ms, "
+              f"NUTS {timing['nuts_s_per_participant']:.1f} s (plus {timing['nuts_compile_s']:.0f} s compiling "
+              f"once): amortized is {timing['speedup']:.0f}x faster."]
+    return "\n".join(lines) + "\n"
