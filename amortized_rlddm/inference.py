@@ -15,6 +15,7 @@ import math
 import zipfile
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -28,7 +29,6 @@ from .simulator import simulate
 from .study import Study
 from .training import CONFIG_FILE, METADATA_FILE, MODEL_FILE, training_design, training_settings
 
-import keras  # noqa: E402  (after .networks has chosen the backend)
 
 CHUNK = 256  # participants per compiled call; a fixed shape avoids recompiling
 HDI_PROB = 0.94

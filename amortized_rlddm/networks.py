@@ -1,5 +1,5 @@
-"""Everything between a Study and BayesFlow: the backend, the trial packing (the
-configurator), the unbounded parameter space and the summary / inference networks.
+"""Everything between a Study and BayesFlow: the trial packing (the configurator), the
+unbounded parameter space and the summary / inference networks.
 
 Per trial the summary network sees only what a real data file holds: the choice, the RT,
 the reward seen and a missing-response flag (optional extra features exist for the input
@@ -8,16 +8,11 @@ so a posterior does not depend on how much padding surrounds it. The trial count
 as a direct condition of the inference network.
 """
 
-import os
+import bayesflow as bf
+import keras
+import numpy as np
 
-DEFAULT_BACKEND = "tensorflow"  # trains 2.2x faster than JAX on CPU: see README ("Backends")
-os.environ.setdefault("KERAS_BACKEND", DEFAULT_BACKEND)
-
-import bayesflow as bf  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .study import Study  # noqa: E402
+from .study import Study
 
 # Per-trial inputs the packing can produce; "outcomes" (both arms' potential outcomes) and
 # "phase" (trial position in its block and reversal phase) exist for the input ablation.

@@ -15,6 +15,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import keras
 import numpy as np
 import yaml
 
@@ -23,7 +24,6 @@ from .config import Config
 from .networks import DEFAULT_FEATURES, ParameterSpace, backend, build_estimator, pack
 from .simulator import simulate
 
-import keras  # noqa: E402  (imported after .networks has chosen the backend)
 
 MODEL_FILE = "model.keras"
 STATE_FILE = "state.json"
