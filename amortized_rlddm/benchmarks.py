@@ -15,7 +15,7 @@ def python_euler_study(params, design, seed, dt=0.01):
     BayesFlow example), one participant and one time step at a time. Returns trial count."""
     rand = random.Random(seed)
     sqrt_dt = math.sqrt(dt)
-    n_trials = 0
+    choices, rts = [], []
     for i in range(len(params["v"])):
         v, a, z, t0, alpha = (float(params[k][i]) for k in ("v", "a", "z", "t0", "alpha"))
         q = [design.q_init, design.q_init]
@@ -29,10 +29,10 @@ def python_euler_study(params, design, seed, dt=0.01):
                 x += drift * dt + sqrt_dt * rand.gauss(0.0, 1.0)
                 elapsed += dt
             choice = int(x >= a)
-            _rt = t0 + elapsed
+            choices.append(choice)
+            rts.append(t0 + elapsed)
             q[choice] += alpha * (outcomes[choice] - q[choice])
-            n_trials += 1
-    return n_trials
+    return len(rts)
 
 
 def _best_rate(fn, repeats):
