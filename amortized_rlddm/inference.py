@@ -42,13 +42,14 @@ OOD_RT_QUANTILE = 0.9999
 def _check_consistency(path, config, metadata, estimator):
     """Refuse a config.yaml that does not belong to the saved networks: it decides the
     packing, the priors and the parameter transforms, so a mismatch would be silent."""
-    import json as _json
-
     network, _ = training_settings(config)
     expected = {"model": config.model, "parameters": list(config.parameter_names),
                 "features": list(network["features"]), "n_trials": list(network["n_trials"]),
                 "design": training_design(config, network).to_dict(), "priors": config.priors.to_dict()}
-    canonical = lambda x: _json.loads(_json.dumps(x))  # noqa: E731  (tuples vs lists)
+
+    def canonical(x):  # tuples and lists compare equal
+        return json.loads(json.dumps(x))
+
     for key, value in expected.items():
         if key in metadata and canonical(metadata[key]) != canonical(value):
             raise InferenceError(f"'{path}': {CONFIG_FILE} says {key} = {value} but the network was trained "
