@@ -129,8 +129,16 @@ def cmd_design(args):
 def cmd_ablate(args):
     from .ablation import ablate
 
-    ablate(load_config(args.config), args.out, epochs=args.epochs, datasets=args.datasets, seed=args.seed)
+    variants = None if args.variants is None else [v.strip() for v in args.variants.split(",") if v.strip()]
+    ablate(load_config(args.config), args.out, variants=variants, epochs=args.epochs, datasets=args.datasets,
+           seed=args.seed)
     print((Path(args.out) / "ablation.md").read_text())
+
+
+def cmd_headline(args):
+    from .compare import headline_table
+
+    print(headline_table(args.diagnostics, args.compare))
 
 
 def cmd_compare(args):
@@ -139,7 +147,8 @@ def cmd_compare(args):
 
     summary, timing = compare(AmortizedPosterior.load(args.checkpoint), args.out, n_datasets=args.datasets,
                               seed=args.seed, data=args.data, convention=args.convention, draws=args.draws,
-                              chains=args.chains, tune=args.tune, nuts_backend=args.nuts_backend)
+                              chains=args.chains, draws_per_chain=args.draws_per_chain, tune=args.tune,
+                              nuts_backend=args.nuts_backend)
     with pd.option_context("display.width", 200):
         print(summary.round(3).to_string(index=False))
     print(f"\nper participant: amortized {timing['amortized_s_per_participant'] * 1000:.1f} ms, NUTS "
@@ -219,8 +228,11 @@ def build_parser():
     p.add_argument("--out", default="reports/design")
     p.set_defaults(func=cmd_design)
 
-    p = sub.add_parser("ablate", help="train networks on different per-trial inputs and compare")
+    p = sub.add_parser("ablate", help="train variants of the network (inputs, architecture, optimisation) "
+                                      "with one budget and compare them")
     p.add_argument("--config", default=str(DEFAULT_CONFIG))
+    p.add_argument("--variants", help="comma-separated names from amortized_rlddm.ablation.VARIANTS "
+                                      "(default: all); results accumulate in OUT/ablation.json")
     p.add_argument("--epochs", type=int, help="the shared training budget (default: the config's)")
     p.add_argument("--datasets", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
@@ -232,13 +244,19 @@ def build_parser():
     p.add_argument("--datasets", type=int, default=50, help="simulated datasets (ignored with --data)")
     p.add_argument("--data", help="a data CSV to compare on instead of simulations")
     p.add_argument("--convention", default="rlddm", choices=["rlddm", "hssm", "hddm"])
-    p.add_argument("--draws", type=int, default=1000, help="posterior draws per participant, each method")
-    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--draws", type=int, default=1000, help="amortized posterior draws per participant")
+    p.add_argument("--chains", type=int, default=4, help="NUTS chains per participant")
+    p.add_argument("--draws-per-chain", type=int, default=1000, help="NUTS draws per chain")
     p.add_argument("--tune", type=int, default=1000)
     p.add_argument("--nuts-backend", default="nutpie", choices=["nutpie", "nutpie-jax", "pymc", "pymc-c"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="reports/compare")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("headline", help="the README's headline table from the diagnose and compare reports")
+    p.add_argument("--diagnostics", default="reports/default", help="an `rlddm diagnose` report directory")
+    p.add_argument("--compare", default="reports/compare", help="an `rlddm compare` report directory")
+    p.set_defaults(func=cmd_headline)
 
     p = sub.add_parser("bench", help="speed benchmarks")
     p.add_argument("what", choices=["simulate", "train", "infer"])

@@ -3,8 +3,8 @@ datasets (`rlddm compare`).
 
 Per dataset and parameter: means, sds, 5/50/95% quantiles of both, the 1-Wasserstein
 distance, the standardised mean difference (amortized - NUTS) / NUTS sd and the sd ratio;
-over datasets: their medians, each method's recovery correlation against the truth, and
-the wall time per participant of each method.
+over datasets: their medians, each method's recovery correlation against the truth and
+90% interval coverage, and the wall time per participant of each method.
 """
 
 import json
@@ -60,8 +60,11 @@ def summary_table(table, truth=None):
                "median_wasserstein_over_nuts_sd": float(np.median(part["wasserstein"] / part["sd_nuts"]))}
         if truth is not None:
             true = truth.set_index("participant").loc[part["participant"], name].to_numpy()
-            row["r_amortized"] = float(np.corrcoef(part["mean_amortized"], true)[0, 1])
-            row["r_nuts"] = float(np.corrcoef(part["mean_nuts"], true)[0, 1])
+            for method in ("amortized", "nuts"):
+                row[f"r_{method}"] = float(np.corrcoef(part[f"mean_{method}"], true)[0, 1])
+            for method in ("amortized", "nuts"):
+                inside = (part[f"q05_{method}"] <= true) & (true <= part[f"q95_{method}"])
+                row[f"coverage90_{method}"] = float(inside.mean())
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -90,9 +93,11 @@ def plot_overlays(amortized, exact, names, participants, path, truth=None):
 
 
 def compare(posterior, out_dir, n_datasets=50, seed=0, data=None, convention="rlddm", draws=1000,
-            chains=4, tune=1000, nuts_backend="nutpie"):
+            chains=4, draws_per_chain=1000, tune=1000, nuts_backend="nutpie"):
     """Run both methods on shared datasets (simulated from the network's priors and the
-    config's design, or the participants of `data`) and write the comparison to out_dir."""
+    config's design, or the participants of `data`) and write the comparison to out_dir.
+    draws: amortized draws per participant; NUTS runs `chains` x `draws_per_chain` after
+    `tune` tuning steps."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = posterior.config
@@ -116,7 +121,6 @@ def compare(posterior, out_dir, n_datasets=50, seed=0, data=None, convention="rl
     start = time.perf_counter()
     exact.compile()
     compile_s = time.perf_counter() - start
-    draws_per_chain = max(draws // chains, 1)
     fits = exact.fit(study, draws=draws_per_chain, tune=tune, chains=chains, seed=seed)
     from .pymc_model import posterior_tree
 
@@ -158,8 +162,39 @@ def report_markdown(summary, timing, source):
         lines.append("| " + " | ".join(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c])
                                        for c in cols) + " |")
     lines += ["", "std mean difference = (amortized mean - NUTS mean) / NUTS sd; sd ratio = amortized sd / "
-              "NUTS sd; r = correlation of the posterior mean with the true value.", "",
+              "NUTS sd; r = correlation of the posterior mean with the true value; coverage90 = share of "
+              "datasets whose central 90% interval holds the true value.", "",
               f"Wall time per participant: amortized {timing['amortized_s_per_participant'] * 1000:.1f} ms, "
               f"NUTS {timing['nuts_s_per_participant']:.1f} s (plus {timing['nuts_compile_s']:.0f} s compiling "
               f"once): amortized is {timing['speedup']:.0f}x faster."]
     return "\n".join(lines) + "\n"
+
+
+def headline_table(diagnostics_dir, compare_dir):
+    """The README's headline table (`rlddm headline`): per parameter, recovery and 90%
+    coverage of both methods and their agreement on the shared datasets of `rlddm compare`,
+    the amortized calibration over the many datasets of `rlddm diagnose`; then the time per
+    participant of each method."""
+    metrics = json.loads((Path(diagnostics_dir) / "metrics.json").read_text())
+    comparison = json.loads((Path(compare_dir) / "comparison.json").read_text())
+    timing = comparison["timing"]
+    n = timing["datasets"]
+    lines = [
+        f"| parameter | r(mean, truth) amortized / NUTS ({n} shared datasets) | 90% coverage amortized / NUTS "
+        f"| median abs(mean diff.) / NUTS sd | median sd ratio amortized / NUTS "
+        f"| calibration error, amortized ({metrics['datasets']} datasets) | ECDF in 95% band |",
+        "|---|---|---|---|---|---|---|"]
+    for row in comparison["summary"]:
+        name = row["parameter"]
+        diag = metrics["parameters"][name]
+        lines.append(
+            f"| {name} | {row['r_amortized']:.3f} / {row['r_nuts']:.3f} "
+            f"| {row['coverage90_amortized']:.2f} / {row['coverage90_nuts']:.2f} "
+            f"| {row['median_abs_std_mean_difference']:.3f} | {row['median_sd_ratio']:.3f} "
+            f"| {diag['calibration_error']:.3f} | {'yes' if diag['ecdf_inside_95_band'] else 'no'} |")
+    lines += ["", f"Time per participant ({timing['amortized_draws']} amortized draws; NUTS {timing['nuts_chains']} "
+              f"chains x {timing['nuts_draws_per_chain']} draws after {timing['nuts_tune']} tuning steps, "
+              f"{timing['nuts_backend']}): amortized {timing['amortized_s_per_participant'] * 1000:.1f} ms, "
+              f"NUTS {timing['nuts_s_per_participant']:.2f} s (+ {timing['nuts_compile_s']:.0f} s compiling once), "
+              f"{timing['speedup']:.0f}x."]
+    return "\n".join(lines)

@@ -24,7 +24,8 @@ import yaml
 from . import __version__
 from .config import config_from_dict
 from .data_io import read_study
-from .networks import ParameterSpace, backend, pack
+from .networks import backend, network_kinds, pack
+from .priors import ParameterSpace
 from .simulator import simulate
 from .study import Study
 from .training import CONFIG_FILE, METADATA_FILE, MODEL_FILE, training_design, training_settings
@@ -54,7 +55,11 @@ def _check_consistency(path, config, metadata, estimator):
         if key in metadata and canonical(metadata[key]) != canonical(value):
             raise InferenceError(f"'{path}': {CONFIG_FILE} says {key} = {value} but the network was trained "
                                  f"with {metadata[key]} ({METADATA_FILE}); the files do not belong together")
+    kinds = dict(zip(("summary", "inference"), network_kinds(network)))
     for section, net in (("summary", estimator.summary_network), ("inference", estimator.inference_network)):
+        if type(net).__name__ != kinds[section]:
+            raise InferenceError(f"'{path}': {CONFIG_FILE} asks for a {kinds[section]} {section} network but "
+                                 f"the saved one is a {type(net).__name__}; the files do not belong together")
         saved = net.get_config()
         for key, value in (network.get(section) or {}).items():
             if key in saved and canonical(saved[key]) != canonical(value):
@@ -167,8 +172,8 @@ class AmortizedPosterior:
         if backend() == "tensorflow":
             import tensorflow as tf
 
-            self._summaries = tf.function(summaries, reduce_retracing=True)
-            return tf.function(unbounded_draws, reduce_retracing=True)
+            self._summaries = tf.function(summaries, reduce_retracing=True, autograph=False)
+            return tf.function(unbounded_draws, reduce_retracing=True, autograph=False)
         self._summaries = summaries
         return unbounded_draws
 

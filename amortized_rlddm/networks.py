@@ -1,9 +1,10 @@
-"""Everything between a Study and BayesFlow: the trial packing (the configurator), the
-unbounded parameter space and the summary / inference networks.
+"""Everything between a Study and BayesFlow: the trial packing (the configurator) and the
+summary / inference networks.
 
-Per trial the summary network sees only what a real data file holds: the choice, the RT,
-the reward seen and a missing-response flag (optional extra features exist for the input
-ablation). Padding beyond a participant's trial count is excluded by a key-padding mask,
+Per trial the summary network sees what a real data file holds: the choice, the RT, the
+reward seen and a missing-response flag, and optionally quantities computed from them: the
+Q difference replayed under a grid of learning rates ("qtraces", see qlearning.py), and for
+the input ablation both arms' outcomes or the trial's reversal phase. Padding beyond a participant's trial count is excluded by a key-padding mask,
 so a posterior does not depend on how much padding surrounds it. The trial count enters
 as a direct condition of the inference network.
 """
@@ -12,12 +13,17 @@ import bayesflow as bf
 import keras
 import numpy as np
 
+from .qlearning import TRACE_LEARNING_RATES, q_differences
 from .study import Study
 
-# Per-trial inputs the packing can produce; "outcomes" (both arms' potential outcomes) and
-# "phase" (trial position in its block and reversal phase) exist for the input ablation.
-FEATURE_WIDTHS = {"choice": 1, "rt": 1, "reward": 1, "missing": 1, "outcomes": 2, "phase": 2}
-DEFAULT_FEATURES = ("choice", "rt", "reward", "missing")
+# Per-trial inputs the packing can produce. "qtraces": per replayed learning rate, the Q
+# difference before the trial and its product with the choice (+-1, 0 when missing).
+# "outcomes" (both arms' potential outcomes) and "phase" (trial position in its block and
+# reversal phase) exist for the input ablation.
+FEATURE_WIDTHS = {"choice": 1, "rt": 1, "reward": 1, "missing": 1,
+                  "qtraces": 2 * len(TRACE_LEARNING_RATES), "outcomes": 2, "phase": 2}
+OBSERVED_FEATURES = ("choice", "rt", "reward", "missing")  # what a data file holds
+DEFAULT_FEATURES = (*OBSERVED_FEATURES, "qtraces")
 TRIAL_COUNT_SCALE = 100.0
 
 
@@ -50,6 +56,12 @@ def trial_features(study: Study, features, design=None, max_trials=None):
             columns.append(np.where(responded, 2.0 * study.reward - 1.0, 0.0)[..., None])
         elif name == "missing":
             columns.append((valid & ~responded).astype(float)[..., None])
+        elif name == "qtraces":
+            if design is None:
+                raise ValueError("feature 'qtraces' needs the task design (for q_init)")
+            dq = np.where(valid[..., None], q_differences(study, TRACE_LEARNING_RATES, design.q_init), 0.0)
+            signed_choice = np.where(responded, 2.0 * study.choice - 1.0, 0.0)[..., None]
+            columns.append(np.concatenate([dq, signed_choice * dq], axis=-1))
         elif name == "outcomes":
             if study.outcomes is None:
                 raise ValueError("feature 'outcomes' needs both arms' potential outcomes, which only "
@@ -75,49 +87,6 @@ def trial_count_condition(n_trials):
     return (np.asarray(n_trials, np.float32) / TRIAL_COUNT_SCALE)[:, None]
 
 
-class ParameterSpace:
-    """Bijection between parameters and the unbounded space the flow models.
-
-    Each parameter's map follows its prior's support: logit of the rescaled value for a
-    bounded interval, log of the distance to a lower bound, identity when unbounded. The
-    inverse runs in float64, so every posterior draw lies inside the support.
-    """
-
-    def __init__(self, priors):
-        self.names = priors.names
-        self.bounds = [priors.support(n) for n in self.names]
-
-    def forward(self, params):
-        columns = []
-        for name, (lo, hi) in zip(self.names, self.bounds):
-            x = np.asarray(params[name], np.float64)
-            if np.isfinite(lo) and np.isfinite(hi):
-                u = (x - lo) / (hi - lo)
-                columns.append(np.log(u) - np.log1p(-u))
-            elif np.isfinite(lo):
-                columns.append(np.log(x - lo))
-            elif np.isfinite(hi):
-                columns.append(np.log(hi - x))
-            else:
-                columns.append(x)
-        return np.stack(columns, axis=-1).astype(np.float32)
-
-    def inverse(self, y):
-        y = np.asarray(y, np.float64)
-        out = {}
-        for k, (name, (lo, hi)) in enumerate(zip(self.names, self.bounds)):
-            u = y[..., k]
-            if np.isfinite(lo) and np.isfinite(hi):
-                out[name] = lo + (hi - lo) / (1.0 + np.exp(-u))
-            elif np.isfinite(lo):
-                out[name] = lo + np.exp(u)
-            elif np.isfinite(hi):
-                out[name] = hi - np.exp(u)
-            else:
-                out[name] = u
-        return out
-
-
 def pack(study, features, design, max_trials, params=None, space=None):
     """The dict the estimator consumes: summary variables and mask, the trial-count
     condition and, when parameters are given, the unbounded inference variables."""
@@ -125,21 +94,40 @@ def pack(study, features, design, max_trials, params=None, space=None):
     data = {"summary_variables": x, "summary_mask": mask,
             "inference_conditions": trial_count_condition(study.n_trials)}
     if params is not None:
-        data["inference_variables"] = space.forward(params)
+        data["inference_variables"] = space.forward(params).astype(np.float32)
     return data
 
 
+SUMMARY_NETWORKS = ("TimeSeriesTransformer", "TimeSeriesNetwork", "RecurrentNetwork")
+INFERENCE_NETWORKS = ("CouplingFlow", "FlowMatching")
+
+
+def network_kinds(network_spec):
+    """(summary class name, inference class name) of a network spec; each section's optional
+    'kind' picks a BayesFlow class, by default TimeSeriesTransformer and CouplingFlow."""
+    summary = (network_spec.get("summary") or {}).get("kind", "TimeSeriesTransformer")
+    inference = (network_spec.get("inference") or {}).get("kind", "CouplingFlow")
+    if summary not in SUMMARY_NETWORKS:
+        raise ValueError(f"network.summary.kind: expected one of {SUMMARY_NETWORKS}, got {summary!r}")
+    if inference not in INFERENCE_NETWORKS:
+        raise ValueError(f"network.inference.kind: expected one of {INFERENCE_NETWORKS}, got {inference!r}")
+    return summary, inference
+
+
 def build_estimator(network_spec):
-    """A BasicEstimator with a TimeSeriesTransformer summary and a CouplingFlow posterior."""
-    summary_kwargs = dict(network_spec.get("summary", {}))
-    for key in ("embed_dims", "num_heads"):
-        if key in summary_kwargs:
+    """A BasicEstimator with the spec's summary network (default TimeSeriesTransformer) and
+    inference network (default CouplingFlow); each section's other keys are the class's
+    keyword arguments."""
+    summary_kind, inference_kind = network_kinds(network_spec)
+    summary_kwargs = {k: v for k, v in (network_spec.get("summary") or {}).items() if k != "kind"}
+    for key in ("embed_dims", "num_heads", "hidden_dim", "filters", "kernel_sizes"):
+        if isinstance(summary_kwargs.get(key), list):
             summary_kwargs[key] = tuple(summary_kwargs[key])
-    inference_kwargs = dict(network_spec.get("inference", {}))
+    inference_kwargs = {k: v for k, v in (network_spec.get("inference") or {}).items() if k != "kind"}
     adapter = bf.Adapter().convert_dtype("float64", "float32")
     return bf.BasicEstimator(
-        inference_network=bf.networks.CouplingFlow(**inference_kwargs),
-        summary_network=bf.networks.TimeSeriesTransformer(**summary_kwargs),
+        inference_network=getattr(bf.networks, inference_kind)(**inference_kwargs),
+        summary_network=getattr(bf.networks, summary_kind)(**summary_kwargs),
         adapter=adapter,
         standardize="inference_variables",
     )

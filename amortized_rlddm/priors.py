@@ -163,3 +163,49 @@ class PriorSet:
                              f"this model has {list(names)}")
         priors = {n: prior_from_dict(n, spec[n]) if n in spec else DEFAULT_PRIORS[n] for n in names}
         return cls(priors, names)
+
+
+class ParameterSpace:
+    """Bijection between parameters and the unbounded space the flow models.
+
+    Each parameter's map follows its prior's support: logit of the rescaled value for a
+    bounded interval, log of the distance to a lower bound, identity when unbounded. The
+    maps run in float64, so every posterior draw lies inside the support. The network and the
+    maximum-likelihood fit share it.
+    """
+
+    def __init__(self, priors, supports=None):
+        """supports: optional name -> (lo, hi) replacing a prior's support (the MLE keeps t0
+        below the fastest response this way)."""
+        self.names = priors.names
+        self.bounds = [(supports or {}).get(n, priors.support(n)) for n in self.names]
+
+    def forward(self, params):
+        columns = []
+        for name, (lo, hi) in zip(self.names, self.bounds):
+            x = np.asarray(params[name], np.float64)
+            if np.isfinite(lo) and np.isfinite(hi):
+                u = (x - lo) / (hi - lo)
+                columns.append(np.log(u) - np.log1p(-u))
+            elif np.isfinite(lo):
+                columns.append(np.log(x - lo))
+            elif np.isfinite(hi):
+                columns.append(np.log(hi - x))
+            else:
+                columns.append(x)
+        return np.stack(columns, axis=-1)
+
+    def inverse(self, y):
+        y = np.asarray(y, np.float64)
+        out = {}
+        for k, (name, (lo, hi)) in enumerate(zip(self.names, self.bounds)):
+            u = y[..., k]
+            if np.isfinite(lo) and np.isfinite(hi):
+                out[name] = lo + (hi - lo) / (1.0 + np.exp(-u))
+            elif np.isfinite(lo):
+                out[name] = lo + np.exp(u)
+            elif np.isfinite(hi):
+                out[name] = hi - np.exp(u)
+            else:
+                out[name] = u
+        return out

@@ -56,7 +56,7 @@ from scipy import optimize
 
 from .config import MODELS
 from .likelihood import loglik
-from .priors import Beta, Normal, PriorSet, TruncatedNormal, Uniform
+from .priors import Beta, Normal, ParameterSpace, PriorSet, TruncatedNormal, Uniform
 from .simulator import simulate
 from .study import Study
 from .task import TaskDesign
@@ -545,18 +545,6 @@ def posterior_tree(fits):
 # Maximum likelihood
 # ---------------------------------------------------------------------------------------------
 
-def _bounded(lo, hi):
-    """Maps (unconstrained -> [lo, hi]) and back for finite or infinite bounds."""
-    if np.isfinite(lo) and np.isfinite(hi):
-        return (lambda x: lo + (hi - lo) / (1.0 + np.exp(-x)),
-                lambda y: np.log((y - lo) / (hi - y)))
-    if np.isfinite(lo):
-        return lambda x: lo + np.exp(x), lambda y: np.log(y - lo)
-    if np.isfinite(hi):
-        return lambda x: hi - np.exp(x), lambda y: np.log(hi - y)
-    return (lambda x: x), (lambda y: y)
-
-
 def _interior(bounds, margin=1e-6):
     """Clip limits just inside (lo, hi), so that starting points map to finite values."""
     lo, hi = bounds
@@ -585,10 +573,10 @@ def fit_mle(data, priors: PriorSet, participant=0, starts=10, seed=None, q_init=
     fastest = trials["rt"][responded].min() if responded.any() else np.inf
     bounds = {nm: priors.support(nm) for nm in names}
     bounds["t0"] = (bounds["t0"][0], min(bounds["t0"][1], fastest))
-    maps = {nm: _bounded(*bounds[nm]) for nm in names}
+    space = ParameterSpace(priors, supports=bounds)
 
     def params_of(x):
-        return {nm: np.array([maps[nm][0](xi)]) for nm, xi in zip(names, x)}
+        return {nm: np.atleast_1d(value) for nm, value in space.inverse(x).items()}
 
     def objective(x):
         value = -loglik(study, params_of(x), q_init=q_init, deadline=deadline)[0]
@@ -602,7 +590,7 @@ def fit_mle(data, priors: PriorSet, participant=0, starts=10, seed=None, q_init=
         draws["t0"][too_slow] = rng.uniform(lo, hi, too_slow.sum())
     results = []
     for s in range(starts):
-        x0 = np.array([maps[nm][1](np.clip(draws[nm][s], *_interior(bounds[nm]))) for nm in names])
+        x0 = space.forward({nm: np.clip(draws[nm][s], *_interior(bounds[nm])) for nm in names})
         results.append(optimize.minimize(objective, x0, method="L-BFGS-B"))
     best = min(results, key=lambda r: r.fun)
     return {"params": {nm: float(v[0]) for nm, v in params_of(best.x).items()}, "loglik": -float(best.fun),

@@ -21,7 +21,8 @@ import yaml
 
 from . import __version__
 from .config import Config
-from .networks import DEFAULT_FEATURES, ParameterSpace, backend, build_estimator, pack
+from .networks import DEFAULT_FEATURES, backend, build_estimator, network_kinds, pack
+from .priors import ParameterSpace
 from .simulator import simulate
 
 
@@ -47,6 +48,7 @@ def training_settings(config: Config):
     n_trials = network.setdefault("n_trials", [config.design.min_trials, config.design.max_trials])
     if not (isinstance(n_trials, (list, tuple)) and len(n_trials) == 2 and 1 <= n_trials[0] <= n_trials[1]):
         raise ValueError(f"network.n_trials: expected [min, max], got {n_trials!r}")
+    network_kinds(network)
     training = {**DEFAULT_TRAINING, **(config.sections.get("training") or {})}
     unknown = sorted(set(training) - set(DEFAULT_TRAINING))
     if unknown:

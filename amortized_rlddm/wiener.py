@@ -136,9 +136,66 @@ def _lower_survival(t, v, a, w):
     return max(math.pi / (a * a) * math.exp(-v * a * w - lam1 * t) * total, 0.0)
 
 
+_CDF_IMAGES = 6  # image pairs of the small-time CDF series; the tail is below exp(-50) for u <= 1
+
+
+@nb.njit(cache=True)
+def _log_normal_cdf(x):
+    """log Phi(x): erfc down to x = -30, below that the asymptotic series (error < 1e-12)."""
+    if x >= -30.0:
+        return math.log(0.5 * math.erfc(-x / math.sqrt(2.0)))
+    r = 1.0 / (x * x)
+    return -0.5 * x * x - math.log(-x) - 0.5 * _LOG_2PI + math.log1p(r * (-1.0 + r * (3.0 + r * (-15.0 + 105.0 * r))))
+
+
+@nb.njit(cache=True)
+def _log_sum_exp(x, y):
+    if x == -math.inf and y == -math.inf:
+        return -math.inf
+    m = max(x, y)
+    return m + math.log(math.exp(x - m) + math.exp(y - m))
+
+
+@nb.njit(cache=True)
+def _log_image_terms(c, t, v):
+    """Log of the passage probability by t through the image at distance c (c > 0):
+    e^{-vc} Phi((vt - c)/sqrt t) + e^{vc} Phi(-(vt + c)/sqrt t)."""
+    root = math.sqrt(t)
+    return _log_sum_exp(-v * c + _log_normal_cdf((v * t - c) / root), v * c + _log_normal_cdf(-(v * t + c) / root))
+
+
+@nb.njit(cache=True)
+def _log_lower_cdf_small(t, v, a, w):
+    """Log P(lower boundary hit by t): the small-time (image) series integrated term by term.
+    Images at a(w + 2k) add, images at a(2(k + 1) - w) subtract (k >= 0); each group is
+    summed in log space and their difference taken once."""
+    plus = -math.inf
+    minus = -math.inf
+    for k in range(_CDF_IMAGES):
+        plus = _log_sum_exp(plus, _log_image_terms(a * (w + 2.0 * k), t, v))
+        minus = _log_sum_exp(minus, _log_image_terms(a * (2.0 * (k + 1) - w), t, v))
+    if minus >= plus:
+        return -math.inf
+    return -v * a * w + plus + math.log1p(-math.exp(minus - plus))
+
+
 @nb.njit(cache=True)
 def log_survival(t, v, a, w):
-    """Log P(decision time > t), both boundaries together (a missed response deadline)."""
+    """Log P(decision time > t), both boundaries together (a missed response deadline).
+
+    The large-time series is multiplied by exp(max(-vaw, va(1-w)) - lambda_1 t); where that
+    factor exceeds 1 at a short time (a steep drift toward the far boundary) its terms cancel,
+    so there the survival is one minus the small-time series of both boundaries' CDFs.
+    """
+    if t <= 0.0:
+        return 0.0
+    u = t / (a * a)
+    growth = max(-v * a * w, v * a * (1.0 - w)) - (0.5 * v * v + _PI2 / (2.0 * a * a)) * t
+    if growth > 0.0 and u <= 1.0:
+        log_cdf = _log_sum_exp(_log_lower_cdf_small(t, v, a, w), _log_lower_cdf_small(t, -v, a, 1.0 - w))
+        if log_cdf >= 0.0:
+            return -math.inf
+        return math.log1p(-math.exp(log_cdf))
     s = _lower_survival(t, v, a, w) + _lower_survival(t, -v, a, 1.0 - w)
     if s <= 0.0:
         return -math.inf

@@ -10,7 +10,8 @@ import xarray as xr
 
 from amortized_rlddm.config import load_config
 from amortized_rlddm.inference import AmortizedPosterior, InferenceError, hdi, save_posterior, summarize
-from amortized_rlddm.networks import ParameterSpace, pack, trial_features
+from amortized_rlddm.networks import pack, trial_features
+from amortized_rlddm.priors import ParameterSpace
 from amortized_rlddm.simulator import simulate
 from amortized_rlddm.task import TaskDesign
 from amortized_rlddm.training import TrainingError, train

@@ -1,13 +1,14 @@
-"""The amortized-vs-NUTS comparison on a smoke network writes every file."""
+"""The amortized-vs-NUTS comparison: its summary arithmetic, and every file on a smoke network."""
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
 pytest.importorskip("pymc")
 
-from amortized_rlddm.compare import compare  # noqa: E402
+from amortized_rlddm.compare import compare, headline_table, summary_table  # noqa: E402
 from amortized_rlddm.config import load_config  # noqa: E402
 from amortized_rlddm.inference import AmortizedPosterior  # noqa: E402
 from amortized_rlddm.training import train  # noqa: E402
@@ -17,7 +18,7 @@ def test_compare_writes_every_file(tmp_path):
     train(load_config("training_configs/smoke.yaml"), tmp_path / "net", verbose=0)
     posterior = AmortizedPosterior.load(tmp_path / "net")
     summary, timing = compare(posterior, tmp_path / "cmp", n_datasets=2, seed=1, draws=200, chains=2,
-                              tune=150, nuts_backend="pymc")
+                              draws_per_chain=100, tune=150, nuts_backend="pymc")
     for name in ("per_dataset.csv", "summary.csv", "nuts_diagnostics.csv", "truth.csv", "overlays.png",
                  "comparison.json", "report.md"):
         assert (tmp_path / "cmp" / name).stat().st_size > 0, name
@@ -27,3 +28,37 @@ def test_compare_writes_every_file(tmp_path):
     assert {"r_amortized", "r_nuts", "median_sd_ratio"} <= set(summary.columns)
     saved = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
     assert saved["timing"]["speedup"] > 1 and saved["timing"]["datasets"] == 2
+
+
+def test_summary_table_medians_recovery_and_coverage():
+    truth = pd.DataFrame({"participant": ["p1", "p2", "p3", "p4"], "alpha": [0.1, 0.2, 0.3, 0.4]})
+    table = pd.DataFrame({
+        "participant": ["p1", "p2", "p3", "p4"], "parameter": "alpha",
+        "mean_amortized": [0.1, 0.2, 0.3, 0.5], "mean_nuts": [0.4, 0.3, 0.2, 0.1],
+        "std_mean_difference": [-1.0, 0.5, 2.0, -0.2], "sd_ratio": [1.0, 2.0, 0.5, 1.5],
+        "wasserstein": [0.1, 0.2, 0.3, 0.4], "sd_nuts": [0.1, 0.1, 0.1, 0.1],
+        "q05_amortized": [0.0, 0.0, 0.35, 0.0], "q95_amortized": [0.2, 0.3, 0.5, 0.5],
+        "q05_nuts": [0.0, 0.25, 0.0, 0.0], "q95_nuts": [0.05, 0.3, 0.5, 0.5]})
+    row = summary_table(table, truth).iloc[0]
+    assert row["median_abs_std_mean_difference"] == pytest.approx(0.75)
+    assert row["median_sd_ratio"] == pytest.approx(1.25)
+    assert row["median_wasserstein_over_nuts_sd"] == pytest.approx(2.5)
+    assert row["r_amortized"] == pytest.approx(np.corrcoef([0.1, 0.2, 0.3, 0.5], [0.1, 0.2, 0.3, 0.4])[0, 1])
+    assert row["r_nuts"] == pytest.approx(-1.0)
+    assert row["coverage90_amortized"] == pytest.approx(0.75) and row["coverage90_nuts"] == pytest.approx(0.5)
+
+
+def test_headline_table_joins_the_two_reports(tmp_path):
+    (tmp_path / "diag").mkdir()
+    (tmp_path / "cmp").mkdir()
+    (tmp_path / "diag" / "metrics.json").write_text(json.dumps({"datasets": 1000, "parameters": {
+        "alpha": {"calibration_error": 0.021, "ecdf_inside_95_band": True}}}))
+    (tmp_path / "cmp" / "comparison.json").write_text(json.dumps({
+        "timing": {"datasets": 50, "amortized_draws": 1000, "nuts_chains": 4, "nuts_draws_per_chain": 1000,
+                   "nuts_tune": 1000, "nuts_backend": "nutpie", "amortized_s_per_participant": 0.0043,
+                   "nuts_s_per_participant": 2.5, "nuts_compile_s": 30.0, "speedup": 581.4},
+        "summary": [{"parameter": "alpha", "r_amortized": 0.31, "r_nuts": 0.37, "coverage90_amortized": 0.9,
+                     "coverage90_nuts": 0.88, "median_abs_std_mean_difference": 0.12, "median_sd_ratio": 1.05}]}))
+    table = headline_table(tmp_path / "diag", tmp_path / "cmp")
+    assert "| alpha | 0.310 / 0.370 | 0.90 / 0.88 | 0.120 | 1.050 | 0.021 | yes |" in table
+    assert "amortized 4.3 ms, NUTS 2.50 s" in table and "581x" in table

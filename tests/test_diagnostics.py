@@ -10,6 +10,9 @@ from amortized_rlddm.ablation import VARIANTS, ablate
 from amortized_rlddm.config import load_config
 from amortized_rlddm.diagnostics import compute_metrics, diagnose, plan_design
 from amortized_rlddm.inference import AmortizedPosterior
+from amortized_rlddm.networks import pack
+from amortized_rlddm.simulator import simulate
+from amortized_rlddm.task import TaskDesign
 from amortized_rlddm.training import train
 
 SMOKE = "training_configs/smoke.yaml"
@@ -72,9 +75,29 @@ def test_design_table(smoke_posterior, tmp_path):
         plan_design(smoke_posterior, [10], 5, seed=0, out_dir=tmp_path)
 
 
-def test_ablation_trains_and_compares_each_variant(tmp_path):
-    results = ablate(load_config(SMOKE), tmp_path, epochs=1, datasets=30, seed=0, verbose=0)
-    assert list(results) == list(VARIANTS)
-    assert results["b_with_outcomes"]["features"][-1] == "outcomes"
+def test_ablation_trains_variants_and_accumulates_their_table(tmp_path):
+    config = load_config(SMOKE)
+    first = ablate(config, tmp_path, variants=["default", "observed_only"], epochs=1, datasets=30, seed=0,
+                   verbose=0)
+    assert list(first) == ["default", "observed_only"]
+    assert first["observed_only"]["overrides"] == {"network.features": ["choice", "rt", "reward", "missing"]}
+    saved = (tmp_path / "observed_only" / "config.yaml").read_text()
+    assert "qtraces" not in saved and "qtraces" in (tmp_path / "default" / "config.yaml").read_text()
+    both = ablate(config, tmp_path, variants=["summary_gru"], epochs=1, datasets=30, seed=0, verbose=0)
+    assert list(both) == ["default", "observed_only", "summary_gru"]
+    gru = AmortizedPosterior.load(tmp_path / "summary_gru")
+    assert type(gru.estimator.summary_network).__name__ == "RecurrentNetwork"
+    # the recurrent summary skips padding too: draws do not change with the padded length
+    study = simulate(config.priors.sample(np.random.default_rng(0), 3), TaskDesign(n_trials=40), seed=0)
+    base = np.random.default_rng(1).standard_normal((3 * 20, 5)).astype(np.float32)
+    draws = []
+    for max_trials in (40, 150):
+        data = pack(study, gru.network["features"], gru.design, max_trials)
+        draws.append(np.asarray(gru._compiled(data["summary_variables"], data["summary_mask"],
+                                              data["inference_conditions"], base)))
+    np.testing.assert_allclose(draws[0], draws[1], atol=1e-5)
     table = (tmp_path / "ablation.md").read_text()
-    assert all(name in table for name in VARIANTS) and "r(alpha)" in table
+    assert all(name in table for name in both) and "r(alpha)" in table
+    with pytest.raises(ValueError, match="unknown ablation variant"):
+        ablate(config, tmp_path, variants=["bigger"], epochs=1)
+    assert set(VARIANTS) >= set(both)

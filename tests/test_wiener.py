@@ -76,6 +76,17 @@ def test_survival_matches_integrated_density(v, a, w):
         assert np.exp(wiener.log_survival(t, v, a, w)) == pytest.approx(1.0 - done, abs=1e-9)
 
 
+@pytest.mark.parametrize("t, v, a, w", [(0.001, -10.0, 5.0, 0.98), (0.05, 8.0, 4.0, 0.05),
+                                        (0.5, -6.0, 3.0, 0.9), (0.3, 7.0, 2.5, 0.1)])
+def test_survival_with_steep_drift_toward_the_far_boundary(t, v, a, w):
+    # where the large-time series cancels (its prefactor exp(max(-vaw, va(1-w)) - lambda_1 t)
+    # is huge), the survival must still match the integrated density in log space
+    edges = np.unique(np.r_[0.0, np.geomspace(1e-4 * t, t, 12)])
+    done = sum(integrate.quad(_density, lo, hi, args=(upper, v, a, w), limit=200, epsabs=1e-15, epsrel=1e-12)[0]
+               for upper in (False, True) for lo, hi in zip(edges[:-1], edges[1:]))
+    assert wiener.log_survival(t, v, a, w) == pytest.approx(np.log1p(-done), rel=1e-7, abs=1e-13)
+
+
 def analytic_lower_cdf(t, v, a, w, terms=4000):
     """P(lower boundary hit by t): Feller's large-time series integrated term by term
     (independent of the package's density code)."""
