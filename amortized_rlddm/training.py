@@ -75,13 +75,19 @@ def simulate_packed(config: Config, network, rng, n):
 
 
 class SimulatedBatches(keras.utils.PyDataset):
-    """Fresh simulations every batch, seeded by (seed, epoch, batch index)."""
+    """Fresh simulations for every training step, seeded by (seed, step).
 
-    def __init__(self, config, network, batch_size, num_batches, seed, first_epoch=0):
+    One long sequence covers all remaining steps and Keras epochs are consecutive slices
+    of it (fit with steps_per_epoch, no shuffling). A batch's data depends only on its step
+    number, never on when Keras asks for it (it prefetches across epoch boundaries), so a
+    resumed run sees exactly the batches an uninterrupted one would.
+    """
+
+    def __init__(self, config, network, batch_size, num_batches, seed, first_step=0):
         super().__init__(workers=1, use_multiprocessing=False)
         self.config, self.network = config, network
         self.batch_size, self._num_batches, self.seed = batch_size, num_batches, seed
-        self.epoch = first_epoch
+        self.first_step = first_step
 
     def __len__(self):
         return self._num_batches
@@ -91,11 +97,8 @@ class SimulatedBatches(keras.utils.PyDataset):
         return self._num_batches
 
     def __getitem__(self, index):
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = np.random.default_rng([self.seed, self.first_step + index])
         return simulate_packed(self.config, self.network, rng, self.batch_size)
-
-    def on_epoch_end(self):
-        self.epoch += 1
 
 
 class FixedBatches(keras.utils.PyDataset):
@@ -125,6 +128,27 @@ def _atomic_write_text(path, text):
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def _seed_generator_states(estimator):
+    """The random-number states training advances: the estimator's own (dropout in the
+    flow's subnets) and Keras' global generator (random ops without their own generator).
+    A .keras file keeps neither, so the checkpoint's state.json does: a resumed run then
+    draws the same random numbers as an uninterrupted one. Keras exposes the global
+    generator only under keras.src."""
+    from keras.src.random.seed_generator import global_seed_generator
+
+    own = [v for v in estimator.variables if v.path.endswith("seed_generator_state")]
+    return [*own, global_seed_generator().state]
+
+
+def _restore_seed_generator_states(estimator, saved, out_dir):
+    states = _seed_generator_states(estimator)
+    if len(states) != len(saved):
+        raise TrainingError(f"'{out_dir}': {STATE_FILE} holds {len(saved)} random-number states but the "
+                            f"saved network has {len(states)}; the files do not belong together")
+    for variable, value in zip(states, saved):
+        variable.assign(np.asarray(value, dtype=variable.dtype))
 
 
 def save_estimator_atomically(estimator, out_dir):
@@ -183,6 +207,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
                 history.setdefault(key, []).append(logs[key])
         self.state["epochs_done"] = epoch + 1
         self.state["train_seconds"] += time.perf_counter() - self.epoch_start
+        self.state["seed_generator_states"] = [v.numpy().tolist() for v in _seed_generator_states(self.model)]
         save_estimator_atomically(self.model, self.out_dir)
         _atomic_write_text(self.out_dir / STATE_FILE, json.dumps(self.state, indent=1))
         rows = zip(range(1, len(history["loss"]) + 1), history["loss"],
@@ -235,6 +260,8 @@ def train(config: Config, out_dir, resume=False, verbose=1, extra_callbacks=()):
             raise TrainingError(f"'{out_dir}' was trained on the {state.get('backend')} backend, "
                                 f"this process runs {backend()}; set KERAS_BACKEND={state.get('backend')}")
         estimator = keras.saving.load_model(model_path)
+        if "seed_generator_states" in state:
+            _restore_seed_generator_states(estimator, state["seed_generator_states"], out_dir)
     else:
         if model_path.exists() or state_path.exists():
             raise TrainingError(f"'{out_dir}' already holds a checkpoint; pass --resume to continue "
@@ -250,12 +277,13 @@ def train(config: Config, out_dir, resume=False, verbose=1, extra_callbacks=()):
     val_rng = np.random.default_rng([int(training["seed"]), 2**31 - 1])
     validation = FixedBatches(simulate_packed(config, network, val_rng, int(training["validation_datasets"])),
                               int(training["batch_size"]))
-    dataset = SimulatedBatches(config, network, int(training["batch_size"]), int(training["batches_per_epoch"]),
-                               int(training["seed"]), first_epoch=state["epochs_done"])
+    steps = int(training["batches_per_epoch"])
+    dataset = SimulatedBatches(config, network, int(training["batch_size"]), (epochs - state["epochs_done"]) * steps,
+                               int(training["seed"]), first_step=state["epochs_done"] * steps)
     if not resume:
         estimator.build_from_data(keras.tree.map_structure(keras.ops.convert_to_tensor, dataset[0]))
-        estimator.compile(optimizer=_optimizer(training, epochs * int(training["batches_per_epoch"])))
-    estimator.fit(dataset=dataset, epochs=epochs, initial_epoch=state["epochs_done"],
-                  validation_data=validation, verbose=verbose,
+        estimator.compile(optimizer=_optimizer(training, epochs * steps))
+    estimator.fit(dataset=dataset, epochs=epochs, initial_epoch=state["epochs_done"], steps_per_epoch=steps,
+                  shuffle=False, validation_data=validation, verbose=verbose,
                   callbacks=[EpochCheckpoint(out_dir, state), *extra_callbacks])
     return state
