@@ -27,6 +27,7 @@ VARIANTS = {
                                         "dropout": 0.0}},
     "flow_depth_6": {"network.inference.depth": 6},
     "flow_spline": {"network.inference.transform": "spline"},
+    "flow_no_dropout": {"network.inference.subnet_kwargs": {"widths": [64, 64], "dropout": 0.0}},
     "batch_128": {"training.batch_size": 128, "training.batches_per_epoch": 100},
     "learning_rate_1e-3": {"training.learning_rate": 1.0e-3},
 }

@@ -152,7 +152,7 @@ def test_posterior_does_not_depend_on_padding(smoke_checkpoint):
     for max_trials in (40, 150, 400):
         data = pack(study, posterior.network["features"], posterior.design, max_trials)
         draws.append(np.asarray(posterior._compiled(data["summary_variables"], data["summary_mask"],
-                                                    data["inference_conditions"], base)))
+                                                    data["inference_conditions"], base)[0]))
     assert np.allclose(draws[0], draws[1], atol=1e-5) and np.allclose(draws[0], draws[2], atol=1e-5)
 
 
@@ -202,6 +202,10 @@ def test_out_of_distribution_flags(smoke_checkpoint, tmp_path):
     study, _ = study_of(400, design=TaskDesign(n_trials=(30, 150)), seed=11)
     checks = posterior.data_checks(study)
     assert checks["out_of_distribution"].values.mean() < 0.05  # false alarms on in-distribution data
+    # infer() reuses the sampler's summaries for the checks: the same distances
+    inferred = posterior.infer(study, draws=10, seed=0)["data_checks"]
+    np.testing.assert_allclose(inferred["summary_distance"].values, checks["summary_distance"].values,
+                               rtol=1e-4, atol=1e-4)
     slow, _ = study_of(3, seed=12)
     slow.rt = slow.rt * 1000  # milliseconds recorded as seconds
     flagged = posterior.data_checks(slow)

@@ -94,7 +94,7 @@ def test_ablation_trains_variants_and_accumulates_their_table(tmp_path):
     for max_trials in (40, 150):
         data = pack(study, gru.network["features"], gru.design, max_trials)
         draws.append(np.asarray(gru._compiled(data["summary_variables"], data["summary_mask"],
-                                              data["inference_conditions"], base)))
+                                              data["inference_conditions"], base)[0]))
     np.testing.assert_allclose(draws[0], draws[1], atol=1e-5)
     table = (tmp_path / "ablation.md").read_text()
     assert all(name in table for name in both) and "r(alpha)" in table
