@@ -378,3 +378,13 @@ def test_design_from_dict_range():
     counts = design.sample_trial_counts(np.random.default_rng(0), 500)
     assert counts.min() >= 40 and counts.max() <= 60
     assert design.to_dict()["n_trials"] == [40, 60]
+
+
+@pytest.mark.parametrize("section, kind", [("summary", "SetTransformer"), ("inference", "FlowMatching")])
+def test_network_kinds_outside_the_tested_ones_are_refused(section, kind):
+    from amortized_rlddm.training import training_settings
+
+    spec = load_config("training_configs/smoke.yaml").to_dict()
+    spec["network"][section] = {"kind": kind}
+    with pytest.raises(ValueError, match=f"network.{section}.kind"):
+        training_settings(config_from_dict(spec, source="test"))
