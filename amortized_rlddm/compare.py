@@ -62,7 +62,6 @@ def summary_table(table, truth=None):
             true = truth.set_index("participant").loc[part["participant"], name].to_numpy()
             for method in ("amortized", "nuts"):
                 row[f"r_{method}"] = float(np.corrcoef(part[f"mean_{method}"], true)[0, 1])
-            for method in ("amortized", "nuts"):
                 inside = (part[f"q05_{method}"] <= true) & (true <= part[f"q95_{method}"])
                 row[f"coverage90_{method}"] = float(inside.mean())
         rows.append(row)

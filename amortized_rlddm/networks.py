@@ -4,9 +4,10 @@ summary / inference networks.
 Per trial the summary network sees what a real data file holds: the choice, the RT, the
 reward seen and a missing-response flag, and optionally quantities computed from them: the
 Q difference replayed under a grid of learning rates ("qtraces", see qlearning.py), and for
-the input ablation both arms' outcomes or the trial's reversal phase. Padding beyond a participant's trial count is excluded by a key-padding mask,
-so a posterior does not depend on how much padding surrounds it. The trial count enters
-as a direct condition of the inference network.
+the input ablation both arms' outcomes or the trial's reversal phase. Padding beyond a
+participant's trial count is excluded by the summary network's mask, so a posterior does
+not depend on how much padding surrounds it. The trial count enters as a direct condition
+of the inference network; the flow models the parameters in priors.ParameterSpace.
 """
 
 import bayesflow as bf
@@ -122,7 +123,7 @@ def build_estimator(network_spec):
     keyword arguments."""
     summary_kind, inference_kind = network_kinds(network_spec)
     summary_kwargs = {k: v for k, v in (network_spec.get("summary") or {}).items() if k != "kind"}
-    for key in ("embed_dims", "num_heads", "hidden_dim", "filters", "kernel_sizes"):
+    for key in ("embed_dims", "num_heads", "hidden_dim"):  # YAML lists -> the tuples BayesFlow expects
         if isinstance(summary_kwargs.get(key), list):
             summary_kwargs[key] = tuple(summary_kwargs[key])
     inference_kwargs = {k: v for k, v in (network_spec.get("inference") or {}).items() if k != "kind"}
