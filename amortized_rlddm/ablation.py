@@ -4,13 +4,16 @@ network, optimisation), diagnose each on the same fresh datasets, and tabulate t
 
 Every variant is a set of overrides of the given config, written as dotted keys, so the
 table says exactly what differs. Results accumulate in ablation.json: variants can be run
-a few at a time and the table always shows all of them.
+a few at a time and the table always shows all of them. Each row records the package
+version whose default config it overrides; a rerun under a newer default keeps the older
+row under "<variant> (v<version>)".
 """
 
 import copy
 import json
 from pathlib import Path
 
+from . import __version__
 from .config import config_from_dict
 from .diagnostics import diagnose
 from .inference import AmortizedPosterior
@@ -25,11 +28,19 @@ VARIANTS = {
     "summary_dim_32": {"network.summary.summary_dim": 32},
     "summary_gru": {"network.summary": {"kind": "RecurrentNetwork", "summary_dim": 16, "hidden_dim": [64],
                                         "dropout": 0.0}},
+    "summary_transformer": {"network.summary": {"kind": "TimeSeriesTransformer", "summary_dim": 16,
+                                                "embed_dims": [64, 64], "num_heads": [4, 4], "dropout": 0.0}},
+    "t0_upper_prior": {"network.t0_upper": "prior"},
     "flow_depth_6": {"network.inference.depth": 6},
     "flow_spline": {"network.inference.transform": "spline"},
     "flow_no_dropout": {"network.inference.subnet_kwargs": {"widths": [64, 64], "dropout": 0.0}},
     "batch_128": {"training.batch_size": 128, "training.batches_per_epoch": 100},
     "learning_rate_1e-3": {"training.learning_rate": 1.0e-3},
+}
+# What the default config was, per package version, for rows that override an older default.
+DEFAULTS_BY_VERSION = {
+    "0.1": "TimeSeriesTransformer summary; the flow's t0 bounded by its prior only",
+    "0.2": "RecurrentNetwork (bidirectional GRU) summary; the flow's t0 below each participant's fastest RT",
 }
 RESULTS_FILE = "ablation.json"
 TABLE_FILE = "ablation.md"
@@ -66,7 +77,10 @@ def ablate(config, out_dir, variants=None, epochs=None, datasets=500, seed=0, ve
         state = train(cfg, ckpt, resume=(ckpt / "state.json").exists(), verbose=verbose)
         metrics = diagnose(AmortizedPosterior.load(ckpt), datasets, seed, ckpt / "report", draws=1000)
         _, training = training_settings(cfg)
-        results[name] = {"overrides": VARIANTS[name], "epochs": state["epochs_done"],
+        older = _minor(results[name]) if name in results else None
+        if older and older != _minor({"package_version": __version__}):
+            results[f"{name} (v{older})"] = results.pop(name)
+        results[name] = {"overrides": VARIANTS[name], "package_version": __version__, "epochs": state["epochs_done"],
                          "batches_per_epoch": training["batches_per_epoch"], "batch_size": training["batch_size"],
                          "train_minutes": state["train_seconds"] / 60, "datasets": datasets, "seed": seed,
                          "final_val_loss": state["history"]["val_loss"][-1],
@@ -74,6 +88,11 @@ def ablate(config, out_dir, variants=None, epochs=None, datasets=500, seed=0, ve
         results_path.write_text(json.dumps(results, indent=1))
         (out / TABLE_FILE).write_text(ablation_markdown(results))
     return results
+
+
+def _minor(row):
+    """The major.minor version of the default a row overrides (rows without one: 0.1)."""
+    return ".".join(row.get("package_version", "0.1.0").split(".")[:2])
 
 
 def _describe(overrides):
@@ -85,18 +104,22 @@ def _describe(overrides):
 def ablation_markdown(results):
     first = next(iter(results.values()))
     rates = [n for n in first["parameters"] if n.startswith("alpha")]
-    lines = ["Network ablation: each variant changes the stated settings of the default config; "
-             "diagnosed on fresh simulated datasets (same seed for all).", "",
-             "| variant | change | epochs x batches x size | train min | val loss | " + " | ".join(
+    versions = sorted({_minor(r) for r in results.values()})
+    lines = ["Network ablation: each variant changes the stated settings of the default config of the "
+             "package version in its row; diagnosed on fresh simulated datasets (same seed for all). "
+             "The val loss is a negative log density in the flow's parameter space, so rows whose "
+             "t0 spaces differ are not comparable on it.", "",
+             *[f"- default of v{v}: {DEFAULTS_BY_VERSION.get(v, 'see that version')}" for v in versions], "",
+             "| variant | version | change | epochs x batches x size | train min | val loss | " + " | ".join(
                  f"r({n}) | contraction({n}) | calib. error({n})" for n in rates)
              + " | calib. error, worst parameter |",
-             "|---|---|---|---|---|" + "---|" * (3 * len(rates)) + "---|"]
+             "|---|---|---|---|---|---|" + "---|" * (3 * len(rates)) + "---|"]
     for name, r in results.items():
         p = r["parameters"]
         worst = max(p, key=lambda n: p[n]["calibration_error"])
         cells = " | ".join(f"{p[n]['correlation']:.3f} | {p[n]['contraction']:.3f} | "
                            f"{p[n]['calibration_error']:.3f}" for n in rates)
-        lines.append(f"| {name} | {_describe(r['overrides'])} | {r['epochs']} x {r['batches_per_epoch']} x "
+        lines.append(f"| {name} | {_minor(r)} | {_describe(r['overrides'])} | {r['epochs']} x {r['batches_per_epoch']} x "
                      f"{r['batch_size']} | {r['train_minutes']:.0f} | {r['final_val_loss']:.3f} | {cells} | "
                      f"{worst} {p[worst]['calibration_error']:.3f} |")
     return "\n".join(lines) + "\n"

@@ -4,7 +4,8 @@ CSV in milliseconds (`rlddm infer`).
 Sampling runs one compiled function (jax.jit or tf.function) per chunk of participants:
 summary network -> conditions -> inverse coupling flow -> un-standardize, with the base
 draws taken from a seeded NumPy generator, so a seed fixes the draws. The draws are mapped
-back from the unbounded space in float64, so every draw lies inside the prior's support.
+back from the unbounded space in float64, so every draw lies inside the prior's support
+(and, by default, every t0 draw below the participant's fastest response).
 The posterior is an xarray DataTree with a `posterior` group (chain, draw, participant),
 as ArviZ >= 1 reads it, and a `data_checks` group flagging participants whose data look
 unlike anything the network was trained on (see :meth:`AmortizedPosterior.data_checks`).
@@ -24,8 +25,7 @@ import yaml
 from . import __version__
 from .config import config_from_dict
 from .data_io import read_study
-from .networks import backend, network_kinds, pack
-from .priors import ParameterSpace
+from .networks import backend, network_kinds, pack, parameter_space
 from .simulator import simulate
 from .study import Study
 from .training import CONFIG_FILE, METADATA_FILE, MODEL_FILE, training_design, training_settings
@@ -46,6 +46,7 @@ def _check_consistency(path, config, metadata, estimator):
     network, _ = training_settings(config)
     expected = {"model": config.model, "parameters": list(config.parameter_names),
                 "features": list(network["features"]), "n_trials": list(network["n_trials"]),
+                "t0_upper": network["t0_upper"],
                 "design": training_design(config, network).to_dict(), "priors": config.priors.to_dict()}
 
     def canonical(x):  # tuples and lists compare equal
@@ -87,7 +88,6 @@ class AmortizedPosterior:
         self.estimator, self.config, self.source = estimator, config, source
         self.network, _ = training_settings(config)
         self.design = training_design(config, self.network)
-        self.space = ParameterSpace(config.priors)
         self.metadata = metadata or {}
         self.converted_from = None
         self._compiled = self._compile()
@@ -287,7 +287,7 @@ class AmortizedPosterior:
         y, summaries = self._sample(study, draws, seed)
         if not np.all(np.isfinite(y)):
             raise InferenceError("the network produced non-finite draws; the checkpoint may be damaged")
-        values = self.space.inverse(y)
+        values = parameter_space(self.config.priors, study, self.network["t0_upper"]).inverse(y)
         participants = np.asarray([str(p) for p in study.participant])
         posterior = xr.Dataset(
             {name: (("chain", "draw", "participant"), v.T[None, :, :]) for name, v in values.items()},

@@ -7,13 +7,15 @@ Q difference replayed under a grid of learning rates ("qtraces", see qlearning.p
 the input ablation both arms' outcomes or the trial's reversal phase. Padding beyond a
 participant's trial count is excluded by the summary network's mask, so a posterior does
 not depend on how much padding surrounds it. The trial count enters as a direct condition
-of the inference network; the flow models the parameters in priors.ParameterSpace.
+of the inference network; the flow models the parameters in priors.ParameterSpace, where
+by default t0's upper bound is each participant's fastest response (network.t0_upper).
 """
 
 import bayesflow as bf
 import keras
 import numpy as np
 
+from .priors import ParameterSpace
 from .qlearning import TRACE_LEARNING_RATES, q_differences
 from .study import Study
 
@@ -26,6 +28,10 @@ FEATURE_WIDTHS = {"choice": 1, "rt": 1, "reward": 1, "missing": 1,
 OBSERVED_FEATURES = ("choice", "rt", "reward", "missing")  # what a data file holds
 DEFAULT_FEATURES = (*OBSERVED_FEATURES, "qtraces")
 TRIAL_COUNT_SCALE = 100.0
+# network.t0_upper: where the flow's space puts t0's upper bound. "fastest_response" (the
+# default): each participant's fastest RT, which bounds the posterior exactly; "prior": the
+# prior's upper bound, as before version 0.2 (kept for the transform ablation).
+T0_UPPER_CHOICES = ("fastest_response", "prior")
 
 
 def backend():
@@ -88,9 +94,15 @@ def trial_count_condition(n_trials):
     return (np.asarray(n_trials, np.float32) / TRIAL_COUNT_SCALE)[:, None]
 
 
+def parameter_space(priors, study, t0_upper):
+    """The unbounded space the flow models the study's parameters in (see T0_UPPER_CHOICES)."""
+    return ParameterSpace.given_data(priors, study) if t0_upper == "fastest_response" else ParameterSpace(priors)
+
+
 def pack(study, features, design, max_trials, params=None, space=None):
     """The dict the estimator consumes: summary variables and mask, the trial-count
-    condition and, when parameters are given, the unbounded inference variables."""
+    condition and, when parameters are given, their values in `space` (the unbounded
+    inference variables)."""
     x, mask = trial_features(study, features, design, max_trials)
     data = {"summary_variables": x, "summary_mask": mask,
             "inference_conditions": trial_count_condition(study.n_trials)}

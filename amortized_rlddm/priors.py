@@ -168,31 +168,46 @@ class PriorSet:
 class ParameterSpace:
     """Bijection between parameters and the unbounded space the flow models.
 
-    Each parameter's map follows its prior's support: logit of the rescaled value for a
-    bounded interval, log of the distance to a lower bound, identity when unbounded. The
-    maps run in float64, so every posterior draw lies inside the support. The network and the
-    maximum-likelihood fit share it.
+    Each parameter's map follows its support: logit of the rescaled value for a bounded
+    interval, log of the distance to a lower bound, identity when unbounded. A support may
+    differ per participant (arrays of shape (participants,)): `given_data` puts t0's upper
+    bound at each participant's fastest response, which the model's t0 can never reach. The
+    maps run in float64, so every posterior draw lies inside the support. The network and
+    the maximum-likelihood fit share it.
     """
 
     def __init__(self, priors, supports=None):
-        """supports: optional name -> (lo, hi) replacing a prior's support (the MLE keeps t0
-        below the fastest response this way)."""
+        """supports: optional name -> (lo, hi) replacing a prior's support; lo and hi are
+        numbers or arrays over participants."""
         self.names = priors.names
         self.bounds = [(supports or {}).get(n, priors.support(n)) for n in self.names]
+
+    @classmethod
+    def given_data(cls, priors, study):
+        """The space whose t0 lies below each participant's fastest response (and inside the
+        prior's support). The posterior has all its mass there, piled against that edge;
+        mapping the edge to infinity spares the flow modelling a cliff, and no draw can
+        exceed a response time. A participant without responses keeps the prior's bound."""
+        lo, hi = priors.support("t0")
+        responded = study.valid & (study.choice >= 0)
+        fastest = np.where(responded, study.rt, np.inf).min(axis=1)
+        return cls(priors, supports={"t0": (np.full(fastest.shape, lo, np.float64), np.minimum(fastest, hi))})
+
+    @staticmethod
+    def _expand(bound, ndim):
+        """A bound over participants broadcast against values (participants, ...)."""
+        bound = np.asarray(bound, np.float64)
+        return bound.reshape(bound.shape + (1,) * (ndim - bound.ndim)) if bound.ndim else bound
 
     def forward(self, params):
         columns = []
         for name, (lo, hi) in zip(self.names, self.bounds):
             x = np.asarray(params[name], np.float64)
-            if np.isfinite(lo) and np.isfinite(hi):
-                u = (x - lo) / (hi - lo)
-                columns.append(np.log(u) - np.log1p(-u))
-            elif np.isfinite(lo):
-                columns.append(np.log(x - lo))
-            elif np.isfinite(hi):
-                columns.append(np.log(hi - x))
-            else:
-                columns.append(x)
+            lo, hi = self._expand(lo, x.ndim), self._expand(hi, x.ndim)
+            with np.errstate(all="ignore"):  # each branch is computed everywhere, used where it applies
+                columns.append(np.select(
+                    [np.isfinite(lo) & np.isfinite(hi), np.isfinite(lo), np.isfinite(hi)],
+                    [np.log(x - lo) - np.log(hi - x), np.log(x - lo), np.log(hi - x)], default=x))
         return np.stack(columns, axis=-1)
 
     def inverse(self, y):
@@ -200,12 +215,9 @@ class ParameterSpace:
         out = {}
         for k, (name, (lo, hi)) in enumerate(zip(self.names, self.bounds)):
             u = y[..., k]
-            if np.isfinite(lo) and np.isfinite(hi):
-                out[name] = lo + (hi - lo) / (1.0 + np.exp(-u))
-            elif np.isfinite(lo):
-                out[name] = lo + np.exp(u)
-            elif np.isfinite(hi):
-                out[name] = hi - np.exp(u)
-            else:
-                out[name] = u
+            lo, hi = self._expand(lo, u.ndim), self._expand(hi, u.ndim)
+            with np.errstate(all="ignore"):
+                out[name] = np.select(
+                    [np.isfinite(lo) & np.isfinite(hi), np.isfinite(lo), np.isfinite(hi)],
+                    [lo + (hi - lo) / (1.0 + np.exp(-u)), lo + np.exp(u), hi - np.exp(u)], default=u)
         return out

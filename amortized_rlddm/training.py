@@ -21,8 +21,7 @@ import yaml
 
 from . import __version__
 from .config import Config
-from .networks import DEFAULT_FEATURES, backend, build_estimator, network_kinds, pack
-from .priors import ParameterSpace
+from .networks import T0_UPPER_CHOICES, DEFAULT_FEATURES, backend, build_estimator, network_kinds, pack, parameter_space
 from .simulator import simulate
 
 
@@ -49,6 +48,8 @@ def training_settings(config: Config):
     if not (isinstance(n_trials, (list, tuple)) and len(n_trials) == 2 and 1 <= n_trials[0] <= n_trials[1]):
         raise ValueError(f"network.n_trials: expected [min, max], got {n_trials!r}")
     network_kinds(network)
+    if network.setdefault("t0_upper", T0_UPPER_CHOICES[0]) not in T0_UPPER_CHOICES:
+        raise ValueError(f"network.t0_upper: expected one of {T0_UPPER_CHOICES}, got {network['t0_upper']!r}")
     training = {**DEFAULT_TRAINING, **(config.sections.get("training") or {})}
     unknown = sorted(set(training) - set(DEFAULT_TRAINING))
     if unknown:
@@ -66,7 +67,8 @@ def simulate_packed(config: Config, network, rng, n):
     design = training_design(config, network)
     params = config.priors.sample(rng, n)
     study = simulate(params, design, seed=int(rng.integers(2**63)))
-    data = pack(study, network["features"], design, design.max_trials, params, ParameterSpace(config.priors))
+    space = parameter_space(config.priors, study, network["t0_upper"])
+    data = pack(study, network["features"], design, design.max_trials, params, space)
     for key, value in data.items():
         if not np.all(np.isfinite(value)):
             raise TrainingError(f"simulation produced non-finite values in '{key}'; "
@@ -226,7 +228,8 @@ def _metadata(config, network, training):
     return {"package_version": __version__, "backend": backend(), "bayesflow_version": bayesflow.__version__,
             "keras_version": keras.__version__, "model": config.model,
             "parameters": list(config.parameter_names), "features": list(network["features"]),
-            "n_trials": list(network["n_trials"]), "design": training_design(config, network).to_dict(),
+            "n_trials": list(network["n_trials"]), "t0_upper": network["t0_upper"],
+            "design": training_design(config, network).to_dict(),
             "priors": config.priors.to_dict(), "training": training}
 
 

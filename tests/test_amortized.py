@@ -70,11 +70,66 @@ def test_parameter_space_round_trip_and_support():
         assert np.all(extreme[name] >= lo) and np.all(extreme[name] <= hi)
 
 
+def test_data_dependent_space_keeps_t0_below_each_fastest_response():
+    config = load_config(SMOKE)
+    study, params = study_of(50, design=TaskDesign(n_trials=40, deadline=1.2))
+    fastest = np.where(study.valid & (study.choice >= 0), study.rt, np.inf).min(1)
+    space = ParameterSpace.given_data(config.priors, study)
+    y = space.forward(params)
+    assert y.shape == (50, 5) and np.isfinite(y).all()
+    back = space.inverse(y)
+    for name in params:
+        assert np.allclose(back[name], params[name], rtol=1e-9, atol=1e-12)
+    # per-participant bounds broadcast over draws; extreme draws stay inside them
+    extreme = space.inverse(np.stack([np.full((50, 7, 5), 30.0), np.full((50, 7, 5), -30.0)], 1).reshape(50, 14, 5))
+    hi = np.minimum(fastest, config.priors.support("t0")[1])
+    assert np.all(extreme["t0"] < hi[:, None] + 1e-12) and np.all(extreme["t0"] >= 0)
+    assert np.allclose(extreme["t0"][:, 0], hi) and np.allclose(extreme["t0"][:, -1], 0.0)
+    # the same value maps differently for participants whose fastest responses differ
+    i, j = np.argsort(fastest)[[0, -1]]
+    t0 = 0.5 * fastest[i]
+    same = {k: np.full(2, v[i]) for k, v in params.items()} | {"t0": np.full(2, t0)}
+    pair = ParameterSpace.given_data(config.priors, study_pick(study, [i, j])).forward(same)
+    expected = np.log(t0) - np.log(np.array([fastest[i], min(fastest[j], hi[j])]) - t0)
+    assert np.allclose(pair[:, 3], expected)
+    # without any response the prior's bound applies
+    silent = study_pick(study, [0])
+    silent.choice[:] = -1
+    silent.rt[:] = np.nan
+    assert ParameterSpace.given_data(config.priors, silent).bounds[3][1][0] == config.priors.support("t0")[1]
+
+
+def test_t0_upper_setting_picks_the_space_and_is_checked():
+    from amortized_rlddm.config import config_from_dict
+    from amortized_rlddm.training import simulate_packed, training_settings
+
+    raw = {"network": {"n_trials": [30, 40]}}
+    for t0_upper, expected in (("prior", ParameterSpace), ("fastest_response", ParameterSpace.given_data)):
+        config = config_from_dict({"network": {**raw["network"], "t0_upper": t0_upper}})
+        network, _ = training_settings(config)
+        data = simulate_packed(config, network, np.random.default_rng(5), 8)
+        rng = np.random.default_rng(5)
+        params = config.priors.sample(rng, 8)
+        study = simulate(params, TaskDesign(n_trials=(30, 40)), seed=int(rng.integers(2**63)))
+        space = expected(config.priors) if t0_upper == "prior" else expected(config.priors, study)
+        assert np.allclose(data["inference_variables"], space.forward(params), atol=1e-5)
+    with pytest.raises(ValueError, match="network.t0_upper"):
+        training_settings(config_from_dict({"network": {"t0_upper": "fastest"}}))
+
+
+def study_pick(study, rows):
+    from amortized_rlddm.study import Study
+
+    return Study(participant=study.participant[rows], n_trials=study.n_trials[rows], choice=study.choice[rows].copy(),
+                 rt=study.rt[rows].copy(), reward=study.reward[rows].copy(), block=study.block[rows].copy())
+
+
 def test_checkpoint_files_and_metadata(smoke_checkpoint):
     for name in ("model.keras", "config.yaml", "metadata.json", "state.json", "training_log.csv", "loss.png"):
         assert (smoke_checkpoint / name).is_file(), name
     meta = json.loads((smoke_checkpoint / "metadata.json").read_text())
     assert meta["parameters"] == ["v", "a", "z", "t0", "alpha"] and meta["n_trials"] == [30, 150]
+    assert meta["t0_upper"] == "fastest_response"
     state = json.loads((smoke_checkpoint / "state.json").read_text())
     assert state["epochs_done"] == 2 and len(state["history"]["val_loss"]) == 2
     log = pd.read_csv(smoke_checkpoint / "training_log.csv")
@@ -127,6 +182,8 @@ def test_infer_returns_a_datatree_inside_the_support(smoke_checkpoint, tmp_path)
         lo, hi = posterior.config.priors.support(name)
         values = post[name].values
         assert np.isfinite(values).all() and (values >= lo).all() and (values <= hi).all()
+    fastest = np.nanmin(study.rt, axis=1)
+    assert (post["t0"].values[0] < fastest[None, :]).all()  # network.t0_upper: fastest_response
     save_posterior(tree, tmp_path / "p.nc")
     back = xr.open_datatree(tmp_path / "p.nc")
     assert np.array_equal(back["posterior"]["alpha"].values, post["alpha"].values)

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from amortized_rlddm import __version__
 from amortized_rlddm.ablation import VARIANTS, ablate
 from amortized_rlddm.config import load_config
 from amortized_rlddm.diagnostics import compute_metrics, diagnose, plan_design
@@ -83,8 +84,13 @@ def test_ablation_trains_variants_and_accumulates_their_table(tmp_path):
     assert first["observed_only"]["overrides"] == {"network.features": ["choice", "rt", "reward", "missing"]}
     saved = (tmp_path / "observed_only" / "config.yaml").read_text()
     assert "qtraces" not in saved and "qtraces" in (tmp_path / "default" / "config.yaml").read_text()
-    both = ablate(config, tmp_path, variants=["summary_gru"], epochs=1, datasets=30, seed=0, verbose=0)
-    assert list(both) == ["default", "observed_only", "summary_gru"]
+    # a row that overrides an older version's default is kept, renamed, when the variant is rerun
+    rows = json.loads((tmp_path / "ablation.json").read_text())
+    rows["default"]["package_version"] = "0.1.0"
+    (tmp_path / "ablation.json").write_text(json.dumps(rows))
+    both = ablate(config, tmp_path, variants=["default", "summary_gru"], epochs=1, datasets=30, seed=0, verbose=0)
+    assert list(both) == ["observed_only", "default (v0.1)", "default", "summary_gru"]
+    assert both["default"]["package_version"] == __version__
     gru = AmortizedPosterior.load(tmp_path / "summary_gru")
     assert type(gru.estimator.summary_network).__name__ == "RecurrentNetwork"
     # the recurrent summary skips padding too: draws do not change with the padded length
@@ -100,4 +106,5 @@ def test_ablation_trains_variants_and_accumulates_their_table(tmp_path):
     assert all(name in table for name in both) and "r(alpha)" in table
     with pytest.raises(ValueError, match="unknown ablation variant"):
         ablate(config, tmp_path, variants=["bigger"], epochs=1)
-    assert set(VARIANTS) >= set(both)
+    assert set(VARIANTS) >= {"observed_only", "default", "summary_gru"}
+    assert "| default (v0.1) | 0.1 |" in table
