@@ -28,8 +28,6 @@ VARIANTS = {
     "summary_dim_32": {"network.summary.summary_dim": 32},
     "summary_gru": {"network.summary": {"kind": "RecurrentNetwork", "summary_dim": 16, "hidden_dim": [64],
                                         "dropout": 0.0}},
-    "summary_transformer": {"network.summary": {"kind": "TimeSeriesTransformer", "summary_dim": 16,
-                                                "embed_dims": [64, 64], "num_heads": [4, 4], "dropout": 0.0}},
     "t0_upper_prior": {"network.t0_upper": "prior"},
     "flow_depth_6": {"network.inference.depth": 6},
     "flow_spline": {"network.inference.transform": "spline"},
@@ -40,7 +38,7 @@ VARIANTS = {
 # What the default config was, per package version, for rows that override an older default.
 DEFAULTS_BY_VERSION = {
     "0.1": "TimeSeriesTransformer summary; the flow's t0 bounded by its prior only",
-    "0.2": "RecurrentNetwork (bidirectional GRU) summary; the flow's t0 below each participant's fastest RT",
+    "0.2": "TimeSeriesTransformer summary; the flow's t0 below each participant's fastest RT",
 }
 RESULTS_FILE = "ablation.json"
 TABLE_FILE = "ablation.md"
