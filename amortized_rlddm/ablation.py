@@ -76,7 +76,7 @@ def ablate(config, out_dir, variants=None, epochs=None, datasets=500, seed=0, ve
         metrics = diagnose(AmortizedPosterior.load(ckpt), datasets, seed, ckpt / "report", draws=1000)
         _, training = training_settings(cfg)
         older = _minor(results[name]) if name in results else None
-        if older and older != _minor({"package_version": __version__}):
+        if older and older != _minor_version(__version__):
             results[f"{name} (v{older})"] = results.pop(name)
         results[name] = {"overrides": VARIANTS[name], "package_version": __version__, "epochs": state["epochs_done"],
                          "batches_per_epoch": training["batches_per_epoch"], "batch_size": training["batch_size"],
@@ -88,9 +88,13 @@ def ablate(config, out_dir, variants=None, epochs=None, datasets=500, seed=0, ve
     return results
 
 
+def _minor_version(version):
+    return ".".join(version.split(".")[:2])
+
+
 def _minor(row):
     """The major.minor version of the default a row overrides (rows without one: 0.1)."""
-    return ".".join(row.get("package_version", "0.1.0").split(".")[:2])
+    return _minor_version(row.get("package_version", "0.1.0"))
 
 
 def _describe(overrides):

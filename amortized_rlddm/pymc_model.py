@@ -569,10 +569,9 @@ def fit_mle(data, priors: PriorSet, participant=0, starts=10, seed=None, q_init=
                   rt=trials["rt"][None].astype(float), reward=trials["reward"][None],
                   block=trials["block"][None].astype(np.int32))
     names = priors.names
-    responded = trials["choice"] >= 0
-    fastest = trials["rt"][responded].min() if responded.any() else np.inf
-    bounds = {nm: priors.support(nm) for nm in names}
-    bounds["t0"] = (bounds["t0"][0], min(bounds["t0"][1], fastest))
+    # t0 below the fastest response, as in the network's space (one participant: scalars)
+    t0_bounds = ParameterSpace.given_data(priors, study).bounds[names.index("t0")]
+    bounds = {nm: priors.support(nm) for nm in names} | {"t0": tuple(float(b[0]) for b in t0_bounds)}
     space = ParameterSpace(priors, supports=bounds)
 
     def params_of(x):

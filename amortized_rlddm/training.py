@@ -21,7 +21,8 @@ import yaml
 
 from . import __version__
 from .config import Config
-from .networks import T0_UPPER_CHOICES, DEFAULT_FEATURES, backend, build_estimator, network_kinds, pack, parameter_space
+from .networks import (DEFAULT_FEATURES, T0_UPPER_CHOICES, backend, build_estimator, network_kinds, pack,
+                       parameter_space)
 from .simulator import simulate
 
 
