@@ -28,12 +28,17 @@ VARIANTS = {
     "summary_dim_32": {"network.summary.summary_dim": 32},
     "summary_gru": {"network.summary": {"kind": "RecurrentNetwork", "summary_dim": 16, "hidden_dim": [64],
                                         "dropout": 0.0}},
+    "summary_time_series_network": {"network.summary": {"kind": "TimeSeriesNetwork", "summary_dim": 16,
+                                                        "recurrent_dim": 64, "dropout": 0.0}},
     "t0_upper_prior": {"network.t0_upper": "prior"},
     "flow_depth_6": {"network.inference.depth": 6},
     "flow_spline": {"network.inference.transform": "spline"},
     "flow_no_dropout": {"network.inference.subnet_kwargs": {"widths": [64, 64], "dropout": 0.0}},
+    "flow_matching": {"network.inference": {"kind": "FlowMatching", "subnet_kwargs": {"widths": [128, 128]},
+                                            "integrate_kwargs": {"method": "rk45", "steps": 10}}},
     "batch_128": {"training.batch_size": 128, "training.batches_per_epoch": 100},
     "learning_rate_1e-3": {"training.learning_rate": 1.0e-3},
+    "constant_learning_rate": {"training.schedule": "constant"},
 }
 # What the default config was, per package version, for rows that override an older default.
 DEFAULTS_BY_VERSION = {
@@ -71,13 +76,15 @@ def ablate(config, out_dir, variants=None, epochs=None, datasets=500, seed=0, ve
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     for name in names:
         ckpt = out / name
+        older = _minor(results[name]) if name in results else None
+        if older and older != _minor_version(__version__):  # keep the row and run of an older default
+            results[f"{name} (v{older})"] = results.pop(name)
+            if ckpt.exists():
+                ckpt.rename(out / f"{name}_v{older}")
         cfg = variant_config(config, VARIANTS[name], epochs)
         state = train(cfg, ckpt, resume=(ckpt / "state.json").exists(), verbose=verbose)
         metrics = diagnose(AmortizedPosterior.load(ckpt), datasets, seed, ckpt / "report", draws=1000)
         _, training = training_settings(cfg)
-        older = _minor(results[name]) if name in results else None
-        if older and older != _minor_version(__version__):
-            results[f"{name} (v{older})"] = results.pop(name)
         results[name] = {"overrides": VARIANTS[name], "package_version": __version__, "epochs": state["epochs_done"],
                          "batches_per_epoch": training["batches_per_epoch"], "batch_size": training["batch_size"],
                          "train_minutes": state["train_seconds"] / 60, "datasets": datasets, "seed": seed,
@@ -110,7 +117,8 @@ def ablation_markdown(results):
     lines = ["Network ablation: each variant changes the stated settings of the default config of the "
              "package version in its row; diagnosed on fresh simulated datasets (same seed for all). "
              "The val loss is a negative log density in the flow's parameter space, so rows whose "
-             "t0 spaces differ are not comparable on it.", "",
+             "t0 spaces differ are not comparable on it; a FlowMatching row's is its velocity-matching "
+             "error. A row of an older default keeps its run in <variant>_v<version>/.", "",
              *[f"- default of v{v}: {DEFAULTS_BY_VERSION.get(v, 'see that version')}" for v in versions], "",
              "| variant | version | change | epochs x batches x size | train min | val loss | " + " | ".join(
                  f"r({n}) | contraction({n}) | calib. error({n})" for n in rates)

@@ -4,7 +4,9 @@ datasets (`rlddm compare`).
 Per dataset and parameter: means, sds, 5/50/95% quantiles of both, the 1-Wasserstein
 distance, the standardised mean difference (amortized - NUTS) / NUTS sd and the sd ratio;
 over datasets: their medians, each method's recovery correlation against the truth and
-90% interval coverage, and the wall time per participant of each method.
+90% interval coverage, and the wall time per participant of each method; for the learning
+rate(s), the agreement within groups of datasets ordered by how informative the exact
+posterior is.
 """
 
 import json
@@ -143,13 +145,36 @@ def compare(posterior, out_dir, n_datasets=50, seed=0, data=None, convention="rl
               "nuts_max_rhat": float(diagnostics["rhat_max"].max()),
               "nuts_min_ess_bulk": float(diagnostics["ess_bulk_min"].min()),
               "nuts_divergences": int(diagnostics["divergences"].sum())}
+    rates = [n for n in names if n.startswith("alpha")]
+    by_informativeness = pd.concat([agreement_by_informativeness(table, n) for n in rates]) if rates else None
+    if by_informativeness is not None:
+        by_informativeness.to_csv(out / "agreement_by_informativeness.csv", index=False)
     (out / "comparison.json").write_text(json.dumps({"timing": timing,
                                                      "summary": summary.to_dict(orient="records")}, indent=1))
-    (out / "report.md").write_text(report_markdown(summary, timing, posterior.source))
+    (out / "report.md").write_text(report_markdown(summary, timing, posterior.source, by_informativeness))
     return summary, timing
 
 
-def report_markdown(summary, timing, source):
+def agreement_by_informativeness(table, name, groups=3):
+    """Agreement for one parameter within groups of datasets of equal size, ordered by the
+    NUTS posterior sd (the most informative datasets first): shows whether the amortized
+    posterior falls short where the data say most. 'spread' is the sd over datasets of each
+    method's posterior means; an amortized spread below the NUTS one means shrinkage."""
+    part = table[table["parameter"] == name].sort_values("sd_nuts")
+    groups = min(groups, len(part))
+    rows = []
+    for k, rows_of_group in enumerate(np.array_split(np.arange(len(part)), groups)):
+        chunk = part.iloc[rows_of_group]
+        rows.append({"parameter": name, "group": f"{k + 1} of {groups}", "datasets": len(chunk),
+                     "median_sd_nuts": float(chunk["sd_nuts"].median()),
+                     "median_abs_std_mean_difference": float(chunk["std_mean_difference"].abs().median()),
+                     "median_sd_ratio": float(chunk["sd_ratio"].median()),
+                     "spread_of_means_amortized": float(chunk["mean_amortized"].std(ddof=1)),
+                     "spread_of_means_nuts": float(chunk["mean_nuts"].std(ddof=1))})
+    return pd.DataFrame(rows)
+
+
+def report_markdown(summary, timing, source, by_informativeness=None):
     cols = [c for c in summary.columns if c != "datasets"]
     lines = [f"# Amortized (`{source}`) vs exact NUTS posterior", "",
              f"{timing['datasets']} shared datasets; NUTS: {timing['nuts_backend']}, {timing['nuts_chains']} "
@@ -166,6 +191,14 @@ def report_markdown(summary, timing, source):
               f"Wall time per participant: amortized {timing['amortized_s_per_participant'] * 1000:.1f} ms, "
               f"NUTS {timing['nuts_s_per_participant']:.1f} s (plus {timing['nuts_compile_s']:.0f} s compiling "
               f"once): amortized is {timing['speedup']:.0f}x faster."]
+    if by_informativeness is not None and len(by_informativeness):
+        cols = list(by_informativeness.columns)
+        lines += ["", "Learning-rate agreement by how informative the data are (groups of datasets ordered by "
+                  "the NUTS posterior sd, most informative first; spread = sd over datasets of the "
+                  "posterior means):", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        for _, row in by_informativeness.iterrows():
+            lines.append("| " + " | ".join(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c])
+                                           for c in cols) + " |")
     return "\n".join(lines) + "\n"
 
 

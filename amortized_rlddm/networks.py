@@ -111,10 +111,13 @@ def pack(study, features, design, max_trials, params=None, space=None):
     return data
 
 
-# Summary networks whose padding mask is tested; the sampler inverts a flow in one pass,
-# so the inference network is a coupling flow (FlowMatching would need an ODE solve).
-SUMMARY_NETWORKS = ("TimeSeriesTransformer", "RecurrentNetwork")
-INFERENCE_NETWORKS = ("CouplingFlow",)
+# The BayesFlow networks a config may name. TimeSeriesTransformer and RecurrentNetwork honour
+# the padding mask; TimeSeriesNetwork (convolutions + GRU) has none and sees the zero padding
+# up to the network's trial maximum, which packing always applies, so it is consistent but
+# kept for the summary ablation. FlowMatching samples by an ODE solve (integrate_kwargs)
+# instead of one inverse pass and is slower to sample; it is kept for the inference ablation.
+SUMMARY_NETWORKS = ("TimeSeriesTransformer", "RecurrentNetwork", "TimeSeriesNetwork")
+INFERENCE_NETWORKS = ("CouplingFlow", "FlowMatching")
 
 
 def network_kinds(network_spec):
@@ -135,7 +138,7 @@ def build_estimator(network_spec):
     keyword arguments."""
     summary_kind, inference_kind = network_kinds(network_spec)
     summary_kwargs = {k: v for k, v in (network_spec.get("summary") or {}).items() if k != "kind"}
-    for key in ("embed_dims", "num_heads", "hidden_dim"):  # YAML lists -> the tuples BayesFlow expects
+    for key in ("embed_dims", "num_heads", "hidden_dim", "filters", "kernel_sizes", "strides"):  # YAML lists -> tuples
         if isinstance(summary_kwargs.get(key), list):
             summary_kwargs[key] = tuple(summary_kwargs[key])
     inference_kwargs = {k: v for k, v in (network_spec.get("inference") or {}).items() if k != "kind"}

@@ -25,6 +25,10 @@ class _Prior:
         """Log density at x (-inf outside the support)."""
         return self._dist().logpdf(x)
 
+    def cdf(self, x):
+        """Prior probability of values <= x."""
+        return self._dist().cdf(x)
+
 
 @dataclass(frozen=True)
 class Normal(_Prior):

@@ -341,8 +341,8 @@ def _model_arrays(trials, max_trials, q_values, deadline):
     return arrays
 
 
-def _pymc_prior(name, prior, **kwargs):
-    """The PyMC distribution of a :mod:`amortized_rlddm.priors` prior.
+def _pymc_distribution(prior):
+    """(PyMC distribution class, its float64 arguments) of a :mod:`amortized_rlddm.priors` prior.
 
     Parameters are passed as float64: PyTensor turns a Python float that float32 represents
     exactly (2.0, 0.5) into a float32 constant, and PyMC's log densities then lose about
@@ -350,15 +350,21 @@ def _pymc_prior(name, prior, **kwargs):
     """
     f = np.float64
     if isinstance(prior, Normal):
-        return pm.Normal(name, mu=f(prior.mu), sigma=f(prior.sigma), **kwargs)
+        return pm.Normal, {"mu": f(prior.mu), "sigma": f(prior.sigma)}
     if isinstance(prior, TruncatedNormal):
-        return pm.TruncatedNormal(name, mu=f(prior.mu), sigma=f(prior.sigma), lower=f(prior.lower),
-                                  upper=f(prior.upper), **kwargs)
+        return pm.TruncatedNormal, {"mu": f(prior.mu), "sigma": f(prior.sigma), "lower": f(prior.lower),
+                                    "upper": f(prior.upper)}
     if isinstance(prior, Beta):
-        return pm.Beta(name, alpha=f(prior.a), beta=f(prior.b), **kwargs)
+        return pm.Beta, {"alpha": f(prior.a), "beta": f(prior.b)}
     if isinstance(prior, Uniform):
-        return pm.Uniform(name, lower=f(prior.lower), upper=f(prior.upper), **kwargs)
-    raise TypeError(f"prior for '{name}': no PyMC distribution for {type(prior).__name__}")
+        return pm.Uniform, {"lower": f(prior.lower), "upper": f(prior.upper)}
+    raise TypeError(f"no PyMC distribution for a {type(prior).__name__} prior")
+
+
+def _pymc_prior(name, prior):
+    """The PyMC random variable of a :mod:`amortized_rlddm.priors` prior."""
+    cls, args = _pymc_distribution(prior)
+    return cls(name, **args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -437,13 +443,21 @@ class ExactPosterior:
             data = {name: pm.Data(name, value) for name, value in
                     _model_arrays(empty, self.max_trials, self.q_values, self.deadline).items()}
             responded = pt.ge(data["choice"], 0)
-            # t0 starts halfway between its lower bound and the fastest response
+            # t0's prior is truncated at the fastest response, where the likelihood becomes zero,
+            # so its interval transform spans only the values the data allow, as in the
+            # network's space. The exact posterior piles up against that edge; on the prior's
+            # own support the sampler diverged there. The truncation's normalising constant
+            # depends on the data only, so the posterior is unchanged. t0 starts halfway.
             fastest = pt.min(pt.switch(responded, data["rt"], np.inf))
             ceiling = pt.minimum(fastest, t0_high if np.isfinite(t0_high) else t0_low + 1.0)
             p = {}
             for name in self.parameter_names:
-                extra = {"initval": t0_low + 0.5 * (ceiling - t0_low)} if name == "t0" else {}
-                p[name] = _pymc_prior(name, self.priors.priors[name], **extra)
+                if name == "t0":
+                    cls, args = _pymc_distribution(self.priors.priors[name])
+                    p[name] = pm.Truncated(name, cls.dist(**args), lower=t0_low, upper=ceiling,
+                                           initval=t0_low + 0.5 * (ceiling - t0_low))
+                else:
+                    p[name] = _pymc_prior(name, self.priors.priors[name])
             alpha_pos, alpha_neg = (p["alpha"], p["alpha"]) if "alpha" in p else (p["alpha_pos"], p["alpha_neg"])
             q_difference = _q_difference_scan if self.q_values == "scan" else _q_difference_closed_form
             drift = p["v"] * q_difference(data, alpha_pos, alpha_neg, self.q_init)

@@ -34,7 +34,10 @@ LOG_FILE = "training_log.csv"
 LOSS_PLOT = "loss.png"
 
 DEFAULT_TRAINING = {"epochs": 60, "batches_per_epoch": 200, "batch_size": 64,
-                    "learning_rate": 5e-4, "validation_datasets": 500, "seed": 1}
+                    "learning_rate": 5e-4, "schedule": "cosine", "validation_datasets": 500, "seed": 1}
+# training.schedule: the learning rate warms up over the first 5% of steps, then decays to 0
+# along a cosine ("cosine", the default) or stays at training.learning_rate ("constant").
+SCHEDULES = ("cosine", "constant")
 
 
 class TrainingError(RuntimeError):
@@ -55,6 +58,8 @@ def training_settings(config: Config):
     unknown = sorted(set(training) - set(DEFAULT_TRAINING))
     if unknown:
         raise ValueError(f"training: unknown key(s) {unknown}; expected some of {sorted(DEFAULT_TRAINING)}")
+    if training["schedule"] not in SCHEDULES:
+        raise ValueError(f"training.schedule: expected one of {SCHEDULES}, got {training['schedule']!r}")
     return network, training
 
 
@@ -234,12 +239,18 @@ def _metadata(config, network, training):
             "priors": config.priors.to_dict(), "training": training}
 
 
-def _optimizer(training, total_steps):
+def learning_rate_schedule(training, total_steps):
+    """training.schedule over total_steps: a linear warm-up from a tenth of the learning rate
+    over the first 5% of the steps, then a cosine decay to 0 or a constant rate."""
     warmup = int(0.05 * total_steps)
-    schedule = keras.optimizers.schedules.CosineDecay(
+    return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.1 * training["learning_rate"], warmup_target=training["learning_rate"],
-        warmup_steps=warmup, decay_steps=max(total_steps - warmup, 1), alpha=0.0)
-    return keras.optimizers.Adam(schedule, clipnorm=1.5)
+        warmup_steps=warmup, decay_steps=max(total_steps - warmup, 1),
+        alpha=1.0 if training["schedule"] == "constant" else 0.0)  # alpha: the final fraction kept
+
+
+def _optimizer(training, total_steps):
+    return keras.optimizers.Adam(learning_rate_schedule(training, total_steps), clipnorm=1.5)
 
 
 def train(config: Config, out_dir, resume=False, verbose=1, extra_callbacks=()):

@@ -191,6 +191,47 @@ def test_infer_returns_a_datatree_inside_the_support(smoke_checkpoint, tmp_path)
     assert len(summary) == 20 and (summary["hdi_94_lower"] <= summary["mean"]).all()
 
 
+@pytest.mark.parametrize("section, spec", [
+    ("summary", {"kind": "TimeSeriesNetwork", "summary_dim": 4, "filters": [8], "kernel_sizes": [3], "strides": [1],
+                 "recurrent_dim": 8, "dropout": 0.0}),
+    ("inference", {"kind": "FlowMatching", "subnet_kwargs": {"widths": [16, 16]},
+                   "integrate_kwargs": {"method": "euler", "steps": 4}}),
+])
+def test_ablation_network_kinds_train_save_and_infer(tmp_path, section, spec):
+    config = load_config(SMOKE)
+    config.sections["network"] = {**config.sections["network"], section: spec}
+    config.sections["training"] = {**config.sections["training"], "epochs": 1}
+    train(config, tmp_path / "net", verbose=0)
+    posterior = AmortizedPosterior.load(tmp_path / "net")
+    net = posterior.estimator.summary_network if section == "summary" else posterior.estimator.inference_network
+    assert type(net).__name__ == spec["kind"]
+    study, _ = study_of(3)
+    post = posterior.infer(study, draws=50, seed=1)["posterior"]
+    for name in post.data_vars:
+        lo, hi = posterior.config.priors.support(name)
+        values = post[name].values
+        assert np.isfinite(values).all() and (values >= lo).all() and (values <= hi).all()
+    again = posterior.infer(study, draws=50, seed=1)["posterior"]
+    assert np.array_equal(again["alpha"].values, post["alpha"].values)
+
+
+def test_learning_rate_schedules():
+    from amortized_rlddm.config import config_from_dict
+    from amortized_rlddm.training import learning_rate_schedule, training_settings
+
+    def schedule_of(name):
+        _, training = training_settings(config_from_dict({"training": {"schedule": name}}))
+        return learning_rate_schedule(training, 1000)  # warm-up: the first 5% of the steps
+
+    cosine, constant = schedule_of("cosine"), schedule_of("constant")
+    assert float(cosine(0)) == pytest.approx(5e-5) and float(constant(0)) == pytest.approx(5e-5)
+    assert float(cosine(50)) == pytest.approx(5e-4) and float(constant(50)) == pytest.approx(5e-4)
+    assert float(cosine(525)) == pytest.approx(2.5e-4, rel=1e-3)  # half-way through the decay
+    assert float(cosine(1000)) < 1e-8 and float(constant(1000)) == pytest.approx(5e-4)
+    with pytest.raises(ValueError, match="training.schedule"):
+        training_settings(config_from_dict({"training": {"schedule": "step"}}))
+
+
 def test_same_seed_same_draws_after_save_and_load(smoke_checkpoint):
     loaded = AmortizedPosterior.load(smoke_checkpoint)
     again = AmortizedPosterior(keras.saving.load_model(smoke_checkpoint / "model.keras"), loaded.config)

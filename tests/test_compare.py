@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("pymc")
 
-from amortized_rlddm.compare import compare, headline_table, summary_table  # noqa: E402
+from amortized_rlddm.compare import agreement_by_informativeness, compare, headline_table, summary_table  # noqa: E402
 from amortized_rlddm.config import load_config  # noqa: E402
 from amortized_rlddm.inference import AmortizedPosterior  # noqa: E402
 from amortized_rlddm.training import train  # noqa: E402
@@ -20,7 +20,7 @@ def test_compare_writes_every_file(tmp_path):
     summary, timing = compare(posterior, tmp_path / "cmp", n_datasets=2, seed=1, draws=200, chains=2,
                               draws_per_chain=100, tune=150, nuts_backend="pymc")
     for name in ("per_dataset.csv", "summary.csv", "nuts_diagnostics.csv", "truth.csv", "overlays.png",
-                 "comparison.json", "report.md"):
+                 "comparison.json", "report.md", "agreement_by_informativeness.csv"):
         assert (tmp_path / "cmp" / name).stat().st_size > 0, name
     table = pd.read_csv(tmp_path / "cmp" / "per_dataset.csv")
     assert len(table) == 2 * 5 and (table["sd_nuts"] > 0).all() and (table["wasserstein"] >= 0).all()
@@ -46,6 +46,22 @@ def test_summary_table_medians_recovery_and_coverage():
     assert row["r_amortized"] == pytest.approx(np.corrcoef([0.1, 0.2, 0.3, 0.5], [0.1, 0.2, 0.3, 0.4])[0, 1])
     assert row["r_nuts"] == pytest.approx(-1.0)
     assert row["coverage90_amortized"] == pytest.approx(0.75) and row["coverage90_nuts"] == pytest.approx(0.5)
+
+
+def test_agreement_by_informativeness_groups_by_nuts_sd():
+    table = pd.DataFrame({
+        "participant": [f"p{i}" for i in range(6)], "parameter": "alpha",
+        "sd_nuts": [0.20, 0.05, 0.15, 0.10, 0.25, 0.30],
+        "std_mean_difference": [0.1, -0.8, 0.3, 0.4, -0.2, 0.0], "sd_ratio": [1.0, 1.6, 1.1, 1.2, 1.0, 0.9],
+        "mean_amortized": [0.5, 0.4, 0.5, 0.6, 0.5, 0.5], "mean_nuts": [0.5, 0.2, 0.5, 0.8, 0.4, 0.6]})
+    groups = agreement_by_informativeness(table, "alpha", groups=3)
+    assert list(groups["datasets"]) == [2, 2, 2]
+    first, last = groups.iloc[0], groups.iloc[2]  # sd 0.05 and 0.10 first; 0.25 and 0.30 last
+    assert first["median_sd_nuts"] == pytest.approx(0.075) and last["median_sd_nuts"] == pytest.approx(0.275)
+    assert first["median_abs_std_mean_difference"] == pytest.approx(0.6)
+    assert first["median_sd_ratio"] == pytest.approx(1.4)
+    assert first["spread_of_means_amortized"] == pytest.approx(np.std([0.4, 0.6], ddof=1))
+    assert first["spread_of_means_nuts"] == pytest.approx(np.std([0.2, 0.8], ddof=1))
 
 
 def test_headline_table_joins_the_two_reports(tmp_path):

@@ -380,7 +380,7 @@ def test_design_from_dict_range():
     assert design.to_dict()["n_trials"] == [40, 60]
 
 
-@pytest.mark.parametrize("section, kind", [("summary", "SetTransformer"), ("inference", "FlowMatching")])
+@pytest.mark.parametrize("section, kind", [("summary", "SetTransformer"), ("inference", "DiffusionModel")])
 def test_network_kinds_outside_the_tested_ones_are_refused(section, kind):
     from amortized_rlddm.training import training_settings
 

@@ -91,6 +91,7 @@ def test_ablation_trains_variants_and_accumulates_their_table(tmp_path):
     both = ablate(config, tmp_path, variants=["default", "summary_gru"], epochs=1, datasets=30, seed=0, verbose=0)
     assert list(both) == ["observed_only", "default (v0.1)", "default", "summary_gru"]
     assert both["default"]["package_version"] == __version__
+    assert (tmp_path / "default_v0.1" / "model.keras").is_file() and (tmp_path / "default" / "model.keras").is_file()
     gru = AmortizedPosterior.load(tmp_path / "summary_gru")
     assert type(gru.estimator.summary_network).__name__ == "RecurrentNetwork"
     # the recurrent summary skips padding too: draws do not change with the padded length
