@@ -2,7 +2,7 @@
 
 import os
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # The Keras backend must be fixed before anything imports keras or bayesflow, so the package
 # sets its default here. TensorFlow trains the default network 2.2x faster than JAX on CPU

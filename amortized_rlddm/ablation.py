@@ -25,6 +25,8 @@ VARIANTS = {
     "observed_only": {"network.features": list(OBSERVED_FEATURES)},
     "observed_with_outcomes": {"network.features": [*OBSERVED_FEATURES, "outcomes"]},
     "observed_with_phase": {"network.features": [*OBSERVED_FEATURES, "phase"]},
+    "qprofile_condition": {"network.conditions": ["n_trials", "qprofile"]},  # the 0.3 default's
+    "trial_count_condition_only": {"network.conditions": ["n_trials"]},  # as before 0.3
     "summary_dim_32": {"network.summary.summary_dim": 32},
     "summary_gru": {"network.summary": {"kind": "RecurrentNetwork", "summary_dim": 16, "hidden_dim": [64],
                                         "dropout": 0.0}},
@@ -37,13 +39,15 @@ VARIANTS = {
     "flow_matching": {"network.inference": {"kind": "FlowMatching", "subnet_kwargs": {"widths": [128, 128]},
                                             "integrate_kwargs": {"method": "rk45", "steps": 10}}},
     "batch_128": {"training.batch_size": 128, "training.batches_per_epoch": 100},
-    "learning_rate_1e-3": {"training.learning_rate": 1.0e-3},
+    "learning_rate_1e-3": {"training.learning_rate": 1.0e-3},  # the 0.3 default's
+    "learning_rate_5e-4": {"training.learning_rate": 5.0e-4},  # as before 0.3
     "constant_learning_rate": {"training.schedule": "constant"},
 }
 # What the default config was, per package version, for rows that override an older default.
 DEFAULTS_BY_VERSION = {
     "0.1": "TimeSeriesTransformer summary; the flow's t0 bounded by its prior only",
     "0.2": "TimeSeriesTransformer summary; the flow's t0 below each participant's fastest RT",
+    "0.3": "as 0.2, plus the qprofile condition and a learning rate of 1e-3",
 }
 RESULTS_FILE = "ablation.json"
 TABLE_FILE = "ablation.md"

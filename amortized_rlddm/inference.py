@@ -46,7 +46,7 @@ def _check_consistency(path, config, metadata, estimator):
     network, _ = training_settings(config)
     expected = {"model": config.model, "parameters": list(config.parameter_names),
                 "features": list(network["features"]), "n_trials": list(network["n_trials"]),
-                "t0_upper": network["t0_upper"],
+                "t0_upper": network["t0_upper"], "conditions": list(network["conditions"]),
                 "design": training_design(config, network).to_dict(), "priors": config.priors.to_dict()}
 
     def canonical(x):  # tuples and lists compare equal
@@ -208,7 +208,7 @@ class AmortizedPosterior:
 
     def summary_statistics(self, study: Study):
         """The summary network's output for each participant, (participants, summary_dim)."""
-        data = pack(study, self.network["features"], self.design, self.design.max_trials)
+        data = pack(study, self.network, self.design, self.design.max_trials)
         parts = [np.asarray(self._summaries(data["summary_variables"][idx], data["summary_mask"][idx]))[: stop - start]
                  for start, stop, idx in _chunks(study.n_participants)]
         return np.concatenate(parts).astype(np.float64)
@@ -268,7 +268,7 @@ class AmortizedPosterior:
         """Unbounded draws (participants, draws, parameters) and summary statistics
         (participants, summary_dim) from one pass of the compiled sampler."""
         rng = np.random.default_rng(seed)
-        data = pack(study, self.network["features"], self.design, self.design.max_trials)
+        data = pack(study, self.network, self.design, self.design.max_trials)
         n, p = study.n_participants, len(self.parameter_names)
         base = rng.standard_normal((n, draws, p)).astype(np.float32)
         out = np.empty((n, draws, p), np.float32)

@@ -6,8 +6,10 @@ reward seen and a missing-response flag, and optionally quantities computed from
 Q difference replayed under a grid of learning rates ("qtraces", see qlearning.py), and for
 the input ablation both arms' outcomes or the trial's reversal phase. Padding beyond a
 participant's trial count is excluded by the summary network's mask, so a posterior does
-not depend on how much padding surrounds it. The trial count enters as a direct condition
-of the inference network; the flow models the parameters in priors.ParameterSpace, where
+not depend on how much padding surrounds it. Per participant, the inference network is
+also conditioned directly on network.conditions: the trial count and optionally the
+"qprofile", the fit of a logistic choice rule over the grid of replayed learning rates
+(see qlearning.q_profile). The flow models the parameters in priors.ParameterSpace, where
 by default t0's upper bound is each participant's fastest response (network.t0_upper).
 """
 
@@ -16,7 +18,7 @@ import keras
 import numpy as np
 
 from .priors import ParameterSpace
-from .qlearning import TRACE_LEARNING_RATES, q_differences
+from .qlearning import TRACE_LEARNING_RATES, q_differences, q_profile
 from .study import Study
 
 # Per-trial inputs the packing can produce. "qtraces": per replayed learning rate, the Q
@@ -28,6 +30,10 @@ FEATURE_WIDTHS = {"choice": 1, "rt": 1, "reward": 1, "missing": 1,
 OBSERVED_FEATURES = ("choice", "rt", "reward", "missing")  # what a data file holds
 DEFAULT_FEATURES = (*OBSERVED_FEATURES, "qtraces")
 TRIAL_COUNT_SCALE = 100.0
+# Per-participant direct conditions of the inference network. A config without
+# network.conditions (every network before version 0.3) has the trial count only.
+CONDITION_WIDTHS = {"n_trials": 1, "qprofile": 3 * len(TRACE_LEARNING_RATES)}
+DEFAULT_CONDITIONS = ("n_trials",)
 # network.t0_upper: where the flow's space puts t0's upper bound. "fastest_response" (the
 # default): each participant's fastest RT, which bounds the posterior exactly; "prior": the
 # prior's upper bound, as before version 0.2 (kept for the transform ablation).
@@ -90,8 +96,30 @@ def trial_features(study: Study, features, design=None, max_trials=None):
 
 
 def trial_count_condition(n_trials):
-    """The direct condition of the inference network: trial count / 100, shape (B, 1)."""
+    """The trial-count condition of the inference network: trial count / 100, shape (B, 1)."""
     return (np.asarray(n_trials, np.float32) / TRIAL_COUNT_SCALE)[:, None]
+
+
+def check_conditions(conditions):
+    """network.conditions: a list of CONDITION_WIDTHS names that starts with the trial count."""
+    if (not isinstance(conditions, (list, tuple)) or not conditions or conditions[0] != "n_trials"
+            or len(set(conditions)) != len(conditions) or not set(conditions) <= set(CONDITION_WIDTHS)):
+        raise ValueError(f"network.conditions: expected a list starting with 'n_trials' and then some of "
+                         f"{list(CONDITION_WIDTHS)[1:]}, each once; got {conditions!r}")
+
+
+def participant_conditions(study: Study, conditions, design=None):
+    """The inference network's direct conditions, (B, C) float32, in the order named."""
+    check_conditions(conditions)
+    columns = []
+    for name in conditions:
+        if name == "n_trials":
+            columns.append(trial_count_condition(study.n_trials))
+        elif name == "qprofile":
+            if design is None:
+                raise ValueError("condition 'qprofile' needs the task design (for q_init)")
+            columns.append(q_profile(study, TRACE_LEARNING_RATES, design.q_init))
+    return np.concatenate(columns, axis=-1).astype(np.float32)
 
 
 def parameter_space(priors, study, t0_upper):
@@ -99,13 +127,14 @@ def parameter_space(priors, study, t0_upper):
     return ParameterSpace.given_data(priors, study) if t0_upper == "fastest_response" else ParameterSpace(priors)
 
 
-def pack(study, features, design, max_trials, params=None, space=None):
-    """The dict the estimator consumes: summary variables and mask, the trial-count
-    condition and, when parameters are given, their values in `space` (the unbounded
-    inference variables)."""
-    x, mask = trial_features(study, features, design, max_trials)
+def pack(study, network, design, max_trials, params=None, space=None):
+    """The dict the estimator consumes for a network spec (its "features" and "conditions"):
+    summary variables and mask, the participant conditions and, when parameters are given,
+    their values in `space` (the unbounded inference variables)."""
+    x, mask = trial_features(study, network["features"], design, max_trials)
+    conditions = network.get("conditions", DEFAULT_CONDITIONS)
     data = {"summary_variables": x, "summary_mask": mask,
-            "inference_conditions": trial_count_condition(study.n_trials)}
+            "inference_conditions": participant_conditions(study, conditions, design)}
     if params is not None:
         data["inference_variables"] = space.forward(params).astype(np.float32)
     return data

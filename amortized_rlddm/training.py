@@ -21,8 +21,8 @@ import yaml
 
 from . import __version__
 from .config import Config
-from .networks import (DEFAULT_FEATURES, T0_UPPER_CHOICES, backend, build_estimator, network_kinds, pack,
-                       parameter_space)
+from .networks import (DEFAULT_CONDITIONS, DEFAULT_FEATURES, T0_UPPER_CHOICES, backend, build_estimator,
+                       check_conditions, network_kinds, pack, parameter_space)
 from .simulator import simulate
 
 
@@ -51,6 +51,7 @@ def training_settings(config: Config):
     n_trials = network.setdefault("n_trials", [config.design.min_trials, config.design.max_trials])
     if not (isinstance(n_trials, (list, tuple)) and len(n_trials) == 2 and 1 <= n_trials[0] <= n_trials[1]):
         raise ValueError(f"network.n_trials: expected [min, max], got {n_trials!r}")
+    check_conditions(network.setdefault("conditions", list(DEFAULT_CONDITIONS)))
     network_kinds(network)
     if network.setdefault("t0_upper", T0_UPPER_CHOICES[0]) not in T0_UPPER_CHOICES:
         raise ValueError(f"network.t0_upper: expected one of {T0_UPPER_CHOICES}, got {network['t0_upper']!r}")
@@ -74,7 +75,7 @@ def simulate_packed(config: Config, network, rng, n):
     params = config.priors.sample(rng, n)
     study = simulate(params, design, seed=int(rng.integers(2**63)))
     space = parameter_space(config.priors, study, network["t0_upper"])
-    data = pack(study, network["features"], design, design.max_trials, params, space)
+    data = pack(study, network, design, design.max_trials, params, space)
     for key, value in data.items():
         if not np.all(np.isfinite(value)):
             raise TrainingError(f"simulation produced non-finite values in '{key}'; "
@@ -235,7 +236,7 @@ def _metadata(config, network, training):
             "keras_version": keras.__version__, "model": config.model,
             "parameters": list(config.parameter_names), "features": list(network["features"]),
             "n_trials": list(network["n_trials"]), "t0_upper": network["t0_upper"],
-            "design": training_design(config, network).to_dict(),
+            "conditions": list(network["conditions"]), "design": training_design(config, network).to_dict(),
             "priors": config.priors.to_dict(), "training": training}
 
 

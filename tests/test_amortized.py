@@ -130,6 +130,7 @@ def test_checkpoint_files_and_metadata(smoke_checkpoint):
     meta = json.loads((smoke_checkpoint / "metadata.json").read_text())
     assert meta["parameters"] == ["v", "a", "z", "t0", "alpha"] and meta["n_trials"] == [30, 150]
     assert meta["t0_upper"] == "fastest_response"
+    assert meta["conditions"] == ["n_trials", "qprofile"]
     state = json.loads((smoke_checkpoint / "state.json").read_text())
     assert state["epochs_done"] == 2 and len(state["history"]["val_loss"]) == 2
     log = pd.read_csv(smoke_checkpoint / "training_log.csv")
@@ -248,7 +249,7 @@ def test_posterior_does_not_depend_on_padding(smoke_checkpoint):
     base = np.random.default_rng(0).standard_normal((3 * 50, 5)).astype(np.float32)
     draws = []
     for max_trials in (40, 150, 400):
-        data = pack(study, posterior.network["features"], posterior.design, max_trials)
+        data = pack(study, posterior.network, posterior.design, max_trials)
         draws.append(np.asarray(posterior._compiled(data["summary_variables"], data["summary_mask"],
                                                     data["inference_conditions"], base)[0]))
     assert np.allclose(draws[0], draws[1], atol=1e-5) and np.allclose(draws[0], draws[2], atol=1e-5)
@@ -347,6 +348,13 @@ def test_damaged_checkpoints_are_refused(smoke_checkpoint, tmp_path):
     (other / "config.yaml").write_text(text)
     with pytest.raises(InferenceError):
         AmortizedPosterior.load(other).infer(study_of(1)[0], draws=10)
+
+    unprofiled = copy_to("other_conditions")  # a packing the network was not trained with
+    text = (unprofiled / "config.yaml").read_text()
+    assert "conditions:\n  - n_trials\n  - qprofile\n" in text
+    (unprofiled / "config.yaml").write_text(text.replace("  - n_trials\n  - qprofile\n", "  - n_trials\n"))
+    with pytest.raises(InferenceError, match="conditions"):
+        AmortizedPosterior.load(unprofiled)
 
 
 def test_checkpoint_from_the_other_backend_gives_the_same_draws(smoke_checkpoint):

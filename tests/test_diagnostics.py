@@ -99,7 +99,7 @@ def test_ablation_trains_variants_and_accumulates_their_table(tmp_path):
     base = np.random.default_rng(1).standard_normal((3 * 20, 5)).astype(np.float32)
     draws = []
     for max_trials in (40, 150):
-        data = pack(study, gru.network["features"], gru.design, max_trials)
+        data = pack(study, gru.network, gru.design, max_trials)
         draws.append(np.asarray(gru._compiled(data["summary_variables"], data["summary_mask"],
                                               data["inference_conditions"], base)[0]))
     np.testing.assert_allclose(draws[0], draws[1], atol=1e-5)

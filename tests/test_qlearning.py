@@ -1,10 +1,13 @@
-"""The replayed Q differences behind the "qtraces" network input."""
+"""The replayed Q differences behind the "qtraces" network input and the "qprofile" condition."""
 
 import numpy as np
 import pytest
 
-from amortized_rlddm.networks import FEATURE_WIDTHS, trial_features
-from amortized_rlddm.qlearning import TRACE_LEARNING_RATES, q_differences
+from scipy.optimize import minimize
+
+from amortized_rlddm.networks import (CONDITION_WIDTHS, FEATURE_WIDTHS, check_conditions, pack,
+                                      trial_features)
+from amortized_rlddm.qlearning import PROFILE_RIDGE, PROFILE_SLOPE_SCALE, TRACE_LEARNING_RATES, q_differences, q_profile
 from amortized_rlddm.simulator import simulate
 from amortized_rlddm.study import Study
 from amortized_rlddm.task import TaskDesign
@@ -67,3 +70,76 @@ def test_qtraces_feature_layout():
 def test_rejects_learning_rates_outside_the_unit_interval():
     with pytest.raises(ValueError, match="learning rates"):
         q_differences(_study([[1]], [[1]]), [0.0, 0.5], 0.5)
+
+
+def _simulated_study(seed, n=30):
+    design = TaskDesign(n_trials=(20, 60), reward_probs=(0.8, 0.2), reversal_every=12, deadline=1.2,
+                        n_blocks=2, q_init=0.5)
+    rng = np.random.default_rng(seed)
+    params = {"v": rng.normal(0, 3, n), "a": rng.uniform(0.5, 2, n), "z": rng.uniform(0.3, 0.7, n),
+              "t0": rng.uniform(0.1, 0.4, n), "alpha": rng.uniform(0, 1, n)}
+    return simulate(params, design, seed=seed), design
+
+
+def test_q_profile_matches_an_independent_penalised_logistic_fit():
+    study, design = _simulated_study(5)
+    assert study.missing.sum() > 0
+    alphas = [0.15, 0.7]
+    got = q_profile(study, alphas, design.q_init)
+    dq = q_differences(study, alphas, design.q_init)
+    for i in range(study.n_participants):
+        seen = study.valid[i] & (study.choice[i] >= 0)
+        y, rt = study.choice[i, seen].astype(float), study.rt[i, seen]
+        for k in range(len(alphas)):
+            x = dq[i, seen, k]
+
+            def objective(b):
+                eta = b[0] + b[1] * x
+                return -(y * eta - np.logaddexp(0.0, eta)).sum() + 0.5 * PROFILE_RIDGE * (b @ b)
+
+            fit = minimize(objective, np.zeros(2), method="BFGS", options={"gtol": 1e-10})
+            loglik = -(objective(fit.x) - 0.5 * PROFILE_RIDGE * (fit.x @ fit.x))
+            assert got[i, k] == pytest.approx(loglik / seen.sum() + np.log(2), abs=1e-6)
+            assert got[i, 2 + k] == pytest.approx(fit.x[1] / PROFILE_SLOPE_SCALE, abs=1e-4)
+            assert got[i, 4 + k] == pytest.approx(np.corrcoef(rt, np.abs(x))[0, 1], abs=1e-9)
+
+
+def test_q_profile_is_unchanged_when_missing_trials_are_removed():
+    # A missing response teaches nothing, so the same responses without it replay the same Q values.
+    study, design = _simulated_study(6)
+    keep = study.valid & (study.choice >= 0)
+    counts = keep.sum(axis=1)
+    compact = {name: np.full(study.choice.shape, fill, dtype)
+               for name, fill, dtype in (("choice", -1, np.int8), ("reward", -1, np.int8),
+                                         ("rt", np.nan, float), ("block", 0, np.int32))}
+    for i in range(study.n_participants):
+        for name in compact:
+            compact[name][i, :counts[i]] = getattr(study, name)[i, keep[i]]
+    responded_only = Study(participant=study.participant, n_trials=counts, **compact)
+    np.testing.assert_allclose(q_profile(responded_only, TRACE_LEARNING_RATES, design.q_init),
+                               q_profile(study, TRACE_LEARNING_RATES, design.q_init), atol=1e-9)
+
+
+def test_q_profile_separated_choices_stay_finite_and_no_responses_give_zeros():
+    # Participant 0 always takes the arm with the higher replayed Q value (a perfect fit);
+    # participant 1 never responds.
+    study = _study([[1, 1, 0, 0, 1, 1, 0, 0], [-1] * 8], [[1, 0, 1, 0, 1, 1, 1, 0], [-1] * 8])
+    dq = q_differences(study, [0.5], 0.5)[0, :, 0]
+    study.choice[0] = np.where(dq > 0, 1, np.where(dq < 0, 0, study.choice[0]))
+    profile = q_profile(study, [0.5], 0.5)
+    assert np.isfinite(profile).all() and profile[0, 1] > 0
+    assert (profile[1] == 0).all()
+
+
+def test_pack_adds_the_qprofile_condition_after_the_trial_count():
+    study, design = _simulated_study(7, n=4)
+    network = {"features": ["choice", "rt"], "conditions": ["n_trials", "qprofile"]}
+    data = pack(study, network, design, 70)
+    assert data["inference_conditions"].shape == (4, 1 + CONDITION_WIDTHS["qprofile"])
+    np.testing.assert_allclose(data["inference_conditions"][:, 0], study.n_trials / 100, rtol=1e-6)
+    np.testing.assert_allclose(data["inference_conditions"][:, 1:],
+                               q_profile(study, TRACE_LEARNING_RATES, design.q_init), rtol=1e-5, atol=1e-6)
+    assert pack(study, {"features": ["choice"]}, design, 70)["inference_conditions"].shape == (4, 1)
+    for bad in ([], ["qprofile"], ["n_trials", "n_trials"], ["n_trials", "profile"]):
+        with pytest.raises(ValueError, match="network.conditions"):
+            check_conditions(bad)
