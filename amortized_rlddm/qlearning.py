@@ -138,6 +138,5 @@ def q_profile(study: Study, learning_rates, q_init):
     """
     dq = q_differences(study, learning_rates, q_init)
     out = np.zeros((study.n_participants, 3 * dq.shape[2]))
-    rt = np.where(study.choice >= 0, study.rt, 0.0)
-    _profile_kernel(dq, study.choice, rt, study.n_trials.astype(np.int64), PROFILE_RIDGE, out)
+    _profile_kernel(dq, study.choice, study.rt, study.n_trials.astype(np.int64), PROFILE_RIDGE, out)
     return out
