@@ -207,6 +207,8 @@ def headline_table(diagnostics_dir, compare_dir):
     coverage of both methods and their agreement on the shared datasets of `rlddm compare`,
     the amortized calibration over the many datasets of `rlddm diagnose`; then the time per
     participant of each method."""
+    from .diagnostics import ecdf_cell  # diagnostics loads BayesFlow; only this table needs it
+
     metrics = json.loads((Path(diagnostics_dir) / "metrics.json").read_text())
     comparison = json.loads((Path(compare_dir) / "comparison.json").read_text())
     timing = comparison["timing"]
@@ -223,7 +225,7 @@ def headline_table(diagnostics_dir, compare_dir):
             f"| {name} | {row['r_amortized']:.3f} / {row['r_nuts']:.3f} "
             f"| {row['coverage90_amortized']:.2f} / {row['coverage90_nuts']:.2f} "
             f"| {row['median_abs_std_mean_difference']:.3f} | {row['median_sd_ratio']:.3f} "
-            f"| {diag['calibration_error']:.3f} | {'yes' if diag['ecdf_inside_95_band'] else 'no'} |")
+            f"| {diag['calibration_error']:.3f} | {ecdf_cell(diag)} |")
     lines += ["", f"Time per participant ({timing['amortized_draws']} amortized draws; NUTS {timing['nuts_chains']} "
               f"chains x {timing['nuts_draws_per_chain']} draws after {timing['nuts_tune']} tuning steps, "
               f"{timing['nuts_backend']}): amortized {timing['amortized_s_per_participant'] * 1000:.1f} ms, "

@@ -34,10 +34,18 @@ LOG_FILE = "training_log.csv"
 LOSS_PLOT = "loss.png"
 
 DEFAULT_TRAINING = {"epochs": 60, "batches_per_epoch": 200, "batch_size": 64,
-                    "learning_rate": 5e-4, "schedule": "cosine", "validation_datasets": 500, "seed": 1}
+                    "learning_rate": 5e-4, "schedule": "cosine", "validation_datasets": 500, "seed": 1,
+                    "trial_buckets": 1}
 # training.schedule: the learning rate warms up over the first 5% of steps, then decays to 0
 # along a cosine ("cosine", the default) or stays at training.learning_rate ("constant").
 SCHEDULES = ("cosine", "constant")
+# training.trial_buckets: the network's trial-count range is cut into this many consecutive
+# bands of (nearly) equal width; each training batch draws all its participants' counts from
+# one band, picked in proportion to its width (so every count stays equally likely), and is
+# padded only to that band's top. A masked summary network's output does not depend on the
+# padding, so this only saves computation. The default, 1, keeps one band: a saved config
+# then still means the run it made. The summary network without a mask (TimeSeriesNetwork)
+# would learn from the padding and is refused.
 
 
 class TrainingError(RuntimeError):
@@ -61,7 +69,21 @@ def training_settings(config: Config):
         raise ValueError(f"training: unknown key(s) {unknown}; expected some of {sorted(DEFAULT_TRAINING)}")
     if training["schedule"] not in SCHEDULES:
         raise ValueError(f"training.schedule: expected one of {SCHEDULES}, got {training['schedule']!r}")
+    buckets = training["trial_buckets"]
+    if isinstance(buckets, bool) or not isinstance(buckets, int) or buckets < 1:
+        raise ValueError(f"training.trial_buckets: expected a positive integer, got {buckets!r}")
+    if buckets > 1 and network_kinds(network)[0] == "TimeSeriesNetwork":
+        raise ValueError("training.trial_buckets: TimeSeriesNetwork has no padding mask, so batches "
+                         "padded to different lengths would differ from the data it infers; use 1")
     return network, training
+
+
+def trial_buckets(network, count):
+    """The network's trial counts cut into `count` consecutive (min, max) bands of nearly equal
+    width, and each band's probability (its share of the counts); empty bands are dropped."""
+    lo, hi = network["n_trials"]
+    bands = [b for b in np.array_split(np.arange(lo, hi + 1), count) if b.size]
+    return [(int(b[0]), int(b[-1])) for b in bands], np.array([b.size for b in bands]) / (hi - lo + 1)
 
 
 def training_design(config: Config, network):
@@ -69,13 +91,17 @@ def training_design(config: Config, network):
     return replace(config.design, n_trials=tuple(int(n) for n in network["n_trials"]))
 
 
-def simulate_packed(config: Config, network, rng, n):
-    """Draw n parameter sets, simulate, pack: the estimator's input dict (with targets)."""
+def simulate_packed(config: Config, network, rng, n, trials=None):
+    """Draw n parameter sets, simulate, pack: the estimator's input dict (with targets).
+
+    trials: a (min, max) band of trial counts inside the network's range to draw from and
+    pad to (default: the whole range)."""
     design = training_design(config, network)
+    band = design if trials is None else replace(design, n_trials=tuple(trials))
     params = config.priors.sample(rng, n)
-    study = simulate(params, design, seed=int(rng.integers(2**63)))
+    study = simulate(params, band, seed=int(rng.integers(2**63)))
     space = parameter_space(config.priors, study, network["t0_upper"])
-    data = pack(study, network, design, design.max_trials, params, space)
+    data = pack(study, network, design, band.max_trials, params, space)
     for key, value in data.items():
         if not np.all(np.isfinite(value)):
             raise TrainingError(f"simulation produced non-finite values in '{key}'; "
@@ -92,11 +118,12 @@ class SimulatedBatches(keras.utils.PyDataset):
     resumed run sees exactly the batches an uninterrupted one would.
     """
 
-    def __init__(self, config, network, batch_size, num_batches, seed, first_step=0):
+    def __init__(self, config, network, batch_size, num_batches, seed, first_step=0, buckets=1):
         super().__init__(workers=1, use_multiprocessing=False)
         self.config, self.network = config, network
         self.batch_size, self._num_batches, self.seed = batch_size, num_batches, seed
         self.first_step = first_step
+        self.bands, self.band_probs = trial_buckets(network, buckets)
 
     def __len__(self):
         return self._num_batches
@@ -107,7 +134,10 @@ class SimulatedBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         rng = np.random.default_rng([self.seed, self.first_step + index])
-        return simulate_packed(self.config, self.network, rng, self.batch_size)
+        if len(self.bands) == 1:
+            return simulate_packed(self.config, self.network, rng, self.batch_size)
+        band = self.bands[rng.choice(len(self.bands), p=self.band_probs)]
+        return simulate_packed(self.config, self.network, rng, self.batch_size, trials=band)
 
 
 class FixedBatches(keras.utils.PyDataset):
@@ -295,7 +325,8 @@ def train(config: Config, out_dir, resume=False, verbose=1, extra_callbacks=()):
                               int(training["batch_size"]))
     steps = int(training["batches_per_epoch"])
     dataset = SimulatedBatches(config, network, int(training["batch_size"]), (epochs - state["epochs_done"]) * steps,
-                               int(training["seed"]), first_step=state["epochs_done"] * steps)
+                               int(training["seed"]), first_step=state["epochs_done"] * steps,
+                               buckets=int(training["trial_buckets"]))
     if not resume:
         estimator.build_from_data(keras.tree.map_structure(keras.ops.convert_to_tensor, dataset[0]))
         estimator.compile(optimizer=_optimizer(training, epochs * steps))

@@ -9,7 +9,7 @@ import pytest
 from amortized_rlddm import __version__
 from amortized_rlddm.ablation import VARIANTS, ablate
 from amortized_rlddm.config import load_config
-from amortized_rlddm.diagnostics import compute_metrics, diagnose, plan_design
+from amortized_rlddm.diagnostics import compute_metrics, diagnose, ecdf_cell, plan_design, rank_ecdf_band_exits
 from amortized_rlddm.inference import AmortizedPosterior
 from amortized_rlddm.networks import pack
 from amortized_rlddm.simulator import simulate
@@ -44,6 +44,23 @@ def test_overconfident_posterior_is_flagged():
     assert m["coverage"]["90"] < 0.75
     assert m["calibration_error"] > 0.1
     assert not m["ecdf_inside_95_band"]
+    sides = {d for _, _, d in m["ecdf_band_exits"]}
+    assert sides == {"above", "below"}  # too narrow: truths pile into both tails
+
+
+def test_band_exits_locate_a_tail_misfit():
+    rng = np.random.default_rng(4)
+    uniform = rng.random(1000)
+    assert rank_ecdf_band_exits(uniform) == []
+    # too few truths in the posteriors' upper 5%: the ECDF runs above the band near rank 1
+    light_upper = np.where((uniform > 0.95) & (rng.random(1000) < 0.6), uniform - 0.5, uniform)
+    exits = rank_ecdf_band_exits(light_upper)
+    assert exits and all(d == "above" and a >= 0.9 for a, b, d in exits)
+    # and the mirror image in the lower tail: below the band near rank 0
+    exits = rank_ecdf_band_exits(1 - light_upper)
+    assert exits and all(d == "below" and b <= 0.1 for a, b, d in exits)
+    m = {"ecdf_inside_95_band": False, "ecdf_band_exits": exits}
+    assert ecdf_cell(m).startswith("no: below at 0.0") and ecdf_cell({"ecdf_inside_95_band": True}) == "yes"
 
 
 @pytest.fixture(scope="module")
