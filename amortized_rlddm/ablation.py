@@ -31,7 +31,8 @@ VARIANTS = {
     "summary_gru": {"network.summary": {"kind": "RecurrentNetwork", "summary_dim": 16, "hidden_dim": [64],
                                         "dropout": 0.0}},
     "summary_time_series_network": {"network.summary": {"kind": "TimeSeriesNetwork", "summary_dim": 16,
-                                                        "recurrent_dim": 64, "dropout": 0.0}},
+                                                        "recurrent_dim": 64, "dropout": 0.0},
+                                    "training.trial_buckets": 1},  # it has no padding mask
     "t0_upper_prior": {"network.t0_upper": "prior"},
     "flow_depth_6": {"network.inference.depth": 6},
     "flow_spline": {"network.inference.transform": "spline"},

@@ -77,7 +77,7 @@ _BACKEND_PROBE = r"""
 import json, sys, time
 import numpy as np
 from amortized_rlddm.config import load_config
-from amortized_rlddm.training import training_settings, simulate_packed
+from amortized_rlddm.training import training_settings, simulate_packed, trial_buckets
 from amortized_rlddm.networks import build_estimator, backend
 import keras
 
@@ -85,15 +85,17 @@ config = load_config(sys.argv[1])
 steps = int(sys.argv[2])
 network, training = training_settings(config)
 rng = np.random.default_rng(0)
-batches = [simulate_packed(config, network, rng, int(training["batch_size"])) for _ in range(8)]
+size = int(training["batch_size"])
+batches = [simulate_packed(config, network, rng, size) for _ in range(8)]
 
 class Batches(keras.utils.PyDataset):
-    def __init__(self):
+    def __init__(self, data):
         super().__init__()
+        self.data = data
     def __len__(self):
         return steps
     def __getitem__(self, i):
-        return batches[i % len(batches)]
+        return self.data[i % len(self.data)]
 
 class Timer(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
@@ -101,12 +103,20 @@ class Timer(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         times.append(time.perf_counter() - self.start)
 
+def step_ms(data):
+    times.clear()
+    estimator.fit(dataset=Batches(data), epochs=1, verbose=0, callbacks=[Timer()])
+    return 1000 * float(np.median(times[5:]))  # the first steps compile
+
 times = []
 estimator = build_estimator(network)
 estimator.build_from_data(keras.tree.map_structure(keras.ops.convert_to_tensor, batches[0]))
 estimator.compile(optimizer=keras.optimizers.Adam(1e-4))
-estimator.fit(dataset=Batches(), epochs=1, verbose=0, callbacks=[Timer()])
-step_ms = 1000 * float(np.median(times[5:]))
+step = step_ms(batches)
+bands, probs = trial_buckets(network, int(training["trial_buckets"]))
+by_band = {f"{lo}-{hi}": step_ms([simulate_packed(config, network, rng, size, trials=(lo, hi)) for _ in range(8)])
+           for lo, hi in bands} if len(bands) > 1 else {}
+bucketed = float(np.dot(probs, list(by_band.values()))) if by_band else step
 
 from amortized_rlddm.inference import AmortizedPosterior
 posterior = AmortizedPosterior(estimator, config)
@@ -121,14 +131,17 @@ one_ms = 1000 * (time.perf_counter() - t) / 20
 posterior.sample_unbounded(many, 1000, seed=0)
 t = time.perf_counter(); posterior.sample_unbounded(many, 1000, seed=0)
 many_s = time.perf_counter() - t
-print(json.dumps({"backend": backend(), "train_ms_per_step": step_ms, "infer_1x1000_ms": one_ms,
-                  "infer_1000x1000_s": many_s}))
+print(json.dumps({"backend": backend(), "train_ms_per_step": step, "train_ms_per_band": by_band,
+                  "train_ms_per_step_bucketed": bucketed, "infer_1x1000_ms": one_ms, "infer_1000x1000_s": many_s}))
 """
 
 
 def bench_backends(config_path, steps=40, backends=("tensorflow", "jax")):
     """Training ms/step and inference times of one config on each Keras backend, measured
-    in fresh processes (the backend is fixed at import)."""
+    in fresh processes (the backend is fixed at import). The step is timed on batches padded
+    to the network's trial maximum and, when the config sets training.trial_buckets, on
+    each band's batches; their mean weighted by the bands' probabilities is what a bucketed
+    training step costs on average."""
     import os
     import subprocess
     import sys
@@ -148,10 +161,15 @@ def bench_backends(config_path, steps=40, backends=("tensorflow", "jax")):
 
 
 def print_bench_backends(results):
-    print(f"{'backend':<12}{'train ms/step':>15}{'infer 1x1000 ms':>18}{'infer 1000x1000 s':>20}")
+    print(f"{'backend':<12}{'train ms/step':>15}{'bucketed':>10}{'infer 1x1000 ms':>18}{'infer 1000x1000 s':>20}")
     for r in results:
-        print(f"{r['backend']:<12}{r['train_ms_per_step']:>15.0f}{r['infer_1x1000_ms']:>18.1f}"
-              f"{r['infer_1000x1000_s']:>20.2f}")
+        print(f"{r['backend']:<12}{r['train_ms_per_step']:>15.0f}{r['train_ms_per_step_bucketed']:>10.0f}"
+              f"{r['infer_1x1000_ms']:>18.1f}{r['infer_1000x1000_s']:>20.2f}")
+    for r in results:
+        if r["train_ms_per_band"]:
+            bands = ", ".join(f"{band} trials {ms:.0f}" for band, ms in r["train_ms_per_band"].items())
+            print(f"{r['backend']} ms/step by band: {bands}; bucketed / padded to the maximum = "
+                  f"{r['train_ms_per_step_bucketed'] / r['train_ms_per_step']:.2f}")
     if len(results) == 2:
         a, b = results
         print(f"training: {a['backend']} / {b['backend']} step time = "

@@ -251,7 +251,8 @@ def test_infer_returns_a_datatree_inside_the_support(smoke_checkpoint, tmp_path)
 def test_ablation_network_kinds_train_save_and_infer(tmp_path, section, spec):
     config = load_config(SMOKE)
     config.sections["network"] = {**config.sections["network"], section: spec}
-    config.sections["training"] = {**config.sections["training"], "epochs": 1}
+    config.sections["training"] = {**config.sections["training"], "epochs": 1,
+                                   "trial_buckets": 1 if spec["kind"] == "TimeSeriesNetwork" else 2}
     train(config, tmp_path / "net", verbose=0)
     posterior = AmortizedPosterior.load(tmp_path / "net")
     net = posterior.estimator.summary_network if section == "summary" else posterior.estimator.inference_network
@@ -428,3 +429,22 @@ def test_checkpoint_from_the_other_backend_gives_the_same_draws(smoke_checkpoint
     assert proc.stdout.strip().splitlines()[-1] == backend()
     here = AmortizedPosterior.load(smoke_checkpoint).infer(study_of(2)[0], draws=20, seed=4)
     assert np.allclose(np.load(out), here["posterior"]["v"].values, rtol=1e-4, atol=1e-5)
+
+
+def test_training_step_benchmark_times_each_trial_band():
+    from amortized_rlddm.benchmarks import bench_backends
+
+    (result,) = bench_backends(SMOKE, steps=8, backends=(keras.backend.backend(),))
+    assert list(result["train_ms_per_band"]) == ["30-90", "91-150"]  # smoke: trial_buckets 2
+    times = [result["train_ms_per_step"], result["train_ms_per_step_bucketed"], *result["train_ms_per_band"].values()]
+    assert all(np.isfinite(t) and t > 0 for t in times)
+
+
+def test_every_ablation_variant_of_the_default_config_is_valid():
+    from amortized_rlddm.ablation import VARIANTS, variant_config
+    from amortized_rlddm.training import training_settings
+
+    default = load_config("training_configs/default.yaml")
+    for name, overrides in VARIANTS.items():
+        network, training = training_settings(variant_config(default, overrides, epochs=1))
+        assert training["epochs"] == 1, name

@@ -46,6 +46,22 @@ def test_summary_table_medians_recovery_and_coverage():
     assert row["r_amortized"] == pytest.approx(np.corrcoef([0.1, 0.2, 0.3, 0.5], [0.1, 0.2, 0.3, 0.4])[0, 1])
     assert row["r_nuts"] == pytest.approx(-1.0)
     assert row["coverage90_amortized"] == pytest.approx(0.75) and row["coverage90_nuts"] == pytest.approx(0.5)
+    assert row["r_gap"] == pytest.approx(row["r_amortized"] - row["r_nuts"])
+
+
+def test_recovery_gap_standard_error_matches_the_asymptotic_one():
+    # amortized means exact (r = 1, no sampling variation), NUTS means with r = 0.6: the gap's
+    # standard error is then that of r_nuts alone, (1 - rho^2) / sqrt(n) for normal data
+    from amortized_rlddm.compare import paired_correlation_gap
+
+    rng = np.random.default_rng(7)
+    n, rho = 400, 0.6
+    true = rng.standard_normal(n)
+    nuts = rho * true + np.sqrt(1 - rho**2) * rng.standard_normal(n)
+    gap, se = paired_correlation_gap(true.copy(), nuts, true)
+    assert gap == pytest.approx(1 - np.corrcoef(nuts, true)[0, 1])
+    assert se == pytest.approx((1 - rho**2) / np.sqrt(n), rel=0.2)
+    assert paired_correlation_gap(nuts, nuts.copy(), true)[1] == 0.0  # identical methods: no gap, no noise
 
 
 def test_agreement_by_informativeness_groups_by_nuts_sd():
