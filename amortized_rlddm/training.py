@@ -140,6 +140,25 @@ class SimulatedBatches(keras.utils.PyDataset):
         return simulate_packed(self.config, self.network, rng, self.batch_size, trials=band)
 
 
+def _tensorflow_dataset(batches):
+    """`batches` as a tf.data pipeline whose trial axis has no fixed length.
+
+    Keras would infer the TensorFlow signature of a PyDataset from its first two batches and
+    refuse any later batch of another length; with trial buckets those two may share a band.
+    The pipeline yields the same batches in the same order, one prefetched."""
+    import tensorflow as tf
+
+    def spec(key, value):
+        shape = [None, *value.shape[1:]]
+        if key.startswith("summary_"):
+            shape[1] = None  # the trial axis
+        return tf.TensorSpec(shape, tf.as_dtype(value.dtype))
+
+    signature = {key: spec(key, value) for key, value in batches[0].items()}
+    return tf.data.Dataset.from_generator(lambda: (batches[i] for i in range(len(batches))),
+                                          output_signature=signature).prefetch(1)
+
+
 class FixedBatches(keras.utils.PyDataset):
     """A fixed dataset (the validation set) served in batches."""
 
@@ -330,6 +349,8 @@ def train(config: Config, out_dir, resume=False, verbose=1, extra_callbacks=()):
     if not resume:
         estimator.build_from_data(keras.tree.map_structure(keras.ops.convert_to_tensor, dataset[0]))
         estimator.compile(optimizer=_optimizer(training, epochs * steps))
+    if backend() == "tensorflow" and len(dataset.bands) > 1:
+        dataset = _tensorflow_dataset(dataset)
     estimator.fit(dataset=dataset, epochs=epochs, initial_epoch=state["epochs_done"], steps_per_epoch=steps,
                   shuffle=False, validation_data=validation, verbose=verbose,
                   callbacks=[EpochCheckpoint(out_dir, state), *extra_callbacks])
