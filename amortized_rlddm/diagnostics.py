@@ -90,11 +90,10 @@ def compute_metrics(samples, truth):
         # under calibration, so discrete ranks at 0 or 1 cannot fall outside the band ends
         jitter = np.random.default_rng(k).random(len(true))
         ranks = (np.sum(draws < true[:, None], axis=1) + jitter) / (draws.shape[1] + 1)
+        exits = rank_ecdf_band_exits(ranks)
         metrics[n] = {"correlation": float(np.corrcoef(mean, true)[0, 1]), "nrmse": float(rmse[k]),
                       "calibration_error": float(cal[k]), "contraction": float(con[k]),
-                      "coverage": coverage}
-        exits = rank_ecdf_band_exits(ranks)
-        metrics[n].update(ecdf_inside_95_band=not exits, ecdf_band_exits=exits)
+                      "coverage": coverage, "ecdf_inside_95_band": not exits, "ecdf_band_exits": exits}
     return metrics
 
 

@@ -134,14 +134,15 @@ class SimulatedBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         rng = np.random.default_rng([self.seed, self.first_step + index])
-        if len(self.bands) == 1:
+        if len(self.bands) == 1:  # no band to draw: the generator yields what it did before buckets
             return simulate_packed(self.config, self.network, rng, self.batch_size)
         band = self.bands[rng.choice(len(self.bands), p=self.band_probs)]
         return simulate_packed(self.config, self.network, rng, self.batch_size, trials=band)
 
 
-def _tensorflow_dataset(batches):
-    """`batches` as a tf.data pipeline whose trial axis has no fixed length.
+def _tensorflow_dataset(batches, example):
+    """`batches` as a tf.data pipeline whose trial axis has no fixed length; `example` (any
+    packed data, e.g. the validation set) gives the keys, dtypes and feature widths.
 
     Keras would infer the TensorFlow signature of a PyDataset from its first two batches and
     refuse any later batch of another length; with trial buckets those two may share a band.
@@ -154,7 +155,7 @@ def _tensorflow_dataset(batches):
             shape[1] = None  # the trial axis
         return tf.TensorSpec(shape, tf.as_dtype(value.dtype))
 
-    signature = {key: spec(key, value) for key, value in batches[0].items()}
+    signature = {key: spec(key, value) for key, value in example.items()}
     return tf.data.Dataset.from_generator(lambda: (batches[i] for i in range(len(batches))),
                                           output_signature=signature).prefetch(1)
 
@@ -350,7 +351,7 @@ def train(config: Config, out_dir, resume=False, verbose=1, extra_callbacks=()):
         estimator.build_from_data(keras.tree.map_structure(keras.ops.convert_to_tensor, dataset[0]))
         estimator.compile(optimizer=_optimizer(training, epochs * steps))
     if backend() == "tensorflow" and len(dataset.bands) > 1:
-        dataset = _tensorflow_dataset(dataset)
+        dataset = _tensorflow_dataset(dataset, validation.data)
     estimator.fit(dataset=dataset, epochs=epochs, initial_epoch=state["epochs_done"], steps_per_epoch=steps,
                   shuffle=False, validation_data=validation, verbose=verbose,
                   callbacks=[EpochCheckpoint(out_dir, state), *extra_callbacks])
