@@ -2,11 +2,12 @@
 datasets (`rlddm compare`).
 
 Per dataset and parameter: means, sds, 5/50/95% quantiles of both, the 1-Wasserstein
-distance, the standardised mean difference (amortized - NUTS) / NUTS sd and the sd ratio;
-over datasets: their medians, each method's recovery correlation against the truth and
-90% interval coverage, and the wall time per participant of each method; for the learning
-rate(s), the agreement within groups of datasets ordered by how informative the exact
-posterior is.
+distance, the standardised mean difference (amortized - NUTS) / NUTS sd, the sd ratio and
+the tail masses (the share of amortized draws beyond NUTS's 1% and 99% quantiles); over
+datasets: the medians of the first three, the means of the tail masses, each method's
+recovery correlation against the truth and 90% interval coverage, and the wall time per
+participant of each method; for the learning rate(s), the agreement within groups of
+datasets ordered by how informative the exact posterior is.
 """
 
 import json
@@ -26,6 +27,7 @@ from .pymc_model import ExactPosterior  # noqa: E402
 from .simulator import simulate  # noqa: E402
 
 OVERLAY_DATASETS = 4
+TAIL_LEVEL = 0.01  # tail mass: the share of amortized draws beyond NUTS's 1% / 99% quantiles
 
 
 def _draws(tree, name):
@@ -48,8 +50,18 @@ def per_dataset_table(amortized, exact, names, participants):
                          **{f"q{int(q * 100):02d}_nuts": v for q, v in zip((0.05, 0.5, 0.95), qe)},
                          "wasserstein": stats.wasserstein_distance(a[i], e[i]),
                          "std_mean_difference": (a[i].mean() - e[i].mean()) / sd_e,
-                         "sd_ratio": a[i].std(ddof=1) / sd_e})
+                         "sd_ratio": a[i].std(ddof=1) / sd_e,
+                         **tail_masses(a[i], e[i])})
     return pd.DataFrame(rows)
+
+
+def tail_masses(amortized, nuts, level=TAIL_LEVEL):
+    """The share of amortized draws below NUTS's `level` quantile and above its 1 - `level`
+    one: both equal `level` when the tails agree, more where the amortized tails are heavier.
+    Calibration over many datasets can hide such tails while the bulk is right."""
+    lo, hi = np.quantile(nuts, [level, 1 - level])
+    return {"tail_below_nuts_q01": float(np.mean(amortized < lo)),
+            "tail_above_nuts_q99": float(np.mean(amortized > hi))}
 
 
 BOOTSTRAP_RESAMPLES = 2000
@@ -78,7 +90,9 @@ def summary_table(table, truth=None):
         row = {"parameter": name, "datasets": len(part),
                "median_abs_std_mean_difference": float(np.median(np.abs(part["std_mean_difference"]))),
                "median_sd_ratio": float(np.median(part["sd_ratio"])),
-               "median_wasserstein_over_nuts_sd": float(np.median(part["wasserstein"] / part["sd_nuts"]))}
+               "median_wasserstein_over_nuts_sd": float(np.median(part["wasserstein"] / part["sd_nuts"])),
+               "mean_tail_below_nuts_q01": float(part["tail_below_nuts_q01"].mean()),
+               "mean_tail_above_nuts_q99": float(part["tail_above_nuts_q99"].mean())}
         if truth is not None:
             true = truth.set_index("participant").loc[part["participant"], name].to_numpy()
             for method in ("amortized", "nuts"):
@@ -207,7 +221,9 @@ def report_markdown(summary, timing, source, by_informativeness=None):
         lines.append("| " + " | ".join(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c])
                                        for c in cols) + " |")
     lines += ["", "std mean difference = (amortized mean - NUTS mean) / NUTS sd; sd ratio = amortized sd / "
-              "NUTS sd; r = correlation of the posterior mean with the true value; coverage90 = share of "
+              "NUTS sd; tail below q01 / above q99 = share of amortized draws below NUTS's 1% quantile / "
+              "above its 99% one (0.010 when the tails agree, more when the amortized tails are heavier); "
+              "r = correlation of the posterior mean with the true value; coverage90 = share of "
               "datasets whose central 90% interval holds the true value; r_gap = r_amortized - r_nuts, "
               f"r_gap_se its standard error ({BOOTSTRAP_RESAMPLES} paired bootstrap resamples of the "
               "datasets).", "",

@@ -8,7 +8,8 @@ import pytest
 
 pytest.importorskip("pymc")
 
-from amortized_rlddm.compare import agreement_by_informativeness, compare, headline_table, summary_table  # noqa: E402
+from amortized_rlddm.compare import (agreement_by_informativeness, compare, headline_table, summary_table,  # noqa: E402
+                                     tail_masses)
 from amortized_rlddm.config import load_config  # noqa: E402
 from amortized_rlddm.inference import AmortizedPosterior  # noqa: E402
 from amortized_rlddm.training import train  # noqa: E402
@@ -25,7 +26,8 @@ def test_compare_writes_every_file(tmp_path):
     table = pd.read_csv(tmp_path / "cmp" / "per_dataset.csv")
     assert len(table) == 2 * 5 and (table["sd_nuts"] > 0).all() and (table["wasserstein"] >= 0).all()
     assert set(summary["parameter"]) == {"v", "a", "z", "t0", "alpha"}
-    assert {"r_amortized", "r_nuts", "median_sd_ratio"} <= set(summary.columns)
+    assert {"r_amortized", "r_nuts", "median_sd_ratio", "mean_tail_below_nuts_q01"} <= set(summary.columns)
+    assert table["tail_below_nuts_q01"].between(0, 1).all() and table["tail_above_nuts_q99"].between(0, 1).all()
     saved = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
     assert saved["timing"]["speedup"] > 1 and saved["timing"]["datasets"] == 2
 
@@ -38,15 +40,36 @@ def test_summary_table_medians_recovery_and_coverage():
         "std_mean_difference": [-1.0, 0.5, 2.0, -0.2], "sd_ratio": [1.0, 2.0, 0.5, 1.5],
         "wasserstein": [0.1, 0.2, 0.3, 0.4], "sd_nuts": [0.1, 0.1, 0.1, 0.1],
         "q05_amortized": [0.0, 0.0, 0.35, 0.0], "q95_amortized": [0.2, 0.3, 0.5, 0.5],
-        "q05_nuts": [0.0, 0.25, 0.0, 0.0], "q95_nuts": [0.05, 0.3, 0.5, 0.5]})
+        "q05_nuts": [0.0, 0.25, 0.0, 0.0], "q95_nuts": [0.05, 0.3, 0.5, 0.5],
+        "tail_below_nuts_q01": [0.0, 0.01, 0.02, 0.05], "tail_above_nuts_q99": [0.01, 0.01, 0.01, 0.03]})
     row = summary_table(table, truth).iloc[0]
     assert row["median_abs_std_mean_difference"] == pytest.approx(0.75)
     assert row["median_sd_ratio"] == pytest.approx(1.25)
     assert row["median_wasserstein_over_nuts_sd"] == pytest.approx(2.5)
+    assert row["mean_tail_below_nuts_q01"] == pytest.approx(0.02)
+    assert row["mean_tail_above_nuts_q99"] == pytest.approx(0.015)
     assert row["r_amortized"] == pytest.approx(np.corrcoef([0.1, 0.2, 0.3, 0.5], [0.1, 0.2, 0.3, 0.4])[0, 1])
     assert row["r_nuts"] == pytest.approx(-1.0)
     assert row["coverage90_amortized"] == pytest.approx(0.75) and row["coverage90_nuts"] == pytest.approx(0.5)
     assert row["r_gap"] == pytest.approx(row["r_amortized"] - row["r_nuts"])
+
+
+def test_tail_masses_match_the_normal_tails():
+    # the same normal: 1% each side; amortized 1.3x as wide: Phi(z_0.01 / 1.3) each side
+    from scipy import stats
+
+    rng = np.random.default_rng(11)
+    nuts = rng.standard_normal(200_000)
+    same = tail_masses(rng.standard_normal(200_000), nuts)
+    assert same["tail_below_nuts_q01"] == pytest.approx(0.01, abs=0.001)
+    assert same["tail_above_nuts_q99"] == pytest.approx(0.01, abs=0.001)
+    wide = tail_masses(1.3 * rng.standard_normal(200_000), nuts)
+    expected = stats.norm.cdf(stats.norm.ppf(0.01) / 1.3)
+    assert wide["tail_below_nuts_q01"] == pytest.approx(expected, abs=0.002)
+    assert wide["tail_above_nuts_q99"] == pytest.approx(expected, abs=0.002)
+    shifted = tail_masses(rng.standard_normal(200_000) + 0.5, nuts)  # shifted up: light below, heavy above
+    assert shifted["tail_below_nuts_q01"] == pytest.approx(stats.norm.cdf(stats.norm.ppf(0.01) - 0.5), abs=0.001)
+    assert shifted["tail_above_nuts_q99"] == pytest.approx(stats.norm.sf(stats.norm.ppf(0.99) - 0.5), abs=0.002)
 
 
 def test_recovery_gap_standard_error_matches_the_asymptotic_one():
