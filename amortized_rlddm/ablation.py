@@ -40,6 +40,7 @@ VARIANTS = {
     "flow_matching": {"network.inference": {"kind": "FlowMatching", "subnet_kwargs": {"widths": [128, 128]},
                                             "integrate_kwargs": {"method": "rk45", "steps": 10}}},
     "batch_128": {"training.batch_size": 128, "training.batches_per_epoch": 100},
+    "trial_buckets_4": {"training.trial_buckets": 4},  # the shipped 0.3 network's
     "learning_rate_1e-3": {"training.learning_rate": 1.0e-3},  # the 0.3 default's
     "learning_rate_5e-4": {"training.learning_rate": 5.0e-4},  # as before 0.3
     "constant_learning_rate": {"training.schedule": "constant"},

@@ -105,12 +105,14 @@ def cmd_infer(args):
 
 
 def cmd_diagnose(args):
-    from .diagnostics import diagnose, metrics_table
+    from .diagnostics import diagnose, metrics_table, replications_markdown
     from .inference import AmortizedPosterior
 
     metrics = diagnose(AmortizedPosterior.load(args.checkpoint), args.datasets, args.seed, args.out,
-                       draws=args.draws)
+                       draws=args.draws, replications=args.replications)
     print(metrics_table(metrics["parameters"]))
+    if "replications" in metrics:
+        print("\n" + "\n".join(replications_markdown(metrics["replications"])[4:]))
     print(f"\nwrote figures, metrics.json and report.md to {args.out}")
 
 
@@ -216,6 +218,9 @@ def build_parser():
     p.add_argument("--datasets", type=int, default=1000)
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--replications", type=int, default=1,
+                   help="repeat the calibration check on this many independent sets of --datasets "
+                        "(seeds --seed, --seed + 1, ...): band exits counted against chance, ranks pooled")
     p.add_argument("--out", required=True, help="report directory")
     p.set_defaults(func=cmd_diagnose)
 

@@ -9,6 +9,7 @@ simultaneous band, and the learning rate's recovery split by |v| and by trial co
 
 import json
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 
 import matplotlib
@@ -17,7 +18,7 @@ matplotlib.use("Agg")
 import bayesflow as bf  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from bayesflow.utils.ecdf import simultaneous_ecdf_bands  # noqa: E402
+from scipy.stats import binom  # noqa: E402
 
 from .simulator import simulate  # noqa: E402
 
@@ -38,6 +39,25 @@ def simulate_and_infer(posterior, n_datasets, seed, draws=1000, n_trials=None):
     return truth, samples, study.n_trials
 
 
+@lru_cache(maxsize=16)  # every parameter and replication of a report shares one band
+def simultaneous_ecdf_band(n, confidence=0.95, points=1000, simulations=1000, seed=0):
+    """The simultaneous band of the ECDF of n uniform ranks (Säilynoja, Bürkner & Vehtari
+    2022, section 2.2): (evaluation points, lower, upper). The algorithm, defaults and
+    random draws of BayesFlow's `simultaneous_ecdf_bands`, with two differences: the
+    simulated ECDFs come from sorted samples, not from comparing every point with every
+    draw (n x points x simulations in memory: 20 GB at n = 20,000), and their counts stay
+    integers (BayesFlow's n * (count / n) can round below one and move its band by 1/n at
+    a few points; at n = 1,000 the two bands are identical)."""
+    z = np.linspace(1e-5, 1 - 1e-5, min(n, points))
+    np.random.seed(seed)  # BayesFlow draws its simulations from NumPy's global generator
+    u = np.sort(np.random.uniform(size=(simulations, n)), axis=1)
+    counts = np.stack([np.searchsorted(row, z, side="right") for row in u], axis=1)  # (points, simulations)
+    binomial = binom(n, z[:, None])
+    coverage = 2 * np.minimum(binomial.cdf(counts), 1 - binomial.cdf(counts - 1)).min(axis=0)
+    gamma = np.percentile(coverage, 100 * (1 - confidence))
+    return z, binom(n, z).ppf(gamma / 2) / n, binom(n, z).ppf(1 - gamma / 2) / n
+
+
 def rank_ecdf_band_exits(ranks, confidence=0.95, seed=0):
     """Where the ECDF of fractional ranks leaves the simultaneous uniform band: for each side
     it crosses, [lowest rank, highest rank, "above" | "below"]; empty when it stays inside.
@@ -46,14 +66,55 @@ def rank_ecdf_band_exits(ranks, confidence=0.95, seed=0):
     near rank 1 means too few truths in the posteriors' upper tails (tails too long); below
     near rank 0 the same for the lower tails. The band narrows towards ranks 0 and 1, so
     such a tail misfit fails the check while the plotted ECDF difference still looks small."""
-    np.random.seed(seed)  # the band is computed by BayesFlow with NumPy's global generator
-    _, z, lower, upper = simultaneous_ecdf_bands(len(ranks), confidence=confidence)
+    z, lower, upper = simultaneous_ecdf_band(len(ranks), confidence, seed=seed)
     ecdf = np.searchsorted(np.sort(ranks), z, side="right") / len(ranks)
     exits = []
     for side, outside in (("above", ecdf > upper), ("below", ecdf < lower)):
         if outside.any():
             exits.append([round(float(z[outside].min()), 3), round(float(z[outside].max()), 3), side])
     return sorted(exits)
+
+
+def fractional_ranks(draws, true, rng):
+    """Each truth's rank r in {0..L} among its L posterior draws, jittered to (r + U) / (L + 1):
+    exactly uniform on (0, 1) under calibration, so discrete ranks at 0 or 1 cannot fall
+    outside the band ends. draws: (datasets, L); true: (datasets,)."""
+    jitter = rng.random(len(true))
+    return (np.sum(draws < np.asarray(true, float)[:, None], axis=1) + jitter) / (draws.shape[1] + 1)
+
+
+def tail_counts(ranks):
+    """How many truths fall below their posteriors' 1% and 5% quantiles and above the 95%
+    and 99% ones, and how many calibration expects."""
+    n = len(ranks)
+    observed = {"below_1": int(np.sum(ranks < 0.01)), "below_5": int(np.sum(ranks < 0.05)),
+                "above_95": int(np.sum(ranks > 0.95)), "above_99": int(np.sum(ranks > 0.99))}
+    expected = {"below_1": 0.01 * n, "below_5": 0.05 * n, "above_95": 0.05 * n, "above_99": 0.01 * n}
+    return observed, expected
+
+
+def replication_summary(rank_sets, exits, calibration_errors, confidence=0.95):
+    """Calibration of one parameter over independent replications of the diagnostics.
+
+    A simultaneous band is left by chance in 1 - confidence of the replications, so one
+    exit in one report says little. This counts the exits against that rate (with the
+    binomial probability of at least as many by chance) and tests all ranks pooled, whose
+    narrower band shows a systematic misfit too small for one report to resolve.
+    rank_sets, exits, calibration_errors: per replication, its fractional ranks, its band
+    exits (rank_ecdf_band_exits) and its calibration error."""
+    count = sum(bool(e) for e in exits)
+    pooled = np.sort(np.concatenate(rank_sets))
+    observed, expected = tail_counts(pooled)
+    grid = np.linspace(0, 1, 1001)
+    difference = np.searchsorted(pooled, grid, side="right") / len(pooled) - grid
+    return {"replications": len(rank_sets), "band_exits": exits, "exit_count": count,
+            "exit_rate_by_chance": 1 - confidence,
+            "p_at_least_as_many_exits": float(binom.sf(count - 1, len(rank_sets), 1 - confidence)),
+            "calibration_errors": [float(c) for c in calibration_errors],
+            "pooled_datasets": len(pooled), "pooled_band_exits": rank_ecdf_band_exits(pooled, confidence),
+            "pooled_max_ecdf_difference": [float(difference[np.argmax(np.abs(difference))]),
+                                           float(grid[np.argmax(np.abs(difference))])],
+            "pooled_tails": observed, "pooled_tails_expected": expected}
 
 
 def ecdf_cell(m):
@@ -86,11 +147,7 @@ def compute_metrics(samples, truth):
         for level in COVERAGE_LEVELS:
             lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=1)
             coverage[f"{int(round(level * 100))}"] = float(np.mean((true >= lo) & (true <= hi)))
-        # rank r in {0..L} among L draws, jittered to (r + U) / (L + 1): exactly uniform on (0, 1)
-        # under calibration, so discrete ranks at 0 or 1 cannot fall outside the band ends
-        jitter = np.random.default_rng(k).random(len(true))
-        ranks = (np.sum(draws < true[:, None], axis=1) + jitter) / (draws.shape[1] + 1)
-        exits = rank_ecdf_band_exits(ranks)
+        exits = rank_ecdf_band_exits(fractional_ranks(draws, true, np.random.default_rng(k)))
         metrics[n] = {"correlation": float(np.corrcoef(mean, true)[0, 1]), "nrmse": float(rmse[k]),
                       "calibration_error": float(cal[k]), "contraction": float(con[k]),
                       "coverage": coverage, "ecdf_inside_95_band": not exits, "ecdf_band_exits": exits}
@@ -162,8 +219,47 @@ def _trial_bins(n_trials):
     return np.unique(np.linspace(lo, hi, 5).round().astype(int))
 
 
-def diagnose(posterior, n_datasets, seed, out_dir, draws=1000):
-    """Simulate, infer, write figures, metrics.json and report.md; returns the metrics."""
+def calibration_replications(posterior, n_datasets, seed, replications, draws=1000, first=None):
+    """Repeat the calibration check on `replications` independent sets of n_datasets fresh
+    datasets (seeds seed, seed + 1, ...): per parameter, replication_summary, plus the pooled
+    tail counts within bins of the trial count (the one design quantity that varies between
+    datasets, so conditioning on it keeps the ranks uniform under calibration). `first`, the
+    (truth, samples, trial counts) of seed's set when already inferred, is reused."""
+    ranks, exits, errors, trials = {}, {}, {}, []
+    for r in range(replications):
+        truth, samples, n_trials = first if (r == 0 and first is not None) else \
+            simulate_and_infer(posterior, n_datasets, seed + r, draws)
+        trials.append(n_trials)
+        metrics = compute_metrics(samples, truth)
+        for k, name in enumerate(truth):
+            # the pooled ranks get a jitter of their own per replication, independent across them
+            rng = np.random.default_rng([seed + r, k])
+            ranks.setdefault(name, []).append(fractional_ranks(samples[name], truth[name], rng))
+            exits.setdefault(name, []).append(metrics[name]["ecdf_band_exits"])
+            errors.setdefault(name, []).append(metrics[name]["calibration_error"])
+    trials = np.concatenate(trials)
+    bins = _trial_bins(trials)
+    by_trials = {}
+    for name in ranks:
+        pooled = np.concatenate(ranks[name])
+        by_trials[name] = []
+        for lo, hi in zip(bins[:-1], bins[1:]):
+            in_bin = (trials >= lo) & (trials < hi)
+            if not in_bin.any():
+                continue
+            observed, expected = tail_counts(pooled[in_bin])
+            by_trials[name].append({"trials": [int(lo), int(hi) - 1], "observed": observed, "expected": expected})
+    return {"datasets_each": n_datasets, "seeds": [seed + r for r in range(replications)],
+            "parameters": {n: replication_summary(ranks[n], exits[n], errors[n]) for n in ranks},
+            "pooled_tails_by_trials": by_trials}
+
+
+def diagnose(posterior, n_datasets, seed, out_dir, draws=1000, replications=1):
+    """Simulate, infer, write figures, metrics.json and report.md; returns the metrics.
+    With replications > 1 the calibration check is repeated on that many independent sets
+    of n_datasets (the first is the report's own; see calibration_replications)."""
+    if replications < 1:
+        raise ValueError(f"replications: expected at least 1 set of datasets, got {replications}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     truth, samples, n_trials = simulate_and_infer(posterior, n_datasets, seed, draws)
@@ -172,6 +268,9 @@ def diagnose(posterior, n_datasets, seed, out_dir, draws=1000):
                "parameters": compute_metrics(samples, truth),
                "alpha_by_abs_v": _binned_recovery(samples, truth, np.abs(truth["v"]), DRIFT_BINS, "abs_v"),
                "alpha_by_trials": _binned_recovery(samples, truth, n_trials, _trial_bins(n_trials), "trials")}
+    if replications > 1:
+        metrics["replications"] = calibration_replications(posterior, n_datasets, seed, replications, draws,
+                                                           first=(truth, samples, n_trials))
     write_figures(samples, truth, n_trials, out)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     (out / "report.md").write_text(report_markdown(metrics))
@@ -210,9 +309,51 @@ def report_markdown(metrics):
             for name in rates:
                 lines.append(f"| {label}{'' if len(rates) == 1 else ' ' + name} | {row['datasets']} | "
                              f"{row[name]['correlation']:.3f} | {row[name]['contraction']:.3f} |")
+    if "replications" in metrics:
+        lines += ["", *replications_markdown(metrics["replications"])]
     lines += ["", "Figures: recovery.png, calibration_ecdf.png, z_score_contraction.png, coverage.png, "
               "alpha_by_drift.png, alpha_by_trials.png."]
     return "\n".join(lines) + "\n"
+
+
+def replications_markdown(rep):
+    """The report's section on calibration over independent replications."""
+    seeds, each = rep["seeds"], rep["datasets_each"]
+    k, pooled = len(seeds), each * len(seeds)
+    lines = [f"## Calibration over {k} independent replications", "",
+             f"{k} sets of {each} fresh datasets (seeds {seeds[0]}-{seeds[-1]}; the first is the one above). "
+             "A simultaneous 95% band is left by chance in 5% of the sets, so with five parameters one "
+             "report shows an exit somewhere about a quarter of the time. Counted against that rate, and "
+             f"pooled over all {pooled} datasets (a band about {np.sqrt(k):.1f} times narrower), a systematic "
+             "misfit shows where one report's exit cannot tell it from chance.", "",
+             f"| parameter | band exits in {k} sets (expected {0.05 * k:.1f}) | P(at least as many by chance) | "
+             "calibration error, mean / max | pooled ECDF in 95% band | pooled ECDF - rank, largest (at rank) | "
+             f"truths below the posterior's 1% / 5% quantile (expected {0.01 * pooled:.0f} / {0.05 * pooled:.0f}) "
+             "| above its 95% / 99% |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, r in rep["parameters"].items():
+        where = ", ".join(f"{d} at {a:.3f}" + ("" if a == b else f"-{b:.3f}") for a, b, d in r["pooled_band_exits"])
+        t = r["pooled_tails"]
+        gap, at = r["pooled_max_ecdf_difference"]
+        lines.append(f"| {name} | {r['exit_count']} | {r['p_at_least_as_many_exits']:.2f} | "
+                     f"{np.mean(r['calibration_errors']):.3f} / {max(r['calibration_errors']):.3f} | "
+                     f"{'no: ' + where if where else 'yes'} | {gap:+.4f} ({at:.2f}) | "
+                     f"{t['below_1']} / {t['below_5']} | {t['above_95']} / {t['above_99']} |")
+    by_trials = rep["pooled_tails_by_trials"]
+    first = next(iter(by_trials.values()))
+    smallest = min(row["expected"]["below_5"] for row in first)
+    lines += ["", "Pooled, by trial count: truths below the posteriors' 5% quantile / above their 95% one, "
+              "as a share of the expected (1 when calibrated; below 1 the posteriors are too wide in that "
+              "tail, above 1 too narrow; the binomial sd of a share is at most "
+              f"{np.sqrt(0.95 / smallest):.2f} here):", "",
+              "| parameter | " + " | ".join(f"{row['trials'][0]}-{row['trials'][1]} trials "
+                                         f"({row['expected']['below_5'] / 0.05:.0f} datasets)" for row in first) + " |",
+              "|---|" + "---|" * len(first)]
+    for name, rows in by_trials.items():
+        cells = [f"{row['observed']['below_5'] / row['expected']['below_5']:.2f} / "
+                 f"{row['observed']['above_95'] / row['expected']['above_95']:.2f}" for row in rows]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plan_design(posterior, trial_counts, n_datasets, seed, out_dir, draws=500):

@@ -8,8 +8,10 @@ import pytest
 
 from amortized_rlddm import __version__
 from amortized_rlddm.ablation import VARIANTS, ablate
+from amortized_rlddm.cli import main
 from amortized_rlddm.config import load_config
-from amortized_rlddm.diagnostics import compute_metrics, diagnose, ecdf_cell, plan_design, rank_ecdf_band_exits
+from amortized_rlddm.diagnostics import (compute_metrics, diagnose, ecdf_cell, plan_design, rank_ecdf_band_exits,
+                                         replication_summary, simultaneous_ecdf_band)
 from amortized_rlddm.inference import AmortizedPosterior
 from amortized_rlddm.networks import pack
 from amortized_rlddm.simulator import simulate
@@ -63,6 +65,55 @@ def test_band_exits_locate_a_tail_misfit():
     assert ecdf_cell(m).startswith("no: below at 0.0") and ecdf_cell({"ecdf_inside_95_band": True}) == "yes"
 
 
+def test_simultaneous_band_holds_its_level_and_matches_bayesflow():
+    from bayesflow.utils.ecdf import simultaneous_ecdf_bands
+
+    n = 100
+    z, lower, upper = simultaneous_ecdf_band(n)
+    samples = np.sort(np.random.default_rng(3).random((1000, n)), axis=1)
+    ecdf = np.stack([np.searchsorted(s, z, side="right") for s in samples]) / n
+    left = np.mean(((ecdf < lower) | (ecdf > upper)).any(axis=1))
+    assert 0.03 <= left <= 0.075  # 5% by construction; binomial sd 0.007 over 1,000 samples
+    for size in (100, 1000):
+        np.random.seed(0)
+        _, z_bf, lower_bf, upper_bf = simultaneous_ecdf_bands(size)
+        z, lower, upper = simultaneous_ecdf_band(size)
+        np.testing.assert_array_equal(z, z_bf)
+        for ours, theirs in ((lower, lower_bf), (upper, upper_bf)):
+            assert np.abs(ours - theirs).max() <= 1 / size + 1e-12 and np.mean(ours == theirs) > 0.97
+
+
+def test_replications_tell_chance_exits_from_a_systematic_tail_misfit():
+    rng = np.random.default_rng(7)
+    sets = 20
+
+    def summary(rank_sets):
+        exits = [rank_ecdf_band_exits(r) for r in rank_sets]
+        return replication_summary(rank_sets, exits, [0.01] * sets)
+
+    calibrated = summary([rng.random(1000) for _ in range(sets)])
+    assert calibrated["exit_count"] <= 4 and calibrated["p_at_least_as_many_exits"] > 0.01
+    assert calibrated["pooled_datasets"] == 20000 and calibrated["pooled_band_exits"] == []
+    for key, expected in calibrated["pooled_tails_expected"].items():  # binomial sd: 14 at 1%, 31 at 5%
+        assert abs(calibrated["pooled_tails"][key] - expected) < 4 * np.sqrt(expected), key
+    # a lower tail too heavy by a little: a third of the truths below the posterior's 3% quantile
+    # move up, so each set loses ~10 of its 30 there, which one set's band rarely resolves
+    def heavy_lower_tail(u):
+        return np.where((u < 0.03) & (rng.random(u.size) < 1 / 3), u + 0.1, u)
+
+    misfit = summary([heavy_lower_tail(rng.random(1000)) for _ in range(sets)])
+    assert misfit["pooled_band_exits"] and all(d == "below" and a < 0.05 for a, b, d in misfit["pooled_band_exits"])
+    assert misfit["pooled_tails"]["below_1"] < 0.8 * misfit["pooled_tails_expected"]["below_1"]
+    # a third of the lowest 3% moved by 0.1: the ECDF runs 0.01 low from rank 0.03 to 0.1 (pooled sd 0.002)
+    gap, at = misfit["pooled_max_ecdf_difference"]
+    assert -0.017 <= gap <= -0.008 and 0.03 <= at <= 0.1
+    assert abs(calibrated["pooled_max_ecdf_difference"][0]) < 0.01
+    # the binomial tail: P(X >= 0) is 1, and 20 exits in 20 sets cannot be chance
+    assert summary([rng.random(1000) * 0.5 for _ in range(sets)])["p_at_least_as_many_exits"] < 1e-20
+    assert calibrated["p_at_least_as_many_exits"] <= 1 and replication_summary(
+        [rng.random(100)], [[]], [0.0])["p_at_least_as_many_exits"] == 1
+
+
 @pytest.fixture(scope="module")
 def smoke_posterior(tmp_path_factory):
     out = tmp_path_factory.mktemp("diag") / "net"
@@ -82,6 +133,33 @@ def test_diagnose_writes_every_file(smoke_posterior, tmp_path):
         assert all(0 <= c <= 1 for c in m["coverage"].values())
     assert saved["alpha_by_abs_v"] and saved["alpha_by_trials"]
     assert metrics["datasets"] == 60 and "| alpha |" in (tmp_path / "report.md").read_text()
+
+
+def test_diagnose_replications_reuse_the_report_set(smoke_posterior, tmp_path, capsys):
+    metrics = diagnose(smoke_posterior, 40, seed=3, out_dir=tmp_path, draws=100, replications=3)
+    rep = metrics["replications"]
+    assert rep["seeds"] == [3, 4, 5] and rep["datasets_each"] == 40
+    for name, r in rep["parameters"].items():
+        assert r["pooled_datasets"] == 120 and len(r["band_exits"]) == 3
+        # the first set is the report's own: same exits and calibration error as its table
+        assert r["band_exits"][0] == metrics["parameters"][name]["ecdf_band_exits"]
+        assert r["calibration_errors"][0] == metrics["parameters"][name]["calibration_error"]
+    for name, rows in rep["pooled_tails_by_trials"].items():  # the trial-count bins split the pooled tails
+        assert sum(row["expected"]["below_5"] for row in rows) == pytest.approx(0.05 * 120)
+        for tail in ("below_5", "above_95"):
+            assert sum(row["observed"][tail] for row in rows) == rep["parameters"][name]["pooled_tails"][tail]
+    alone = diagnose(smoke_posterior, 40, seed=4, out_dir=tmp_path / "seed4", draws=100)
+    assert rep["parameters"]["alpha"]["calibration_errors"][1] == alone["parameters"]["alpha"]["calibration_error"]
+    assert "independent replications" in (tmp_path / "report.md").read_text()
+    with pytest.raises(ValueError, match="replications"):
+        diagnose(smoke_posterior, 40, seed=3, out_dir=tmp_path, replications=0)
+    # the command line: the table is printed, a bad count is a clear error
+    args = ["diagnose", "--checkpoint", smoke_posterior.source, "--datasets", "30", "--draws", "100",
+            "--out", str(tmp_path / "cli")]
+    assert main(args + ["--replications", "2"]) == 0
+    assert "band exits in 2 sets" in capsys.readouterr().out
+    assert main(args + ["--replications", "0"]) == 2
+    assert "at least 1 set" in capsys.readouterr().err
 
 
 def test_design_table(smoke_posterior, tmp_path):
