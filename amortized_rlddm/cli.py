@@ -150,7 +150,7 @@ def cmd_compare(args):
     summary, timing = compare(AmortizedPosterior.load(args.checkpoint), args.out, n_datasets=args.datasets,
                               seed=args.seed, data=args.data, convention=args.convention, draws=args.draws,
                               chains=args.chains, draws_per_chain=args.draws_per_chain, tune=args.tune,
-                              nuts_backend=args.nuts_backend)
+                              nuts_backend=args.nuts_backend, n_trials=args.trials)
     with pd.option_context("display.width", 200):
         print(summary.round(3).to_string(index=False))
     print(f"\nper participant: amortized {timing['amortized_s_per_participant'] * 1000:.1f} ms, NUTS "
@@ -248,6 +248,7 @@ def build_parser():
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
     p.add_argument("--datasets", type=int, default=50, help="simulated datasets (ignored with --data)")
     p.add_argument("--data", help="a data CSV to compare on instead of simulations")
+    p.add_argument("--trials", type=int, help="trials per simulated dataset (default: the config's design)")
     p.add_argument("--convention", default="rlddm", choices=["rlddm", "hssm", "hddm"])
     p.add_argument("--draws", type=int, default=1000, help="amortized posterior draws per participant")
     p.add_argument("--chains", type=int, default=4, help="NUTS chains per participant")

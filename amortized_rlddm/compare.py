@@ -12,6 +12,7 @@ datasets ordered by how informative the exact posterior is.
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
@@ -129,19 +130,27 @@ def plot_overlays(amortized, exact, names, participants, path, truth=None):
 
 
 def compare(posterior, out_dir, n_datasets=50, seed=0, data=None, convention="rlddm", draws=1000,
-            chains=4, draws_per_chain=1000, tune=1000, nuts_backend="nutpie"):
+            chains=4, draws_per_chain=1000, tune=1000, nuts_backend="nutpie", n_trials=None):
     """Run both methods on shared datasets (simulated from the network's priors and the
-    config's design, or the participants of `data`) and write the comparison to out_dir.
-    draws: amortized draws per participant; NUTS runs `chains` x `draws_per_chain` after
-    `tune` tuning steps."""
+    config's design, with n_trials trials each if given, or the participants of `data`) and
+    write the comparison to out_dir. draws: amortized draws per participant; NUTS runs
+    `chains` x `draws_per_chain` after `tune` tuning steps."""
+    config = posterior.config
+    design = config.design
+    if n_trials is not None:
+        lo, hi = posterior.design.min_trials, posterior.design.max_trials
+        if data is not None:
+            raise ValueError("a trial count applies to simulated datasets only, not to a data file")
+        if not lo <= n_trials <= hi:
+            raise ValueError(f"trial count {n_trials} is outside the {lo}-{hi} this network serves")
+        design = replace(design, n_trials=int(n_trials))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    config = posterior.config
     truth = None
     if data is None:
         rng = np.random.default_rng(seed)
         params = config.priors.sample(rng, n_datasets)
-        study = simulate(params, config.design, seed=int(rng.integers(2**63)))
+        study = simulate(params, design, seed=int(rng.integers(2**63)))
         participants = [str(p) for p in study.participant]
         truth = pd.DataFrame({"participant": participants, **params})
     else:
@@ -177,6 +186,7 @@ def compare(posterior, out_dir, n_datasets=50, seed=0, data=None, convention="rl
               "nuts_compile_s": compile_s, "speedup": nuts_s / amortized_s, "nuts_backend": nuts_backend,
               "nuts_chains": chains, "nuts_draws_per_chain": draws_per_chain, "nuts_tune": tune,
               "amortized_draws": draws, "datasets": study.n_participants,
+              "trials": [int(study.n_trials.min()), int(study.n_trials.max())],
               "nuts_max_rhat": float(diagnostics["rhat_max"].max()),
               "nuts_min_ess_bulk": float(diagnostics["ess_bulk_min"].min()),
               "nuts_divergences": int(diagnostics["divergences"].sum())}
@@ -209,10 +219,18 @@ def agreement_by_informativeness(table, name, groups=3):
     return pd.DataFrame(rows)
 
 
+def _trial_range(timing):
+    if "trials" not in timing:  # comparisons written before the trial count was recorded
+        return ""
+    lo, hi = timing["trials"]
+    return f" ({lo} trials each)" if lo == hi else f" ({lo}-{hi} trials)"
+
+
 def report_markdown(summary, timing, source, by_informativeness=None):
     cols = [c for c in summary.columns if c != "datasets"]
     lines = [f"# Amortized (`{source}`) vs exact NUTS posterior", "",
-             f"{timing['datasets']} shared datasets; NUTS: {timing['nuts_backend']}, {timing['nuts_chains']} "
+             f"{timing['datasets']} shared datasets{_trial_range(timing)}; NUTS: {timing['nuts_backend']}, "
+             f"{timing['nuts_chains']} "
              f"chains x {timing['nuts_draws_per_chain']} draws after {timing['nuts_tune']} tuning steps "
              f"(max r-hat {timing['nuts_max_rhat']:.3f}, min bulk ESS {timing['nuts_min_ess_bulk']:.0f}, "
              f"{timing['nuts_divergences']} divergences in all); amortized: {timing['amortized_draws']} draws.", "",
