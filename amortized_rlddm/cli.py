@@ -112,7 +112,7 @@ def cmd_diagnose(args):
                        draws=args.draws, replications=args.replications)
     print(metrics_table(metrics["parameters"]))
     if "replications" in metrics:
-        print("\n" + "\n".join(replications_markdown(metrics["replications"])[4:]))
+        print("\n" + "\n".join(replications_markdown(metrics["replications"])))
     print(f"\nwrote figures, metrics.json and report.md to {args.out}")
 
 

@@ -12,7 +12,6 @@ datasets ordered by how informative the exact posterior is.
 
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
@@ -136,14 +135,9 @@ def compare(posterior, out_dir, n_datasets=50, seed=0, data=None, convention="rl
     write the comparison to out_dir. draws: amortized draws per participant; NUTS runs
     `chains` x `draws_per_chain` after `tune` tuning steps."""
     config = posterior.config
-    design = config.design
-    if n_trials is not None:
-        lo, hi = posterior.design.min_trials, posterior.design.max_trials
-        if data is not None:
-            raise ValueError("a trial count applies to simulated datasets only, not to a data file")
-        if not lo <= n_trials <= hi:
-            raise ValueError(f"trial count {n_trials} is outside the {lo}-{hi} this network serves")
-        design = replace(design, n_trials=int(n_trials))
+    if n_trials is not None and data is not None:
+        raise ValueError("a trial count applies to simulated datasets only, not to a data file")
+    design = config.design if n_trials is None else posterior.design_with_trials(n_trials)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     truth = None

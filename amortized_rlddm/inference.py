@@ -14,6 +14,7 @@ unlike anything the network was trained on (see :meth:`AmortizedPosterior.data_c
 import json
 import math
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import keras
@@ -144,6 +145,14 @@ class AmortizedPosterior:
         path = Path(checkpoint_dir) / OOD_REFERENCE_FILE
         np.savez(f"{path}.tmp.npz", **self._ood_reference())
         Path(f"{path}.tmp.npz").replace(path)
+
+    def design_with_trials(self, n_trials):
+        """The network's design with n_trials trials per participant, for simulating at one
+        count of the range the network serves; a count outside that range is refused."""
+        lo, hi = self.design.min_trials, self.design.max_trials
+        if not lo <= n_trials <= hi:
+            raise ValueError(f"trial count {n_trials} is outside the {lo}-{hi} this network serves")
+        return replace(self.design, n_trials=int(n_trials))
 
     @property
     def parameter_names(self):
