@@ -26,6 +26,7 @@ VARIANTS = {
     "observed_with_outcomes": {"network.features": [*OBSERVED_FEATURES, "outcomes"]},
     "observed_with_phase": {"network.features": [*OBSERVED_FEATURES, "phase"]},
     "qprofile_condition": {"network.conditions": ["n_trials", "qprofile"]},  # the 0.3 default's
+    "rtstats_condition": {"network.conditions": ["n_trials", "qprofile", "rtstats"]},
     "trial_count_condition_only": {"network.conditions": ["n_trials"]},  # as before 0.3
     "summary_dim_32": {"network.summary.summary_dim": 32},
     "summary_gru": {"network.summary": {"kind": "RecurrentNetwork", "summary_dim": 16, "hidden_dim": [64],

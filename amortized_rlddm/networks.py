@@ -9,7 +9,8 @@ participant's trial count is excluded by the summary network's mask, so a poster
 not depend on how much padding surrounds it. Per participant, the inference network is
 also conditioned directly on network.conditions: the trial count and optionally the
 "qprofile", the fit of a logistic choice rule over the grid of replayed learning rates
-(see qlearning.q_profile). The flow models the parameters in priors.ParameterSpace, where
+(see qlearning.q_profile), and "rtstats", the response-time distribution's quantiles and
+the choice split (see rt_statistics). The flow models the parameters in priors.ParameterSpace, where
 by default t0's upper bound is each participant's fastest response (network.t0_upper).
 """
 
@@ -32,7 +33,8 @@ DEFAULT_FEATURES = (*OBSERVED_FEATURES, "qtraces")
 TRIAL_COUNT_SCALE = 100.0
 # Per-participant direct conditions of the inference network. A config without
 # network.conditions (every network before version 0.3) has the trial count only.
-CONDITION_WIDTHS = {"n_trials": 1, "qprofile": 3 * len(TRACE_LEARNING_RATES)}
+RT_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
+CONDITION_WIDTHS = {"n_trials": 1, "qprofile": 3 * len(TRACE_LEARNING_RATES), "rtstats": len(RT_QUANTILES) + 4}
 DEFAULT_CONDITIONS = ("n_trials",)
 # network.t0_upper: where the flow's space puts t0's upper bound. "fastest_response" (the
 # default): each participant's fastest RT, which bounds the posterior exactly; "prior": the
@@ -100,6 +102,36 @@ def trial_count_condition(n_trials):
     return (np.asarray(n_trials, np.float32) / TRIAL_COUNT_SCALE)[:, None]
 
 
+def rt_statistics(study: Study):
+    """(B, 9) per participant, over the responses: the RT quantiles RT_QUANTILES and the
+    fastest RT (seconds), the share of arm-1 choices, the mean RT of arm-1 minus arm-0
+    choices (0 unless both arms were chosen), and the share of trials without a response.
+
+    These are the classic DDM summaries (boundary separation and non-decision time shape the
+    quantiles, the start point the choice split and its RT asymmetry). Their precision grows
+    with the trial count, which the flow can read directly instead of through the learnt
+    summary. A participant without any response has zeros except the missing share (1).
+    """
+    responded = study.valid & (study.choice >= 0)
+    n_responses = responded.sum(axis=1)
+    some = n_responses > 0
+    rt = np.where(responded, study.rt, np.nan)[some]
+    out = np.zeros((study.n_participants, CONDITION_WIDTHS["rtstats"]))
+    if some.any():
+        upper = (study.choice == 1) & responded
+        lower = (study.choice == 0) & responded
+        n_upper, n_lower = upper.sum(axis=1)[some], lower.sum(axis=1)[some]
+        mean_upper = np.where(upper, study.rt, 0.0).sum(axis=1)[some] / np.maximum(n_upper, 1)
+        mean_lower = np.where(lower, study.rt, 0.0).sum(axis=1)[some] / np.maximum(n_lower, 1)
+        k = len(RT_QUANTILES)
+        out[some, :k] = np.nanquantile(rt, RT_QUANTILES, axis=1).T
+        out[some, k] = np.nanmin(rt, axis=1)
+        out[some, k + 1] = n_upper / n_responses[some]
+        out[some, k + 2] = np.where((n_upper > 0) & (n_lower > 0), mean_upper - mean_lower, 0.0)
+    out[:, -1] = 1.0 - n_responses / study.n_trials
+    return out
+
+
 def check_conditions(conditions):
     """network.conditions: a list of CONDITION_WIDTHS names that starts with the trial count."""
     if (not isinstance(conditions, (list, tuple)) or not conditions or conditions[0] != "n_trials"
@@ -119,6 +151,8 @@ def participant_conditions(study: Study, conditions, design=None):
             if design is None:
                 raise ValueError("condition 'qprofile' needs the task design (for q_init)")
             columns.append(q_profile(study, TRACE_LEARNING_RATES, design.q_init))
+        elif name == "rtstats":
+            columns.append(rt_statistics(study))
     return np.concatenate(columns, axis=-1).astype(np.float32)
 
 

@@ -1,12 +1,13 @@
-"""The replayed Q differences behind the "qtraces" network input and the "qprofile" condition."""
+"""The replayed Q differences behind the "qtraces" network input, and the per-participant
+conditions "qprofile" and "rtstats"."""
 
 import numpy as np
 import pytest
 
 from scipy.optimize import minimize
 
-from amortized_rlddm.networks import (CONDITION_WIDTHS, FEATURE_WIDTHS, check_conditions, pack,
-                                      trial_features)
+from amortized_rlddm.networks import (CONDITION_WIDTHS, FEATURE_WIDTHS, RT_QUANTILES, check_conditions, pack,
+                                      rt_statistics, trial_features)
 from amortized_rlddm.qlearning import PROFILE_RIDGE, PROFILE_SLOPE_SCALE, TRACE_LEARNING_RATES, q_differences, q_profile
 from amortized_rlddm.simulator import simulate
 from amortized_rlddm.study import Study
@@ -140,6 +141,38 @@ def test_pack_adds_the_qprofile_condition_after_the_trial_count():
     np.testing.assert_allclose(data["inference_conditions"][:, 1:],
                                q_profile(study, TRACE_LEARNING_RATES, design.q_init), rtol=1e-5, atol=1e-6)
     assert pack(study, {"features": ["choice"]}, design, 70)["inference_conditions"].shape == (4, 1)
-    for bad in ([], ["qprofile"], ["n_trials", "n_trials"], ["n_trials", "profile"]):
+    for bad in ([], ["qprofile"], ["n_trials", "n_trials"], ["n_trials", "profile"], ["n_trials", "rtstats", "rtstats"]):
         with pytest.raises(ValueError, match="network.conditions"):
             check_conditions(bad)
+
+
+def test_rt_statistics_match_a_plain_loop_and_ignore_padding():
+    study, design = _simulated_study(11, n=40)
+    assert study.missing.sum() > 0 and (study.n_trials < study.max_trials).any()
+    study.choice[0, :study.n_trials[0]] = np.where(study.missing[0, :study.n_trials[0]], -1, 1)  # one arm only
+    study.choice[1, :study.n_trials[1]] = -1  # never responds
+    got = rt_statistics(study)
+    assert got.shape == (40, CONDITION_WIDTHS["rtstats"])
+    for i in range(40):
+        choices = [int(c) for c in study.choice[i, :study.n_trials[i]]]
+        rts = [float(r) for r, c in zip(study.rt[i], choices) if c >= 0]
+        missing_share = choices.count(-1) / len(choices)
+        if not rts:
+            np.testing.assert_allclose(got[i], [0.0] * (got.shape[1] - 1) + [1.0])
+            continue
+        upper = [r for r, c in zip(study.rt[i], choices) if c == 1]
+        lower = [r for r, c in zip(study.rt[i], choices) if c == 0]
+        asymmetry = np.mean(upper) - np.mean(lower) if upper and lower else 0.0
+        expected = [*np.quantile(rts, RT_QUANTILES), min(rts), len(upper) / len(rts), asymmetry, missing_share]
+        np.testing.assert_allclose(got[i], expected, rtol=1e-12, atol=1e-12)
+    assert got[0, len(RT_QUANTILES) + 1] == 1.0 and got[0, len(RT_QUANTILES) + 2] == 0.0
+    # appending padding trials (NaN RTs, choice -1) changes nothing
+    padded = Study(participant=study.participant, n_trials=study.n_trials,
+                   choice=np.pad(study.choice, ((0, 0), (0, 5)), constant_values=-1),
+                   rt=np.pad(study.rt, ((0, 0), (0, 5)), constant_values=np.nan),
+                   reward=np.pad(study.reward, ((0, 0), (0, 5)), constant_values=-1),
+                   block=np.pad(study.block, ((0, 0), (0, 5))))
+    np.testing.assert_allclose(rt_statistics(padded), got, rtol=1e-12, atol=1e-15)
+    network = {"features": ["choice"], "conditions": ["n_trials", "qprofile", "rtstats"]}
+    conditions = pack(study, network, design, study.max_trials)["inference_conditions"]
+    np.testing.assert_allclose(conditions[:, -CONDITION_WIDTHS["rtstats"]:], got, rtol=1e-6)
