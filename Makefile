@@ -5,4 +5,4 @@ demo:
 	@PY=$$(bash scripts/venv.sh) && $$PY -m amortized_rlddm.cli demo
 
 test:
-	@PY=$$(bash scripts/venv.sh) && $$PY -m pytest
+	@PY=$$(bash scripts/venv.sh) && $$PY -m ruff check . && $$PY -m pytest

@@ -1,4 +1,4 @@
-"""Speed benchmarks that print ratios (DESIGN.md §6): `rlddm bench ...`."""
+"""Speed benchmarks that print ratios (docs/benchmarks.md): `rlddm bench ...`."""
 
 import math
 import random
@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 
-from .config import load_config
-from .simulator import simulate
+from .model.config import load_config
+from .model.simulator import simulate
 
 
 def python_euler_study(params, design, seed, dt=0.01):
@@ -76,9 +76,9 @@ def print_bench_simulate(result):
 _BACKEND_PROBE = r"""
 import json, sys, time
 import numpy as np
-from amortized_rlddm.config import load_config
-from amortized_rlddm.training import training_settings, simulate_packed, trial_buckets
-from amortized_rlddm.networks import build_estimator, backend
+from amortized_rlddm.model.config import load_config
+from amortized_rlddm.amortized.training import training_settings, simulate_packed, trial_buckets
+from amortized_rlddm.amortized.networks import build_estimator, backend
 import keras
 
 config = load_config(sys.argv[1])
@@ -118,10 +118,10 @@ by_band = {f"{lo}-{hi}": step_ms([simulate_packed(config, network, rng, size, tr
            for lo, hi in bands} if len(bands) > 1 else {}
 bucketed = float(np.dot(probs, list(by_band.values()))) if by_band else step
 
-from amortized_rlddm.inference import AmortizedPosterior
+from amortized_rlddm.amortized.posterior import AmortizedPosterior
 posterior = AmortizedPosterior(estimator, config)
-from amortized_rlddm.simulator import simulate
-from amortized_rlddm.training import training_design
+from amortized_rlddm.model.simulator import simulate
+from amortized_rlddm.amortized.training import training_design
 design = training_design(config, network)
 one = simulate(config.priors.sample(rng, 1), design, seed=1)
 many = simulate(config.priors.sample(rng, 1000), design, seed=2)
@@ -179,8 +179,7 @@ def print_bench_backends(results):
 def bench_infer(checkpoint, draws=1000, many=1000, seed=0, repeats=20):
     """Warm end-to-end `infer` time (packing, sampling, transforms, DataTree) for one
     participant and for `many` participants."""
-    from .inference import AmortizedPosterior
-    from .simulator import simulate
+    from .amortized.posterior import AmortizedPosterior
 
     posterior = AmortizedPosterior.load(checkpoint)
     rng = np.random.default_rng(seed)
@@ -200,7 +199,7 @@ def bench_infer(checkpoint, draws=1000, many=1000, seed=0, repeats=20):
 
 
 def print_bench_infer(result):
-    from .networks import backend
+    from .amortized.networks import backend
 
     print(f"backend {backend()}; warm end-to-end infer() with {result['draws']:,} draws per participant")
     print(f"1 participant              : {result['one_ms']:8.1f} ms   (target < 50 ms)")

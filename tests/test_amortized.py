@@ -8,13 +8,15 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from amortized_rlddm.config import load_config
-from amortized_rlddm.inference import AmortizedPosterior, InferenceError, hdi, save_posterior, summarize
-from amortized_rlddm.networks import pack, trial_features
-from amortized_rlddm.priors import ParameterSpace
-from amortized_rlddm.simulator import simulate
-from amortized_rlddm.task import TaskDesign
-from amortized_rlddm.training import TrainingError, train
+from amortized_rlddm.amortized.checkpoint import InferenceError
+from amortized_rlddm.amortized.output import hdi, save_posterior, summarize
+from amortized_rlddm.amortized.packing import pack, trial_features
+from amortized_rlddm.amortized.posterior import AmortizedPosterior
+from amortized_rlddm.amortized.training import TrainingError, train
+from amortized_rlddm.model.config import load_config
+from amortized_rlddm.model.priors import ParameterSpace
+from amortized_rlddm.model.simulator import simulate
+from amortized_rlddm.model.task import TaskDesign
 
 SMOKE = "training_configs/smoke.yaml"
 
@@ -52,7 +54,7 @@ def test_unchosen_outcomes_are_not_available_from_real_data(tmp_path):
     study, _ = study_of(2)
     path = tmp_path / "d.csv"
     study.to_dataframe().to_csv(path, index=False)
-    from amortized_rlddm.data_io import read_study
+    from amortized_rlddm.data.io import read_study
 
     with pytest.raises(ValueError, match="unchosen arm"):
         trial_features(read_study(path), ["choice", "outcomes"])
@@ -100,8 +102,8 @@ def test_data_dependent_space_keeps_t0_below_each_fastest_response():
 
 
 def test_t0_upper_setting_picks_the_space_and_is_checked():
-    from amortized_rlddm.config import config_from_dict
-    from amortized_rlddm.training import simulate_packed, training_settings
+    from amortized_rlddm.amortized.training import simulate_packed, training_settings
+    from amortized_rlddm.model.config import config_from_dict
 
     raw = {"network": {"n_trials": [30, 40]}}
     for t0_upper, expected in (("prior", ParameterSpace), ("fastest_response", ParameterSpace.given_data)):
@@ -118,7 +120,7 @@ def test_t0_upper_setting_picks_the_space_and_is_checked():
 
 
 def test_trial_buckets_cut_the_range_into_bands_weighted_by_width():
-    from amortized_rlddm.training import trial_buckets
+    from amortized_rlddm.amortized.training import trial_buckets
 
     bands, probs = trial_buckets({"n_trials": [30, 150]}, 4)
     assert bands == [(30, 60), (61, 90), (91, 120), (121, 150)]
@@ -131,8 +133,8 @@ def test_trial_buckets_cut_the_range_into_bands_weighted_by_width():
 def test_bucketed_batches_keep_trial_counts_uniform_and_pad_to_their_band():
     from scipy import stats
 
-    from amortized_rlddm.config import config_from_dict
-    from amortized_rlddm.training import SimulatedBatches, training_settings
+    from amortized_rlddm.amortized.training import SimulatedBatches, training_settings
+    from amortized_rlddm.model.config import config_from_dict
 
     config = config_from_dict({"network": {"n_trials": [30, 41], "features": ["choice", "rt"],
                                            "conditions": ["n_trials"]}})
@@ -154,8 +156,8 @@ def test_bucketed_batches_keep_trial_counts_uniform_and_pad_to_their_band():
 
 
 def test_trial_buckets_setting_is_checked():
-    from amortized_rlddm.config import config_from_dict
-    from amortized_rlddm.training import training_settings
+    from amortized_rlddm.amortized.training import training_settings
+    from amortized_rlddm.model.config import config_from_dict
 
     for bad in (0, 2.0, "4", True):
         with pytest.raises(ValueError, match="training.trial_buckets"):
@@ -166,7 +168,7 @@ def test_trial_buckets_setting_is_checked():
 
 
 def study_pick(study, rows):
-    from amortized_rlddm.study import Study
+    from amortized_rlddm.data.study import Study
 
     return Study(participant=study.participant[rows], n_trials=study.n_trials[rows], choice=study.choice[rows].copy(),
                  rt=study.rt[rows].copy(), reward=study.reward[rows].copy(), block=study.block[rows].copy())
@@ -268,8 +270,8 @@ def test_ablation_network_kinds_train_save_and_infer(tmp_path, section, spec):
 
 
 def test_learning_rate_schedules():
-    from amortized_rlddm.config import config_from_dict
-    from amortized_rlddm.training import learning_rate_schedule, training_settings
+    from amortized_rlddm.amortized.training import learning_rate_schedule, training_settings
+    from amortized_rlddm.model.config import config_from_dict
 
     def schedule_of(name):
         _, training = training_settings(config_from_dict({"training": {"schedule": name}}))
@@ -413,11 +415,11 @@ def test_checkpoint_from_the_other_backend_gives_the_same_draws(smoke_checkpoint
     import subprocess
     import sys
 
-    from amortized_rlddm.networks import backend
+    from amortized_rlddm.amortized.networks import backend
 
     other = "jax" if backend() == "tensorflow" else "tensorflow"
     code = ("import numpy as np, sys;"
-            "from amortized_rlddm.inference import AmortizedPosterior;"
+            "from amortized_rlddm.amortized.posterior import AmortizedPosterior;"
             "from tests.test_amortized import study_of;"
             f"p = AmortizedPosterior.load({str(smoke_checkpoint)!r});"
             "t = p.infer(study_of(2)[0], draws=20, seed=4);"
@@ -441,8 +443,8 @@ def test_training_step_benchmark_times_each_trial_band():
 
 
 def test_every_ablation_variant_of_the_default_config_is_valid():
-    from amortized_rlddm.ablation import VARIANTS, variant_config
-    from amortized_rlddm.training import training_settings
+    from amortized_rlddm.amortized.training import training_settings
+    from amortized_rlddm.checks.ablation import VARIANTS, variant_config
 
     default = load_config("training_configs/default.yaml")
     for name, overrides in VARIANTS.items():

@@ -2,11 +2,10 @@
 
 import numpy as np
 import pandas as pd
-import pytest
 import xarray as xr
 
 from amortized_rlddm.cli import main
-from amortized_rlddm.data_io import read_study
+from amortized_rlddm.data.io import read_study
 
 SMOKE = "training_configs/smoke.yaml"
 

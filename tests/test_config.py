@@ -1,4 +1,4 @@
-"""Training configurations, priors and the task design (DESIGN.md §2-§3)."""
+"""Training configurations, priors and the task design (docs/model.md)."""
 
 from pathlib import Path
 
@@ -7,10 +7,9 @@ import pytest
 import yaml
 from scipy import integrate, stats
 
-from amortized_rlddm.config import config_from_dict, load_config
-from amortized_rlddm.priors import (DEFAULT_PRIORS, Beta, Normal, PriorSet, TruncatedNormal,
-                                    prior_from_dict)
-from amortized_rlddm.task import TaskDesign
+from amortized_rlddm.model.config import config_from_dict, load_config
+from amortized_rlddm.model.priors import DEFAULT_PRIORS, Beta, Normal, PriorSet, TruncatedNormal, prior_from_dict
+from amortized_rlddm.model.task import TaskDesign
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "training_configs" / "default.yaml"
@@ -382,7 +381,7 @@ def test_design_from_dict_range():
 
 @pytest.mark.parametrize("section, kind", [("summary", "SetTransformer"), ("inference", "DiffusionModel")])
 def test_network_kinds_outside_the_tested_ones_are_refused(section, kind):
-    from amortized_rlddm.training import training_settings
+    from amortized_rlddm.amortized.training import training_settings
 
     spec = load_config("training_configs/smoke.yaml").to_dict()
     spec["network"][section] = {"kind": kind}

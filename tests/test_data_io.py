@@ -1,12 +1,12 @@
-"""Reading and writing trial data (DESIGN.md §4): round trips, conventions and validation."""
+"""Reading and writing trial data (docs/data.md): round trips, conventions and validation."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from amortized_rlddm.data_io import DataError, read_study, write_study
-from amortized_rlddm.simulator import simulate
-from amortized_rlddm.task import TaskDesign
+from amortized_rlddm.data.io import DataError, read_study, write_study
+from amortized_rlddm.model.simulator import simulate
+from amortized_rlddm.model.task import TaskDesign
 
 PARAMS = {
     "v": np.array([1.0, -0.5, 2.5]),

@@ -34,7 +34,7 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from amortized_rlddm.data_io import MAX_RT, DataError, read_study, write_study
+from amortized_rlddm.data.io import MAX_RT, DataError, read_study, write_study
 
 SETTINGS = dict(derandomize=True, database=None, deadline=None, print_blob=False,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,

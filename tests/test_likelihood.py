@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amortized_rlddm import wiener
-from amortized_rlddm.likelihood import loglik
-from amortized_rlddm.simulator import simulate
-from amortized_rlddm.task import TaskDesign
+from amortized_rlddm.model import wiener
+from amortized_rlddm.model.likelihood import loglik
+from amortized_rlddm.model.simulator import simulate
+from amortized_rlddm.model.task import TaskDesign
 
 TRUE = {"v": 3.0, "a": 1.3, "z": 0.45, "t0": 0.35, "alpha": 0.25}
 

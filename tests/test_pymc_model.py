@@ -8,20 +8,22 @@ pm = pytest.importorskip("pymc")
 import pytensor  # noqa: E402  (after the importorskip)
 import pytensor.tensor as pt  # noqa: E402
 
-from amortized_rlddm import wiener  # noqa: E402
-from amortized_rlddm.likelihood import loglik  # noqa: E402
-from amortized_rlddm.priors import DUAL_RATE, SINGLE_RATE, PriorSet  # noqa: E402
-from amortized_rlddm.pymc_model import (ExactPosterior, bench_logp, bench_nuts, fit_mle,  # noqa: E402
-                                        posterior_tree, wfpt_log_survival, wfpt_logp)
-from amortized_rlddm.simulator import simulate  # noqa: E402
-from amortized_rlddm.task import TaskDesign  # noqa: E402
+from amortized_rlddm.exact.benchmark import bench_logp, bench_nuts  # noqa: E402
+from amortized_rlddm.exact.mle import fit_mle  # noqa: E402
+from amortized_rlddm.exact.model import ExactPosterior, posterior_tree  # noqa: E402
+from amortized_rlddm.exact.wfpt import wfpt_log_survival, wfpt_logp  # noqa: E402
+from amortized_rlddm.model import wiener  # noqa: E402
+from amortized_rlddm.model.likelihood import loglik  # noqa: E402
+from amortized_rlddm.model.priors import DUAL_RATE, SINGLE_RATE, PriorSet  # noqa: E402
+from amortized_rlddm.model.simulator import simulate  # noqa: E402
+from amortized_rlddm.model.task import TaskDesign  # noqa: E402
 
-# (v, t0, a, w, rt, lower-boundary density) from DESIGN.md §5
+# (v, t0, a, w, rt, lower-boundary density) from docs/model.md
 KNOWN = [
-    (0.6056010862462016, 0.16871208306308166, 1.5524386791394562, 0.1286318302691049, 0.3836652143729468, 0.62063048896871487),
-    (0.7175299762398688, 0.3566056886339434, 2.220795104898356, 0.45773365470000554, 2.1966769477884225, 0.030138660738276948),
-    (-0.5187897244595112, 0.21532637320553233, 2.481938472673327, 0.18482168074390404, 1.0697490678038166, 0.23165988979463398),
-    (-0.5719411096293123, 0.28837526790403306, 2.1929805341020145, 0.2243768947148022, 1.0791694385505024, 0.27868915917309367),
+    (0.6056010862462016, 0.16871208306308166, 1.5524386791394562, 0.1286318302691049, 0.3836652143729468, 0.62063048896871487),  # noqa: E501
+    (0.7175299762398688, 0.3566056886339434, 2.220795104898356, 0.45773365470000554, 2.1966769477884225, 0.030138660738276948),  # noqa: E501
+    (-0.5187897244595112, 0.21532637320553233, 2.481938472673327, 0.18482168074390404, 1.0697490678038166, 0.23165988979463398),  # noqa: E501
+    (-0.5719411096293123, 0.28837526790403306, 2.1929805341020145, 0.2243768947148022, 1.0791694385505024, 0.27868915917309367),  # noqa: E501
 ]
 
 
@@ -143,7 +145,7 @@ def survival_by_quadrature(t, v, a, w):
     (0.2, -6.0, 2.0, 0.9),  # large-time series would cancel: small-time series
     (0.05, 3.0, 0.3, 0.5),  # large-time series
     (1.0, -6.0, 5.0, 0.95),  # where the NumPy survival loses digits
-    (0.004, 0.5, 0.7, 0.3),
+    (0.004, 0.5, 0.7, 0.3),  # noqa: E501
 ])
 def test_survival_matches_the_integrated_density(survival, t, v, a, w):
     got = survival(*(np.array([x]) for x in (t, v, a, w)))[0][0]
@@ -173,7 +175,7 @@ def test_survival_is_one_at_non_positive_times(survival):
 
 
 # ---------------------------------------------------------------------------------------------
-# The model's likelihood against amortized_rlddm.likelihood.loglik
+# The model's likelihood against amortized_rlddm.model.likelihood.loglik
 # ---------------------------------------------------------------------------------------------
 
 TRUE = {"v": 2.5, "a": 1.2, "z": 0.45, "t0": 0.3, "alpha": 0.3, "alpha_pos": 0.45, "alpha_neg": 0.15}

@@ -3,15 +3,27 @@ conditions "qprofile" and "rtstats"."""
 
 import numpy as np
 import pytest
-
 from scipy.optimize import minimize
 
-from amortized_rlddm.networks import (CONDITION_WIDTHS, FEATURE_WIDTHS, RT_QUANTILES, check_conditions, pack,
-                                      rt_statistics, trial_features)
-from amortized_rlddm.qlearning import PROFILE_RIDGE, PROFILE_SLOPE_SCALE, TRACE_LEARNING_RATES, q_differences, q_profile
-from amortized_rlddm.simulator import simulate
-from amortized_rlddm.study import Study
-from amortized_rlddm.task import TaskDesign
+from amortized_rlddm.amortized.packing import (
+    CONDITION_WIDTHS,
+    FEATURE_WIDTHS,
+    RT_QUANTILES,
+    check_conditions,
+    pack,
+    rt_statistics,
+    trial_features,
+)
+from amortized_rlddm.data.study import Study
+from amortized_rlddm.model.qlearning import (
+    PROFILE_RIDGE,
+    PROFILE_SLOPE_SCALE,
+    TRACE_LEARNING_RATES,
+    q_differences,
+    q_profile,
+)
+from amortized_rlddm.model.simulator import simulate
+from amortized_rlddm.model.task import TaskDesign
 
 
 def _study(choice, reward, block=None, n_trials=None):
@@ -141,7 +153,8 @@ def test_pack_adds_the_qprofile_condition_after_the_trial_count():
     np.testing.assert_allclose(data["inference_conditions"][:, 1:],
                                q_profile(study, TRACE_LEARNING_RATES, design.q_init), rtol=1e-5, atol=1e-6)
     assert pack(study, {"features": ["choice"]}, design, 70)["inference_conditions"].shape == (4, 1)
-    for bad in ([], ["qprofile"], ["n_trials", "n_trials"], ["n_trials", "profile"], ["n_trials", "rtstats", "rtstats"]):
+    for bad in ([], ["qprofile"], ["n_trials", "n_trials"], ["n_trials", "profile"],
+                ["n_trials", "rtstats", "rtstats"]):
         with pytest.raises(ValueError, match="network.conditions"):
             check_conditions(bad)
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import yaml
 
-from amortized_rlddm import training
-from amortized_rlddm.config import config_from_dict, load_config
-from amortized_rlddm.inference import AmortizedPosterior
-from amortized_rlddm.training import EpochCheckpoint, TrainingError, train
+from amortized_rlddm.amortized import training
+from amortized_rlddm.amortized.posterior import AmortizedPosterior
+from amortized_rlddm.amortized.training import EpochCheckpoint, TrainingError, train
+from amortized_rlddm.model.config import config_from_dict, load_config
 
 
 def smoke_spec(**training_overrides):

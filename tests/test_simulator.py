@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from amortized_rlddm import wiener
-from amortized_rlddm.simulator import simulate
-from amortized_rlddm.task import TaskDesign
+from amortized_rlddm.model import wiener
+from amortized_rlddm.model.simulator import simulate
+from amortized_rlddm.model.task import TaskDesign
 
 
 def constant(n, **values):

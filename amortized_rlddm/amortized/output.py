@@ -1,0 +1,83 @@
+"""What users keep of a posterior: the per-participant summary table and the NetCDF file."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+HDI_PROB = 0.94
+
+
+def hdi(draws: np.ndarray, prob: float = HDI_PROB) -> tuple[np.ndarray, np.ndarray]:
+    """Shortest interval holding `prob` of the draws along the last axis.
+
+    Parameters
+    ----------
+    draws
+        Draws along the last axis, any leading shape.
+    prob
+        Probability mass of the interval.
+
+    Returns
+    -------
+    lower, upper
+        Arrays of the leading shape.
+    """
+    x = np.sort(draws, axis=-1)
+    n = x.shape[-1]
+    k = int(math.ceil(prob * n))
+    widths = x[..., k - 1:] - x[..., : n - k + 1]
+    start = np.argmin(widths, axis=-1)[..., None]
+    return np.take_along_axis(x, start, -1)[..., 0], np.take_along_axis(x, start + k - 1, -1)[..., 0]
+
+
+def summarize(tree: xr.DataTree, prob: float = HDI_PROB) -> pd.DataFrame:
+    """One row per participant and parameter: mean, sd and the `prob` HDI.
+
+    Parameters
+    ----------
+    tree
+        A posterior DataTree as :meth:`AmortizedPosterior.infer` returns it (``posterior``
+        group with dimensions chain, draw, participant; optional ``data_checks`` group).
+    prob
+        Probability mass of the highest-density interval.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns participant, parameter, mean, sd, ``hdi_<pct>_lower``, ``hdi_<pct>_upper``
+        and, when the tree has data checks, out_of_distribution and ood_reasons.
+    """
+    post = tree["posterior"].to_dataset()
+    rows = []
+    pct = int(round(100 * prob))
+    for name in post.data_vars:
+        values = post[name].transpose("participant", "chain", "draw").values
+        values = values.reshape(values.shape[0], -1)
+        lo, hi = hdi(values, prob)
+        rows.append(pd.DataFrame({"participant": post["participant"].values, "parameter": name,
+                                  "mean": values.mean(1), "sd": values.std(1, ddof=1),
+                                  f"hdi_{pct}_lower": lo, f"hdi_{pct}_upper": hi}))
+    table = pd.concat(rows, ignore_index=True)
+    if "data_checks" in tree.children:
+        checks = tree["data_checks"].to_dataset()
+        flags = pd.DataFrame({"participant": checks["participant"].values,
+                              "out_of_distribution": checks["out_of_distribution"].values,
+                              "ood_reasons": checks["reasons"].values})
+        table = table.merge(flags, on="participant", how="left")
+    return table
+
+
+def save_posterior(tree: xr.DataTree, path: str | Path) -> None:
+    """Write the DataTree as NetCDF (readable by ``xarray.open_datatree`` and ArviZ >= 1).
+
+    Parameters
+    ----------
+    tree
+        The posterior DataTree.
+    path
+        The NetCDF file to write.
+    """
+    tree.to_netcdf(path, engine="h5netcdf")

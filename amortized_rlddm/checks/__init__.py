@@ -1,0 +1,2 @@
+"""Is the posterior right: calibration diagnostics, design planning, the comparison with NUTS,
+the ablation, and their figures."""

@@ -1,0 +1,408 @@
+"""Reading and writing trial data (docs/data.md) with validation that names what is wrong.
+
+Every problem raises :class:`DataError` naming the file (when there is one), the row, the
+column and what was expected. Nothing is dropped or coerced silently. Foreign column
+conventions (HSSM, HDDM) are accepted only when asked for explicitly.
+
+Cells are read as text. Numbers are plain decimals with the ASCII digits 0-9 (``12``,
+``-0.5``, ``.5``, ``1e-3``); spaces around a cell (numbers and participant ids alike) are
+ignored, as they are around column names. Blank lines, and lines whose cells are all
+empty, carry no trial and are skipped.
+"""
+
+import csv
+import io
+import os
+import re
+
+import numpy as np
+import pandas as pd
+
+from .study import Study
+
+# Column names of each convention, mapped onto ours; "choice_values" maps their choice coding.
+CONVENTIONS = {
+    "rlddm": {"columns": {"participant": "participant", "trial": "trial", "choice": "choice",
+                          "rt": "rt", "reward": "reward", "block": "block"},
+              "choice_values": {0: 0, 1: 1}},
+    "hssm": {"columns": {"participant_id": "participant", "trial_id": "trial", "response": "choice",
+                         "rt": "rt", "feedback": "reward", "block": "block"},
+             "choice_values": {-1: 0, 1: 1}},
+    "hddm": {"columns": {"subj_idx": "participant", "trial": "trial", "response": "choice",
+                         "rt": "rt", "feedback": "reward", "split_by": "block"},
+             "choice_values": {0: 0, 1: 1}},
+}
+_OPTIONAL = {"block"}
+_EMPTY = {"", "na", "nan", "n/a", "none", "null"}
+# Slower than this is almost surely a unit error (milliseconds) or a logging fault.
+MAX_RT = 60.0
+# Integers (trial numbers, block labels) beyond this are not exact as floats; refused.
+MAX_INT = 2 ** 53
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+_INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
+# Text encodings that are not UTF-8, recognised by their byte order mark.
+_FOREIGN_BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32",
+                 b"\xff\xfe": "UTF-16", b"\xfe\xff": "UTF-16"}
+
+
+class DataError(ValueError):
+    """A data file or DataFrame that does not follow the formats of docs/data.md."""
+
+
+def read_study(source: str | os.PathLike | pd.DataFrame, convention: str = "rlddm") -> Study:
+    """Read a CSV path or a DataFrame into a validated :class:`Study`.
+
+    Parameters
+    ----------
+    source
+        A CSV file or a DataFrame, one row per trial.
+    convention
+        ``"rlddm"`` (participant, trial, choice, rt, reward, optional block; docs/data.md),
+        ``"hssm"`` (participant_id, trial_id, response in {-1, 1}, rt, feedback) or
+        ``"hddm"`` (subj_idx, trial, response in {0, 1}, rt, feedback, split_by).
+
+    Returns
+    -------
+    Study
+
+    Raises
+    ------
+    DataError
+        Naming the file, the row, the column and what was expected.
+    """
+    if convention not in CONVENTIONS:
+        raise DataError(f"unknown convention '{convention}'; expected one of {sorted(CONVENTIONS)}")
+    if isinstance(source, pd.DataFrame):
+        rows = [f"row {label!r}" for label in source.index]
+        return _to_study(source.reset_index(drop=True), convention, _Locator("DataFrame", rows))
+    frame, lines = _read_csv_text(source)
+    return _to_study(frame, convention, _Locator(f"file '{os.fspath(source)}'", lines))
+
+
+def write_study(study: Study, path: str | os.PathLike) -> None:
+    """Write a study as a CSV in the package's format (docs/data.md); missing responses are
+    empty cells.
+
+    Parameters
+    ----------
+    study
+        The study.
+    path
+        The CSV file to write.
+    """
+    study.to_dataframe().to_csv(path, index=False)
+
+
+class _Locator:
+    """Names a row the way the user sees it: a line of the file or an index label."""
+
+    def __init__(self, label, row_names):
+        self.label, self.row_names = label, row_names
+
+    def __call__(self, i, column=None):
+        return f"{self.label}, {self.row_names[i]}" + (f", column '{column}'" if column else "")
+
+
+def _show(value, limit=40):
+    """A cell as it appears in a message: quoted, control characters escaped, long text cut."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > limit:
+        return repr(text[:limit]) + f"... ({len(text)} characters)"
+    return repr(text)
+
+
+def _name(column):
+    """A column name in a message: as is when plain, else quoted and escaped."""
+    return column if column.isprintable() and len(column) <= 40 else _show(column)
+
+
+def _line_of(data, position):
+    """1-based line number of a byte position, counting \\n, \\r\\n and lone \\r as line ends."""
+    head = data[:position]
+    return head.count(b"\n") + head.count(b"\r") - head.count(b"\r\n") + 1
+
+
+def _read_csv_text(path):
+    """All cells as strings, and each data row's line number in the file."""
+    path = os.fspath(path)
+    label = f"file '{path}'"
+    if not os.path.exists(path):
+        raise DataError(f"{label} does not exist")
+    if os.path.isdir(path):
+        raise DataError(f"{label} is a directory, not a CSV file")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as err:
+        raise DataError(f"{label} could not be opened: {err.strerror or err}") from None
+    for bom, encoding in _FOREIGN_BOMS.items():
+        if data.startswith(bom):
+            raise DataError(f"{label} is {encoding} text; save it as UTF-8 (or ASCII) CSV")
+    if b"\0" in data:
+        line = _line_of(data, data.index(b"\0"))
+        raise DataError(f"{label}, line {line}: not a CSV text file (it contains binary data, "
+                        "a NUL byte)")
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]  # the UTF-8 byte order mark; no line of its own
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = _line_of(data, err.start)
+        raise DataError(f"{label}, line {line}: not UTF-8 text (byte "
+                        f"0x{data[err.start]:02x} cannot be decoded); save the file as UTF-8 "
+                        "CSV, or check that it is a CSV file at all") from None
+    if not text.strip():
+        raise DataError(f"{label} is empty")
+
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header, rows, lines = None, [], []
+    start = 1  # line on which the next record begins
+    try:
+        for row in reader:
+            first, last, start = start, reader.line_num, reader.line_num + 1
+            if not any(cell.strip() for cell in row):
+                continue  # blank line, or a line of empty cells
+            where = f"line {first}" if first == last else f"line {first} (to line {last})"
+            if header is None:
+                # A stray byte order mark (files concatenated) is not part of a name.
+                header = [c.replace("\ufeff", "").strip() for c in row]
+                _check_header(header, label, where)
+                continue
+            if len(row) != len(header):
+                hint = ("; a quoted field runs over several lines: is a quote (\") unbalanced?"
+                        if last > first else "")
+                raise DataError(f"{label}, {where}: {len(row)} fields but the header has "
+                                f"{len(header)} ({', '.join(map(_name, header))}){hint}")
+            rows.append(row)
+            lines.append(where)
+    except csv.Error as err:
+        raise DataError(f"{label}, line {start}: could not be read as CSV text: {err}") from None
+    if header is None:
+        raise DataError(f"{label} has no header: its lines are blank or hold only empty cells")
+    if not rows:
+        raise DataError(f"{label} has a header but no data rows")
+    return pd.DataFrame(rows, columns=header, dtype=object), lines
+
+
+def _check_header(header, label, where):
+    if len(header) == 1:
+        for delimiter, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "'|'")):
+            if delimiter in header[0]:
+                raise DataError(f"{label}, {where}: the header {_show(header[0], 80)} has no "
+                                f"commas; the file seems to be separated by {name}, but "
+                                "files in the package's format (docs/data.md) are comma-separated")
+    unnamed = [k + 1 for k, c in enumerate(header) if not c]
+    if len(unnamed) > 1:
+        raise DataError(f"{label}, {where}: header fields {unnamed} have no column name "
+                        "(trailing or doubled commas?)")
+    duplicated = sorted({c for c in header if header.count(c) > 1})
+    if duplicated:
+        raise DataError(f"{label}, {where}: duplicated column(s) {duplicated} in the header")
+
+
+def _is_empty(value):
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    if isinstance(value, (float, np.floating)) and np.isnan(value):
+        return True
+    return isinstance(value, str) and value.strip().lower() in _EMPTY
+
+
+def _number(value, column, where, i):
+    """A non-empty cell as a float or (for integer text and integer objects) an int."""
+    if isinstance(value, str):
+        text = value.strip()
+        if _INTEGER.fullmatch(text):
+            if len(text.lstrip("+-")) > 30:
+                raise DataError(f"{where(i, column)}: {_show(value)} is out of range (too "
+                                "many digits)")
+            return int(text)
+        if _NUMBER.fullmatch(text):
+            x = float(text)
+            if not np.isfinite(x):
+                raise DataError(f"{where(i, column)}: {_show(value)} is not a finite number")
+            return x
+        try:
+            x = float(text)  # accepts e.g. 'inf', '1_0' and non-ASCII digits
+        except ValueError:
+            raise DataError(f"{where(i, column)}: {_show(value)} is not a number") from None
+        if not np.isfinite(x):
+            raise DataError(f"{where(i, column)}: {_show(value)} is not a finite number")
+        raise DataError(f"{where(i, column)}: {_show(value)} is not a number written with the "
+                        "ASCII digits 0-9, '.', and an optional exponent (as in 1.5e-3)")
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    try:
+        x = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise DataError(f"{where(i, column)}: {_show(value)} is not a number") from None
+    if not np.isfinite(x):
+        raise DataError(f"{where(i, column)}: {_show(value)} is not a finite number")
+    return x
+
+
+def _empty_cell(value, column, where, i):
+    shown = f" ({_show(value)})" if isinstance(value, str) and value.strip() else ""
+    return DataError(f"{where(i, column)}: empty value{shown}, expected a number")
+
+
+def _parse_numbers(values, column, where, allow_empty):
+    """Floats (NaN for empty cells) from a column, naming the first bad cell."""
+    out = np.empty(len(values))
+    for i, value in enumerate(values):
+        if _is_empty(value):
+            if not allow_empty:
+                raise _empty_cell(value, column, where, i)
+            out[i] = np.nan
+            continue
+        x = _number(value, column, where, i)
+        out[i] = float(x) if abs(x) <= 1e300 else np.inf
+        if not np.isfinite(out[i]):
+            raise DataError(f"{where(i, column)}: {_show(value)} is not a finite number")
+    return out
+
+
+def _parse_codes(values, column, where, allowed, allow_empty):
+    """Integer codes from a column restricted to the keys of `allowed`, mapped through it."""
+    out = np.full(len(values), -1, np.int8)
+    for i, value in enumerate(values):
+        if _is_empty(value):
+            if not allow_empty:
+                raise _empty_cell(value, column, where, i)
+            continue
+        x = _number(value, column, where, i)
+        if x not in allowed:
+            raise DataError(f"{where(i, column)}: {_show(value)} is not allowed, expected one of "
+                            f"{sorted(allowed)}" + (" or empty" if allow_empty else ""))
+        out[i] = allowed[int(x)]
+    return out
+
+
+def _parse_integers(values, column, where):
+    """Exact integers from a column (within +-MAX_INT), naming the first bad cell."""
+    out = np.empty(len(values), np.int64)
+    for i, value in enumerate(values):
+        if _is_empty(value):
+            raise _empty_cell(value, column, where, i)
+        x = _number(value, column, where, i)
+        if isinstance(x, float):
+            if x != round(x):
+                raise DataError(f"{where(i, column)}: {_show(value)} is not an integer")
+            x = int(x)
+        if abs(x) > MAX_INT:
+            raise DataError(f"{where(i, column)}: {_show(value)} is out of range (integers "
+                            f"must be within +-2**53)")
+        out[i] = x
+    return out
+
+
+def _participant_ids(values, column, where):
+    """Participant ids as given, with spaces around text ids removed; each id printed once."""
+    ids = []
+    for i, pid in enumerate(values):
+        if _is_empty(pid):
+            raise DataError(f"{where(i, column)}: empty participant id")
+        if isinstance(pid, str):
+            pid = pid.strip()
+        try:
+            hash(pid)
+        except TypeError:
+            raise DataError(f"{where(i, column)}: participant id {_show(pid)} is a "
+                            f"{type(pid).__name__}, expected text or a number") from None
+        ids.append(pid)
+    first_row = {}
+    for i, pid in enumerate(ids):
+        first_row.setdefault(pid, i)
+    by_text = {}
+    for pid, i in first_row.items():
+        other = by_text.setdefault(str(pid), (pid, i))
+        if other[1] != i:
+            raise DataError(f"{where(i, column)}: participant id {pid!r} prints the same as id "
+                            f"{other[0]!r} ({where.row_names[other[1]]}) but is a different value; "
+                            "use one type for the ids")
+    return ids
+
+
+def _to_study(frame, convention, where):
+    spec = CONVENTIONS[convention]
+    frame = frame.copy()
+    frame.columns = [str(c).strip() for c in frame.columns]
+    needed = [c for c, ours in spec["columns"].items() if ours not in _OPTIONAL]
+    absent = [c for c in needed if c not in frame.columns]
+    if absent:
+        raise DataError(f"{where.label}: missing column(s) {absent} (convention '{convention}' "
+                        f"needs {needed}); found columns {list(frame.columns)}")
+    duplicated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    if duplicated:
+        raise DataError(f"{where.label}: duplicated column(s) {duplicated}")
+    cols = {ours: frame[theirs].tolist() for theirs, ours in spec["columns"].items() if theirs in frame}
+    name = {ours: theirs for theirs, ours in spec["columns"].items()}
+    if not cols["participant"]:
+        raise DataError(f"{where.label}: no data rows")
+
+    pids = _participant_ids(cols["participant"], name["participant"], where)
+    trial = _parse_integers(cols["trial"], name["trial"], where)
+    choice = _parse_codes(cols["choice"], name["choice"], where, spec["choice_values"], True)
+    reward = _parse_codes(cols["reward"], name["reward"], where, {0: 0, 1: 1}, True)
+    rt = _parse_numbers(cols["rt"], name["rt"], where, allow_empty=True)
+    block = (_parse_integers(cols["block"], name["block"], where) if "block" in cols
+             else np.zeros(len(trial), np.int64))
+
+    for i in range(len(trial)):
+        if not np.isnan(rt[i]) and not rt[i] > 0:
+            raise DataError(f"{where(i, name['rt'])}: rt {_show(cols['rt'][i])} is not > 0 "
+                            "seconds")
+        if rt[i] > MAX_RT:
+            raise DataError(f"{where(i, name['rt'])}: rt {_show(cols['rt'][i])} s is over "
+                            f"{MAX_RT:g} s; rt must be in seconds (milliseconds?)")
+        if (choice[i] < 0) != np.isnan(rt[i]):
+            has, lacks = ("choice", "rt") if choice[i] >= 0 else ("rt", "choice")
+            raise DataError(f"{where(i, name[lacks])}: a {has} without a {lacks}; a missing "
+                            f"response leaves '{name['choice']}' and '{name['rt']}' both empty")
+        if (choice[i] < 0) != (reward[i] < 0):
+            problem = ("a response without a reward" if choice[i] >= 0
+                       else "a reward for a missing response")
+            raise DataError(f"{where(i, name['reward'])}: {problem}; the reward is that of the "
+                            "chosen arm and is empty only when the response is missing")
+
+    participants = list(dict.fromkeys(pids))
+    rows_of = {pid: [] for pid in participants}
+    for i, pid in enumerate(pids):
+        rows_of[pid].append(i)
+    n_trials = np.array([len(rows_of[pid]) for pid in participants])
+    max_trials = int(n_trials.max())
+    n = len(participants)
+    out_choice = np.full((n, max_trials), -1, np.int8)
+    out_reward = np.full((n, max_trials), -1, np.int8)
+    out_rt = np.full((n, max_trials), np.nan)
+    out_block = np.zeros((n, max_trials), np.int32)
+    for p, pid in enumerate(participants):
+        rows = np.array(rows_of[pid])
+        expected = np.arange(1, len(rows) + 1)
+        wrong = trial[rows] != expected
+        if wrong.any():
+            k = int(np.argmax(wrong))
+            raise DataError(f"{where(rows[k], name['trial'])}: participant {pid!r} has trial "
+                            f"{trial[rows[k]]} where {expected[k]} was expected; trials must be "
+                            "numbered 1, 2, 3, ... in row order (duplicated, unsorted or skipped)")
+        b = block[rows]
+        changes = np.flatnonzero(b[1:] != b[:-1]) + 1
+        seen = {b[0]}
+        for k in changes:
+            if b[k] in seen:
+                raise DataError(f"{where(rows[k], name['block'])}: participant {pid!r} returns to "
+                                f"block {b[k]} after leaving it; each block must be one "
+                                "contiguous run of trials")
+            seen.add(b[k])
+        index = np.zeros(len(rows), np.int32)
+        index[changes] = 1
+        index = np.cumsum(index)
+        m = len(rows)
+        out_choice[p, :m], out_reward[p, :m], out_rt[p, :m] = choice[rows], reward[rows], rt[rows]
+        out_block[p, :m] = index
+        out_block[p, m:] = index[-1]
+    participant = np.empty(n, dtype=object)  # one entry per id, even for tuple ids
+    for p, pid in enumerate(participants):
+        participant[p] = pid
+    return Study(participant=participant, n_trials=n_trials,
+                 choice=out_choice, rt=out_rt, reward=out_reward, block=out_block)

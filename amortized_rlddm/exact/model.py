@@ -1,0 +1,267 @@
+"""The exact-likelihood PyMC model of one participant: the reference posterior the networks
+are checked against.
+
+:class:`ExactPosterior` builds the RL-DDM in PyMC once, with data containers padded to
+``max_trials``, and compiles it once (nutpie); :meth:`ExactPosterior.fit` samples each
+participant of a study by swapping its data in. The drift of every trial comes from
+:mod:`.qvalues` and the density from :mod:`.wfpt`. Backend measurements:
+:mod:`.benchmark` and docs/benchmarks.md.
+"""
+
+import time
+from dataclasses import dataclass
+
+import arviz as az
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+from tqdm.auto import tqdm
+
+from ..data.study import Study
+from ..model.config import MODELS
+from ..model.priors import Beta, Normal, PriorSet, TruncatedNormal, Uniform
+from .participant import check_trials, participant_trials
+from .qvalues import CLOSED_FORM_MAX_TRIALS, Q_VALUES, closed_form_arrays, q_difference_closed_form, q_difference_scan
+from .wfpt import wfpt_log_survival, wfpt_logp
+
+
+def _model_arrays(trials, max_trials, q_values, deadline):
+    """The model's data containers for one participant, padded to max_trials."""
+    n = trials["choice"].shape[0]
+    if n > max_trials:
+        raise ValueError(f"participant has {n} trials but the model was built for max_trials={max_trials}")
+    pad = max_trials - n
+    choice = np.pad(trials["choice"].astype(np.int64), (0, pad), constant_values=-1)
+    responded = choice >= 0
+    reward = np.where(responded, np.pad(trials["reward"], (0, pad), constant_values=0), 0).astype(np.int64)
+    block = np.pad(trials["block"].astype(np.int64), (0, pad), mode="edge" if n else "constant")
+    arrays = {"choice": choice,
+              "rt": np.where(responded, np.pad(trials["rt"], (0, pad), constant_values=1.0), 1.0)}
+    if deadline is not None:
+        arrays["missing"] = np.r_[np.ones(n, np.int64), np.zeros(pad, np.int64)] * (~responded)
+    if q_values == "scan":
+        arrays["reward"] = reward.astype(float)
+        arrays["reset"] = np.r_[True, block[1:] != block[:-1]].astype(np.int64)
+    else:
+        arrays.update(closed_form_arrays(choice, reward, block))
+    return arrays
+
+
+def _pymc_distribution(prior):
+    """(PyMC distribution class, its float64 arguments) of a :mod:`amortized_rlddm.model.priors` prior.
+
+    Parameters are passed as float64: PyTensor turns a Python float that float32 represents
+    exactly (2.0, 0.5) into a float32 constant, and PyMC's log densities then lose about
+    1e-8 (e.g. Normal(0, 2).logp(3) is off by 2e-9).
+    """
+    f = np.float64
+    if isinstance(prior, Normal):
+        return pm.Normal, {"mu": f(prior.mu), "sigma": f(prior.sigma)}
+    if isinstance(prior, TruncatedNormal):
+        return pm.TruncatedNormal, {"mu": f(prior.mu), "sigma": f(prior.sigma), "lower": f(prior.lower),
+                                    "upper": f(prior.upper)}
+    if isinstance(prior, Beta):
+        return pm.Beta, {"alpha": f(prior.a), "beta": f(prior.b)}
+    if isinstance(prior, Uniform):
+        return pm.Uniform, {"lower": f(prior.lower), "upper": f(prior.upper)}
+    raise TypeError(f"no PyMC distribution for a {type(prior).__name__} prior")
+
+
+def _pymc_prior(name, prior):
+    """The PyMC random variable of a :mod:`amortized_rlddm.model.priors` prior."""
+    cls, args = _pymc_distribution(prior)
+    return cls(name, **args)
+
+
+BACKENDS = ("nutpie", "nutpie-jax", "pymc", "pymc-c")
+
+
+@dataclass
+class ParticipantFit:
+    """One participant's NUTS posterior: the sampler's DataTree and convergence figures.
+
+    diagnostics: rhat_max, ess_bulk_min, divergences and wall_time_s (seconds of the fit: data
+    swap and sampling, plus nutpie's compilation when it was not compiled before).
+    """
+
+    participant: object
+    trace: xr.DataTree
+    diagnostics: dict
+
+
+class ExactPosterior:
+    """NUTS on the exact RL-DDM likelihood, one participant at a time.
+
+    priors: a :class:`~amortized_rlddm.model.priors.PriorSet` with the single-rate (v, a, z, t0,
+        alpha) or dual-rate (alpha_pos, alpha_neg) parameter names; each prior becomes the
+        PyMC distribution of the same family and support.
+    model: "single" or "dual"; must match the names of `priors`.
+    max_trials: the data containers' length; participants with fewer trials are padded.
+    q_init: initial Q-value of both arms, in [0, 1]. deadline: the design's response deadline
+        (s); when given, a missing response adds log P(decision time > deadline - t0),
+        otherwise it adds nothing. A missing response never updates the Q-values.
+    q_values: "closed_form", "scan" or "auto" (the closed form up to 300 trials; see the
+        module docstring).
+    backend: "nutpie" (nutpie, Numba-compiled logp), "nutpie-jax", "pymc" (PyMC's NUTS,
+        Numba-compiled logp) or "pymc-c" (PyMC's NUTS, C-compiled logp).
+
+    The model is built once; nutpie backends also compile it once and swap each participant's
+    data into the compiled model. PyMC's own sampler recompiles inside every ``pm.sample``
+    call (from PyTensor's cache after the first).
+    """
+
+    def __init__(self, priors: PriorSet, model="single", max_trials=60, q_init=0.5, deadline=None,
+                 q_values="auto", backend="nutpie"):
+        if model not in MODELS:
+            raise ValueError(f"model must be one of {sorted(MODELS)}, got {model!r}")
+        if set(priors.names) != set(MODELS[model]):
+            raise ValueError(f"priors have parameters {list(priors.names)}, the {model} model needs "
+                             f"{list(MODELS[model])}")
+        if not 0.0 <= q_init <= 1.0:
+            raise ValueError(f"q_init must be in [0, 1], got {q_init}")
+        if q_values == "auto":
+            q_values = "closed_form" if max_trials <= CLOSED_FORM_MAX_TRIALS else "scan"
+        if q_values not in Q_VALUES:
+            raise ValueError(f"q_values must be one of {Q_VALUES + ('auto',)}, got {q_values!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if deadline is not None and not deadline > 0:
+            raise ValueError(f"deadline must be > 0 seconds or None, got {deadline!r}")
+        self.priors = priors
+        self.parameter_names = MODELS[model]
+        self.max_trials = int(max_trials)
+        self.q_init = float(q_init)
+        self.deadline = deadline
+        self.q_values = q_values
+        self.backend = backend
+        self.model = self._build()
+        self._compiled = None
+
+    def _build(self):
+        empty = {"choice": np.zeros(0, np.int8), "rt": np.zeros(0), "reward": np.zeros(0, np.int8),
+                 "block": np.zeros(0, np.int32)}
+        t0_low, t0_high = self.priors.support("t0")
+        with pm.Model() as model:
+            data = {name: pm.Data(name, value) for name, value in
+                    _model_arrays(empty, self.max_trials, self.q_values, self.deadline).items()}
+            responded = pt.ge(data["choice"], 0)
+            # t0's prior is truncated at the fastest response, where the likelihood becomes zero,
+            # so its interval transform spans only the values the data allow, as in the
+            # network's space. The exact posterior piles up against that edge; on the prior's
+            # own support the sampler diverged there. The truncation's normalising constant
+            # depends on the data only, so the posterior is unchanged. t0 starts halfway.
+            fastest = pt.min(pt.switch(responded, data["rt"], np.inf))
+            ceiling = pt.minimum(fastest, t0_high if np.isfinite(t0_high) else t0_low + 1.0)
+            p = {}
+            for name in self.parameter_names:
+                if name == "t0":
+                    cls, args = _pymc_distribution(self.priors.priors[name])
+                    p[name] = pm.Truncated(name, cls.dist(**args), lower=t0_low, upper=ceiling,
+                                           initval=t0_low + 0.5 * (ceiling - t0_low))
+                else:
+                    p[name] = _pymc_prior(name, self.priors.priors[name])
+            alpha_pos, alpha_neg = (p["alpha"], p["alpha"]) if "alpha" in p else (p["alpha_pos"], p["alpha_neg"])
+            q_difference = q_difference_scan if self.q_values == "scan" else q_difference_closed_form
+            drift = p["v"] * q_difference(data, alpha_pos, alpha_neg, self.q_init)
+            logp = wfpt_logp(data["rt"] - p["t0"], pt.eq(data["choice"], 1), drift, p["a"], p["z"])
+            total = pt.sum(pt.switch(responded, logp, 0.0))
+            if self.deadline is not None:
+                survival = wfpt_log_survival(self.deadline - p["t0"], drift, p["a"], p["z"])
+                total = total + pt.sum(pt.switch(pt.eq(data["missing"], 1), survival, 0.0))
+            pm.Potential("loglik", total)
+        return model
+
+    def set_participant(self, data, index=0):
+        """Put participant `index` of a Study (or one participant's arrays) into the model.
+
+        data: a :class:`~amortized_rlddm.data.study.Study`, or a mapping with 1-D arrays choice
+        (0/1, -1 missing), rt (s, NaN missing), reward (0/1) and optionally block.
+        Returns the participant's id and the arrays set.
+        """
+        trials, participant = participant_trials(data, index)
+        check_trials(trials)
+        responded = trials["choice"] >= 0
+        t0_low = self.priors.support("t0")[0]
+        if responded.any() and trials["rt"][responded].min() <= t0_low:
+            raise ValueError(f"participant {participant!r}: fastest rt {trials['rt'][responded].min()} s is not "
+                             f"above the lower bound {t0_low} of the t0 prior")
+        if self.deadline is not None and responded.any() and trials["rt"][responded].max() > self.deadline:
+            raise ValueError(f"participant {participant!r}: an rt exceeds the deadline {self.deadline} s")
+        arrays = _model_arrays(trials, self.max_trials, self.q_values, self.deadline)
+        pm.set_data(arrays, model=self.model)
+        return participant, arrays
+
+    def _compile_nutpie(self):
+        import nutpie
+
+        if self._compiled is None:
+            jax = self.backend == "nutpie-jax"
+            # freeze_model=False keeps the data containers swappable (and t0's data-dependent start)
+            self._compiled = nutpie.compile_pymc_model(self.model, backend="jax" if jax else "numba",
+                                                       gradient_backend="jax" if jax else "pytensor",
+                                                       freeze_model=False)
+        return self._compiled
+
+    def compile(self):
+        """Compile the model now (nutpie backends; PyMC compiles inside each fit)."""
+        if self.backend.startswith("nutpie"):
+            self._compile_nutpie()
+
+    def fit_one(self, data, index=0, draws=1000, tune=1000, chains=4, seed=None, cores=None):
+        """NUTS posterior of one participant (see :meth:`set_participant` for `data`)."""
+        start = time.perf_counter()
+        participant, arrays = self.set_participant(data, index)
+        if self.backend.startswith("nutpie"):
+            import nutpie
+
+            compiled = self._compile_nutpie().with_data(**arrays)
+            trace = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed, cores=cores,
+                                  progress_bar=False)
+        else:
+            mode = "NUMBA" if self.backend == "pymc" else "CVM"
+            trace = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
+                              model=self.model, nuts_sampler="pymc", compile_kwargs={"mode": mode},
+                              progressbar=False, quiet=True, compute_convergence_checks=False)
+        wall = time.perf_counter() - start
+        posterior = trace["posterior"].to_dataset()[list(self.parameter_names)]
+        diagnostics = {
+            "rhat_max": float(az.rhat(posterior).to_array().max()),
+            "ess_bulk_min": float(az.ess(posterior, method="bulk").to_array().min()),
+            "divergences": int(trace["sample_stats"]["diverging"].sum()),
+            "wall_time_s": wall,
+        }
+        return ParticipantFit(participant, trace, diagnostics)
+
+    def fit(self, data, participants=None, draws=1000, tune=1000, chains=4, seed=None, cores=None,
+            progress=False):
+        """NUTS posterior of each participant of a Study, or of one participant's arrays.
+
+        participants: indices into the study (default: all). seed: int; participant i of the
+        list is sampled with seed + i. progress: a progress bar over the participants, with
+        the last fit's time and convergence. Returns a list of :class:`ParticipantFit`;
+        :func:`posterior_tree` stacks them into one DataTree.
+        """
+        if not isinstance(data, Study):
+            return [self.fit_one(data, 0, draws, tune, chains, seed, cores)]
+        indices = list(range(data.n_participants) if participants is None else participants)
+        fits = []
+        with tqdm(total=len(indices), desc="NUTS fits", unit="participant", disable=not progress) as bar:
+            for k, i in enumerate(indices):
+                fits.append(self.fit_one(data, i, draws, tune, chains, None if seed is None else seed + k, cores))
+                d = fits[-1].diagnostics
+                bar.set_postfix_str(f"last {d['wall_time_s']:.1f} s, r-hat {d['rhat_max']:.3f}, "
+                                    f"{d['divergences']} divergences", refresh=False)
+                bar.update()
+        return fits
+
+
+def posterior_tree(fits):
+    """Stack participant fits into one DataTree: a posterior group (chain, draw, participant).
+
+    The layout of the amortized posterior (docs/data.md), with participant ids as strings.
+    """
+    posteriors = [f.trace["posterior"].to_dataset() for f in fits]
+    stacked = xr.concat(posteriors, dim="participant", coords="minimal", compat="override")
+    stacked = stacked.assign_coords(participant=[str(f.participant) for f in fits])
+    return xr.DataTree.from_dict({"posterior": stacked.transpose("chain", "draw", "participant")})

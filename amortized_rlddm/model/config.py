@@ -1,0 +1,74 @@
+"""YAML configurations: the model variant, the task design and the priors (plus, for
+training, the sections the training module reads)."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..resources import config_path
+from .priors import DUAL_RATE, SINGLE_RATE, PriorSet
+from .task import TaskDesign
+
+MODELS = {"single": SINGLE_RATE, "dual": DUAL_RATE}
+_KNOWN_SECTIONS = {"model", "design", "priors", "network", "training"}
+
+
+@dataclass
+class Config:
+    """A validated configuration: model variant, task design, priors and the other sections."""
+
+    model: str
+    design: TaskDesign
+    priors: PriorSet
+    sections: dict = field(default_factory=dict)  # the other top-level sections, verbatim
+
+    @property
+    def parameter_names(self):
+        return MODELS[self.model]
+
+    def to_dict(self):
+        return {"model": self.model, "design": self.design.to_dict(),
+                "priors": self.priors.to_dict(), **self.sections}
+
+
+def config_from_dict(spec, source="config"):
+    """Validate a configuration mapping; `source` names it in error messages."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"{source}: expected a mapping at the top level")
+    unknown = sorted(set(spec) - _KNOWN_SECTIONS)
+    if unknown:
+        raise ValueError(f"{source}: unknown section(s) {unknown}; expected some of {sorted(_KNOWN_SECTIONS)}")
+    model = spec.get("model", "single")
+    if model not in MODELS:
+        raise ValueError(f"{source}: model '{model}' unknown, expected one of {sorted(MODELS)}")
+    try:
+        design = TaskDesign.from_dict(spec.get("design"))
+        priors = PriorSet.from_dict(spec.get("priors"), MODELS[model])
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{source}: {err}") from None
+    sections = {k: v for k, v in spec.items() if k not in ("model", "design", "priors")}
+    return Config(model=model, design=design, priors=priors, sections=sections)
+
+
+def load_config(config: str | Path) -> Config:
+    """Read a YAML configuration (model, design, priors; network and training for `rlddm train`).
+
+    Parameters
+    ----------
+    config
+        A YAML file, or the name of a config shipped with the package (``"default"``: the
+        shipped network's; ``"smoke"``: a tiny one for tests).
+
+    Returns
+    -------
+    Config
+        The validated configuration.
+    """
+    path = config_path(config)
+    with open(path) as fh:
+        try:
+            spec = yaml.safe_load(fh)
+        except yaml.YAMLError as err:
+            raise ValueError(f"config file '{path}' is not valid YAML: {err}") from None
+    return config_from_dict(spec, source=f"config file '{path}'")

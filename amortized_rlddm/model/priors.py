@@ -1,0 +1,227 @@
+"""Prior distributions of the RL-DDM parameters (docs/model.md).
+
+Each prior knows how to sample, evaluate its log density and report its support; the PyMC
+model and the network's parameter transforms reuse the same objects, so a prior changed in
+a training config changes everything downstream consistently.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+SINGLE_RATE = ("v", "a", "z", "t0", "alpha")
+DUAL_RATE = ("v", "a", "z", "t0", "alpha_pos", "alpha_neg")
+
+
+class _Prior:
+    """Shared behaviour; subclasses define `support` and the scipy distribution `_dist`."""
+
+    def sample(self, rng, size):
+        """Draw `size` values with the numpy Generator `rng`."""
+        return self._dist().rvs(size=size, random_state=rng)
+
+    def logpdf(self, x):
+        """Log density at x (-inf outside the support)."""
+        return self._dist().logpdf(x)
+
+    def cdf(self, x):
+        """Prior probability of values <= x."""
+        return self._dist().cdf(x)
+
+
+@dataclass(frozen=True)
+class Normal(_Prior):
+    mu: float
+    sigma: float
+
+    @property
+    def support(self):
+        return (-np.inf, np.inf)
+
+    def _dist(self):
+        return stats.norm(self.mu, self.sigma)
+
+
+@dataclass(frozen=True)
+class TruncatedNormal(_Prior):
+    mu: float
+    sigma: float
+    lower: float
+    upper: float
+
+    @property
+    def support(self):
+        return (self.lower, self.upper)
+
+    def _dist(self):
+        return stats.truncnorm((self.lower - self.mu) / self.sigma,
+                               (self.upper - self.mu) / self.sigma, self.mu, self.sigma)
+
+
+@dataclass(frozen=True)
+class Beta(_Prior):
+    a: float
+    b: float
+
+    @property
+    def support(self):
+        return (0.0, 1.0)
+
+    def _dist(self):
+        return stats.beta(self.a, self.b)
+
+
+@dataclass(frozen=True)
+class Uniform(_Prior):
+    lower: float
+    upper: float
+
+    @property
+    def support(self):
+        return (self.lower, self.upper)
+
+    def _dist(self):
+        return stats.uniform(self.lower, self.upper - self.lower)
+
+
+_KINDS = {"normal": Normal, "truncnormal": TruncatedNormal, "beta": Beta, "uniform": Uniform}
+
+
+def prior_from_dict(name, spec):
+    """Build a prior from a config mapping such as ``{dist: beta, a: 2, b: 2}``."""
+    if not isinstance(spec, dict) or "dist" not in spec:
+        raise ValueError(f"prior for '{name}' must be a mapping with a 'dist' key, got {spec!r}")
+    kind = spec["dist"]
+    if kind not in _KINDS:
+        raise ValueError(f"prior for '{name}': unknown dist '{kind}', expected one of {sorted(_KINDS)}")
+    args = {k: float(v) for k, v in spec.items() if k != "dist"}
+    try:
+        prior = _KINDS[kind](**args)
+    except TypeError as err:
+        raise ValueError(f"prior for '{name}' ({kind}): {err}") from None
+    lo, hi = prior.support
+    if not lo < hi:
+        raise ValueError(f"prior for '{name}': empty support [{lo}, {hi}]")
+    return prior
+
+
+def prior_to_dict(prior):
+    """Inverse of :func:`prior_from_dict`."""
+    kind = next(k for k, cls in _KINDS.items() if isinstance(prior, cls))
+    return {"dist": kind, **{k: float(v) for k, v in prior.__dict__.items()}}
+
+
+DEFAULT_PRIORS = {
+    "v": Normal(0.0, 2.0),
+    "a": TruncatedNormal(1.0, 0.5, 0.0, 5.0),
+    "z": Beta(2.0, 2.0),
+    "t0": TruncatedNormal(0.5, 0.25, 0.0, 1.5),
+    "alpha": Beta(2.0, 2.0),
+    "alpha_pos": Beta(2.0, 2.0),
+    "alpha_neg": Beta(2.0, 2.0),
+}
+
+# Support limits the model itself imposes, whatever the prior says.
+_MODEL_SUPPORT = {"a": (0.0, np.inf), "z": (0.0, 1.0), "t0": (0.0, np.inf),
+                  "alpha": (0.0, 1.0), "alpha_pos": (0.0, 1.0), "alpha_neg": (0.0, 1.0)}
+
+
+class PriorSet:
+    """The priors of one model: an ordered mapping parameter name -> prior."""
+
+    def __init__(self, priors, names):
+        missing = [n for n in names if n not in priors]
+        if missing:
+            raise ValueError(f"no prior given for parameter(s) {missing}")
+        self.names = tuple(names)
+        self.priors = {n: priors[n] for n in names}
+        for n, prior in self.priors.items():
+            lo, hi = prior.support
+            mlo, mhi = _MODEL_SUPPORT.get(n, (-np.inf, np.inf))
+            if lo < mlo or hi > mhi:
+                raise ValueError(f"prior for '{n}' has support [{lo}, {hi}] but the model needs "
+                                 f"values in [{mlo}, {mhi}]")
+
+    def sample(self, rng, size):
+        """Dict of parameter arrays of length `size`."""
+        return {n: np.asarray(p.sample(rng, size), float) for n, p in self.priors.items()}
+
+    def logpdf(self, params):
+        """Joint log prior density of a dict of equally shaped arrays."""
+        return sum(p.logpdf(np.asarray(params[n], float)) for n, p in self.priors.items())
+
+    def support(self, name):
+        return self.priors[name].support
+
+    def to_dict(self):
+        return {n: prior_to_dict(p) for n, p in self.priors.items()}
+
+    @classmethod
+    def from_dict(cls, spec, names):
+        """The defaults of docs/model.md, overridden by the entries of `spec`."""
+        spec = spec or {}
+        unknown = sorted(set(spec) - set(names))
+        if unknown:
+            raise ValueError(f"priors given for unknown parameter(s) {unknown}; "
+                             f"this model has {list(names)}")
+        priors = {n: prior_from_dict(n, spec[n]) if n in spec else DEFAULT_PRIORS[n] for n in names}
+        return cls(priors, names)
+
+
+class ParameterSpace:
+    """Bijection between parameters and the unbounded space the flow models.
+
+    Each parameter's map follows its support: logit of the rescaled value for a bounded
+    interval, log of the distance to a lower bound, identity when unbounded. A support may
+    differ per participant (arrays of shape (participants,)): `given_data` puts t0's upper
+    bound at each participant's fastest response, which the model's t0 can never reach. The
+    maps run in float64, so every posterior draw lies inside the support. The network and
+    the maximum-likelihood fit share it.
+    """
+
+    def __init__(self, priors, supports=None):
+        """supports: optional name -> (lo, hi) replacing a prior's support; lo and hi are
+        numbers or arrays over participants."""
+        self.names = priors.names
+        self.bounds = [(supports or {}).get(n, priors.support(n)) for n in self.names]
+
+    @classmethod
+    def given_data(cls, priors, study):
+        """The space whose t0 lies below each participant's fastest response (and inside the
+        prior's support). The posterior has all its mass there, piled against that edge;
+        mapping the edge to infinity spares the flow modelling a cliff, and no draw can
+        exceed a response time. A participant without responses keeps the prior's bound."""
+        lo, hi = priors.support("t0")
+        responded = study.valid & (study.choice >= 0)
+        fastest = np.where(responded, study.rt, np.inf).min(axis=1)
+        return cls(priors, supports={"t0": (np.full(fastest.shape, lo, np.float64), np.minimum(fastest, hi))})
+
+    @staticmethod
+    def _expand(bound, ndim):
+        """A bound over participants broadcast against values (participants, ...)."""
+        bound = np.asarray(bound, np.float64)
+        return bound.reshape(bound.shape + (1,) * (ndim - bound.ndim)) if bound.ndim else bound
+
+    def forward(self, params):
+        columns = []
+        for name, (lo, hi) in zip(self.names, self.bounds):
+            x = np.asarray(params[name], np.float64)
+            lo, hi = self._expand(lo, x.ndim), self._expand(hi, x.ndim)
+            with np.errstate(all="ignore"):  # each branch is computed everywhere, used where it applies
+                columns.append(np.select(
+                    [np.isfinite(lo) & np.isfinite(hi), np.isfinite(lo), np.isfinite(hi)],
+                    [np.log(x - lo) - np.log(hi - x), np.log(x - lo), np.log(hi - x)], default=x))
+        return np.stack(columns, axis=-1)
+
+    def inverse(self, y):
+        y = np.asarray(y, np.float64)
+        out = {}
+        for k, (name, (lo, hi)) in enumerate(zip(self.names, self.bounds)):
+            u = y[..., k]
+            lo, hi = self._expand(lo, u.ndim), self._expand(hi, u.ndim)
+            with np.errstate(all="ignore"):
+                out[name] = np.select(
+                    [np.isfinite(lo) & np.isfinite(hi), np.isfinite(lo), np.isfinite(hi)],
+                    [lo + (hi - lo) / (1.0 + np.exp(-u)), lo + np.exp(u), hi - np.exp(u)], default=u)
+        return out

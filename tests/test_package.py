@@ -1,0 +1,109 @@
+"""The package as users get it: the top-level API, the shipped files found by name, a wheel
+installed outside the checkout, quiet output, and the README's generated table."""
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+import amortized_rlddm
+from amortized_rlddm.amortized.checkpoint import InferenceError, resolve_checkpoint
+from amortized_rlddm.cli import main
+from amortized_rlddm.resources import shipped_checkpoints, shipped_configs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_user_api_is_exported_at_the_top_level_and_loads_lazily():
+    code = ("import sys, amortized_rlddm as m; assert 'tensorflow' not in sys.modules; "
+            "from amortized_rlddm import simulate, read_study, loglik, load_config; "
+            "assert 'tensorflow' not in sys.modules; from amortized_rlddm import AmortizedPosterior; "
+            "print(AmortizedPosterior.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "amortized_rlddm.amortized.posterior"
+    assert set(amortized_rlddm.__all__) <= set(dir(amortized_rlddm))
+    with pytest.raises(AttributeError, match="no_such_name"):
+        amortized_rlddm.no_such_name  # noqa: B018
+
+
+def test_shipped_network_and_configs_are_found_by_name(tmp_path):
+    assert "default" in shipped_checkpoints() and {"default", "smoke"} <= set(shipped_configs())
+    assert resolve_checkpoint("default") == shipped_checkpoints()["default"]
+    assert resolve_checkpoint(ROOT / "checkpoints" / "default") == ROOT / "checkpoints" / "default"
+    with pytest.raises(InferenceError, match="neither a checkpoint directory nor a shipped network.*default"):
+        resolve_checkpoint(tmp_path / "nothing")
+    assert amortized_rlddm.load_config("default").design.reversal_every == 12
+
+
+def _clean_copy(dest):
+    """The files a wheel is built from, without build leftovers of the checkout."""
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, dest / name)
+    ignore = shutil.ignore_patterns("__pycache__", "tmp-*", "*.tmp", "state.json")
+    for name in ("amortized_rlddm", "checkpoints", "training_configs"):
+        shutil.copytree(ROOT / name, dest / name, ignore=ignore)
+
+
+def test_a_wheel_installed_outside_the_checkout_runs_the_demo(tmp_path):
+    source, dist, work = tmp_path / "source", tmp_path / "dist", tmp_path / "empty"
+    source.mkdir(), work.mkdir()
+    _clean_copy(source)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    str(source), "-w", str(dist)], check=True, capture_output=True)
+    wheel = next(dist.glob("amortized_rlddm-*.whl"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys._base_executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    # the dependencies come from this environment (read through a .pth file, so its editable
+    # install of the checkout is not); the package itself only from the wheel
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    Path(purelib, "dependencies.pth").write_text("\n".join(sorted(deps)) + "\n")
+    subprocess.run([python, "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True,
+                   capture_output=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    where = subprocess.run([python, "-c", "import amortized_rlddm; print(amortized_rlddm.__file__)"], cwd=work,
+                           env=env, check=True, capture_output=True, text=True).stdout
+    assert Path(where.strip()).is_relative_to(venv)
+    demo = subprocess.run([venv / "bin" / "rlddm", "demo", "--participants", "5", "--draws", "200"], cwd=work,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert demo.returncode == 0, demo.stderr
+    assert "inferred 5 participants x 200 draws" in demo.stdout
+    for name in ("data.csv", "truth.csv", "posterior.nc", "summary.csv", "recovery.png"):
+        assert (work / "demo_output" / name).stat().st_size > 0
+    # quiet by default: no TensorFlow, XLA or CUDA log line on either stream
+    for line in (demo.stdout + demo.stderr).splitlines():
+        assert not any(key in line for key in ("absl", "cuda", "oneDNN", "tensorflow", "XLA", "I0000", "E0000"))
+
+
+def test_quiet_turns_progress_off_and_progress_goes_to_stderr(tmp_path, capsys):
+    args = ["simulate", "--participants", "25000", "--seed", "1", "--out", str(tmp_path / "d.csv")]
+    assert main(args) == 0
+    assert "simulate" in capsys.readouterr().err  # a bar over the chunks of participants
+    assert main([*args, "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_the_headline_table_of_readme_and_docs_is_the_commands_output():
+    from amortized_rlddm.checks.compare import headline_table
+
+    table = headline_table(ROOT / "reports" / "default", ROOT / "reports" / "compare")
+    rows = table.split("\n\n")[0]  # the docs wrap the timing sentence that follows the table
+    assert table in (ROOT / "README.md").read_text()
+    assert rows in (ROOT / "docs" / "validation.md").read_text()
+
+
+def test_no_project_file_names_the_team_specification():
+    name = "DESIGN" + ".md"
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    if tracked.returncode != 0:
+        pytest.skip("not a git checkout")
+    for path in tracked.stdout.splitlines():
+        file = ROOT / path
+        if file.suffix in {".py", ".md", ".yaml", ".toml", ".cff", ".txt"} and file.is_file():
+            assert name not in file.read_text(errors="replace"), path
