@@ -72,7 +72,7 @@ def wfpt_logp(t, upper, v, a, w):
     """Log WFPT density of decision time `t` at the upper (True) or lower boundary.
 
     Unit noise, drift `v` toward the upper boundary, boundary separation `a`, relative start
-    point `w` from the lower boundary (DESIGN.md §2); the upper density is the lower one with
+    point `w` from the lower boundary (docs/model.md); the upper density is the lower one with
     v -> -v and w -> 1 - w. Arguments broadcast. Per element the Navarro & Fuss (2009)
     small-time or large-time series is used, whichever needs fewer terms for an exp(-50)
     relative tail (at most four, so both are evaluated with four terms and one is selected),
