@@ -32,8 +32,8 @@ if os.environ.get("RLDDM_TF_LOGS", "0") != "1":
 _API = {
     "AmortizedPosterior": "amortized.posterior",
     "InferenceError": "amortized.checkpoint",
-    "summarize": "amortized.output",
-    "save_posterior": "amortized.output",
+    "summarize": "output",
+    "save_posterior": "output",
     "simulate": "model.simulator",
     "loglik": "model.likelihood",
     "load_config": "model.config",

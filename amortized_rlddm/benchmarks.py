@@ -176,6 +176,44 @@ def print_bench_backends(results):
               f"{a['train_ms_per_step'] / b['train_ms_per_step']:.2f}")
 
 
+def bench_likelihood(pair_counts=(1, 3, 6, 12), participants=2000, n_trials=120, seed=0, repeats=5):
+    """Nanoseconds per trial of the exact likelihood (Numba, one thread) on one simulated study
+    whose trials are dealt to 1, 3, 6 or 12 stimulus pairs in turn: the same responses, so the
+    same WFPT series, and only the pairs' bookkeeping differs. Its cost per trial should not
+    grow with the number of pairs."""
+    from dataclasses import replace
+
+    from .model.likelihood import loglik
+    from .model.priors import DEFAULT_PRIORS, PriorSet
+    from .model.task import TaskDesign
+
+    names = ("v", "a", "z", "t0", "alpha")
+    priors = PriorSet({n: DEFAULT_PRIORS[n] for n in names}, names)
+    params = priors.sample(np.random.default_rng(seed), participants)
+    study = simulate(params, TaskDesign(n_trials=n_trials, reversal_every=None), seed=seed)
+    results = {}
+    for count in pair_counts:
+        condition = (np.arange(n_trials)[None, :] % count).repeat(participants, 0).astype(np.int32)
+        dealt = replace(study, condition=condition, condition_labels=tuple(range(count)))
+        loglik(dealt, params)  # compile / load cache
+        best = min(_timed(lambda: loglik(dealt, params)) for _ in range(repeats))
+        results[count] = 1e9 * best / study.n_trials.sum()
+    return {"ns_per_trial": results, "participants": participants, "trials": n_trials}
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def print_bench_likelihood(result):
+    base = result["ns_per_trial"][min(result["ns_per_trial"])]
+    print(f"exact likelihood, {result['participants']} participants x {result['trials']} trials, 1 thread")
+    for count, ns in result["ns_per_trial"].items():
+        print(f"{count} stimulus pair(s): {ns:7.1f} ns per trial ({ns / base:.2f} x one pair)")
+
+
 def bench_infer(checkpoint, draws=1000, many=1000, seed=0, repeats=20):
     """Warm end-to-end `infer` time (packing, sampling, transforms, DataTree) for one
     participant and for `many` participants."""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 from tqdm.auto import tqdm
 
 from .data.io import DataError, write_study
@@ -17,6 +18,9 @@ from .model.simulator import simulate
 DEFAULT_CONFIG = "default"  # the shipped config and network, found by name (amortized_rlddm.resources)
 DEFAULT_CHECKPOINT = "default"
 SIMULATION_CHUNK = 10_000  # participants per simulator call: the progress bar's step
+# HDDM's RL-DDM (HDDMrl) fixes z at 0.5 and mixes in contaminants by default: p_outlier 0.05 at
+# w_outlier = 0.1 per second and response, the density of RTs uniform on [0, 5] s, choice random
+HDDM_CHOICES = {"fixed": {"z": 0.5}, "p_outlier": 0.05, "rt_max": 5.0}
 
 
 def _simulate_study(config, participants, seed, progress=False):
@@ -48,9 +52,9 @@ def cmd_simulate(args):
 
 
 def cmd_demo(args):
-    from .amortized.output import save_posterior, summarize
     from .amortized.posterior import AmortizedPosterior
     from .checks.plots import plot_recovery
+    from .output import save_posterior, summarize
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -96,14 +100,14 @@ def cmd_train(args):
 
 
 def cmd_infer(args):
-    from .amortized.output import save_posterior, summarize
     from .amortized.posterior import AmortizedPosterior
     from .checks.plots import plot_posteriors
+    from .output import save_posterior, summarize
 
     posterior = AmortizedPosterior.load(args.checkpoint)
+    study = _read_data(args)
     start = time.perf_counter()
-    tree = posterior.infer(args.data, draws=args.draws, seed=args.seed, convention=args.convention,
-                           model=args.model)
+    tree = posterior.infer(study, draws=args.draws, seed=args.seed, model=args.model)
     elapsed = time.perf_counter() - start
     save_posterior(tree, args.out)
     summary = summarize(tree)
@@ -170,6 +174,89 @@ def cmd_compare(args):
           f"{timing['nuts_s_per_participant']:.1f} s ({timing['speedup']:.0f}x); wrote {args.out}")
 
 
+def _read_data(args):
+    """The data of a command: --data read with --convention, or with --columns (and
+    --choice-codes, --trials-within) for another layout."""
+    from .data.io import parse_choice_codes, parse_columns, read_study
+
+    if args.columns is None:
+        return read_study(args.data, convention=args.convention)
+    codes = None if args.choice_codes is None else parse_choice_codes(args.choice_codes)
+    return read_study(args.data, columns=parse_columns(args.columns), choice_codes=codes,
+                      trials_within=args.trials_within)
+
+
+def _add_data_options(p):
+    p.add_argument("--data", required=True, help="a data CSV")
+    p.add_argument("--convention", default="rlddm", choices=["rlddm", "hssm", "hddm"])
+    p.add_argument("--columns", help="another layout: ours=theirs pairs, e.g. "
+                                     "participant=subj_idx,choice=c,rt=rt,reward=r,block=s (docs/data.md)")
+    p.add_argument("--choice-codes", help="with --columns: file:ours choice codes, e.g. 1:0,2:1")
+    p.add_argument("--trials-within", choices=["participant", "condition"],
+                   help="with --columns: what the trial column counts within")
+
+
+def _pair_reward_probs(study, text):
+    """--pair-reward-probs 'p0/p1,...' (one pair per condition label, in label order) as the
+    study's per-trial arm probabilities."""
+    pairs = [tuple(float(x) for x in item.split("/")) for item in text.split(",")]
+    if len(pairs) != study.n_conditions or any(len(p) != 2 for p in pairs):
+        raise ValueError(f"--pair-reward-probs: expected {study.n_conditions} pairs p0/p1 (conditions "
+                         f"{list(study.condition_labels)}), got {text!r}")
+    return np.asarray(pairs)[study.condition]
+
+
+def cmd_fit_exact(args):
+    from dataclasses import replace
+
+    from .checks.real_data import write_real_data_report
+    from .data.exclusions import exclude_fast_responses, exclude_first_trial_of_each_condition
+    from .exact.fit import fit_study, subject_table
+    from .model.config import MODELS
+    from .model.priors import PriorSet
+    from .output import save_posterior
+
+    study = _read_data(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    excluded = {}
+    if args.min_rt is not None:
+        study, excluded["faster than --min-rt"] = exclude_fast_responses(study, args.min_rt)
+    if args.hddm_compatible:
+        study, excluded["first trial of each pair (HDDM)"] = exclude_first_trial_of_each_condition(study)
+    if args.pair_reward_probs:
+        study = replace(study, arm_probs=_pair_reward_probs(study, args.pair_reward_probs))
+    # HDDM's RL-DDM: z = 0.5, and HDDM's default contaminants (p_outlier 0.05 at the density
+    # w_outlier = 0.1 per response and second, i.e. RTs uniform on [0, 5] s with a random choice)
+    hddm = HDDM_CHOICES if args.hddm_compatible else {}
+    options = {"q_init": args.q_init, "deadline": args.deadline, "missing": args.missing,
+               "p_outlier": hddm.get("p_outlier", 0.0) if args.p_outlier is None else args.p_outlier,
+               "rt_max": hddm.get("rt_max", 10.0) if args.rt_max is None else args.rt_max}
+    fixed = hddm.get("fixed")
+    given = load_config(args.config).priors.to_dict() if args.config else {}
+    trees = {}
+    for model in args.model:
+        # the config's priors where they name this model's parameters, the built-in ones elsewhere
+        priors = PriorSet.from_dict({k: v for k, v in given.items() if k in MODELS[model]}, MODELS[model])
+        folder = out / model
+        if args.report_only:
+            trees[model] = xr.open_datatree(folder / "posterior.nc")
+            continue
+        folder.mkdir(exist_ok=True)
+        if not args.quiet:
+            print(f"{model}-rate model: NUTS on {study.n_participants} participants", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        tree = fit_study(study, priors, model, options, fixed=fixed, draws=args.draws_per_chain,
+                         tune=args.tune, chains=args.chains, seed=args.seed, progress=not args.quiet)
+        tree["posterior"].attrs["study_seconds"] = time.perf_counter() - start
+        save_posterior(tree, folder / "posterior.nc")
+        subject_table(tree).to_csv(folder / "subjects.csv", index=False)
+        trees[model] = tree
+    write_real_data_report(out, study, trees, options, fixed, excluded, reference=args.reference,
+                           ppc_draws=args.ppc_draws, seed=args.seed, source=args.data)
+    print(f"wrote {out}/report.md")
+
+
 def cmd_bench(args):
     from .benchmarks import bench_simulate, print_bench_simulate
 
@@ -179,6 +266,10 @@ def cmd_bench(args):
         from .benchmarks import bench_backends, print_bench_backends
 
         print_bench_backends(bench_backends(args.config))
+    elif args.what == "likelihood":
+        from .benchmarks import bench_likelihood, print_bench_likelihood
+
+        print_bench_likelihood(bench_likelihood(seed=args.seed))
     elif args.what == "infer":
         from .benchmarks import bench_infer, print_bench_infer
 
@@ -224,13 +315,12 @@ def build_parser():
 
     p = command("infer", help="posteriors for every participant of a data CSV")
     p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help=checkpoint_help)
-    p.add_argument("--data", required=True)
+    _add_data_options(p)
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--out", required=True, help="posterior NetCDF (xarray DataTree)")
     p.add_argument("--summary", help="CSV of mean, sd and 94%% HDI per participant and parameter")
     p.add_argument("--plots", help="directory for figures")
-    p.add_argument("--convention", default="rlddm", choices=["rlddm", "hssm", "hddm"])
     p.add_argument("--model", choices=["single", "dual"], help="refuse if the network is not this model")
     p.set_defaults(func=cmd_infer)
 
@@ -286,8 +376,37 @@ def build_parser():
     p.add_argument("--compare", default="reports/compare", help="an `rlddm compare` report directory")
     p.set_defaults(func=cmd_headline)
 
+    p = command("fit-exact", help="NUTS with the exact likelihood for every participant of a data file, "
+                                  "with posterior predictive checks")
+    _add_data_options(p)
+    p.add_argument("--config", help="a YAML config or shipped name for the priors (default: the built-in "
+                                    "priors for human data, docs/model.md)")
+    p.add_argument("--model", nargs="+", default=["single", "dual"], choices=["single", "dual"])
+    p.add_argument("--missing", choices=["deadline", "ignorable"], help="what missing responses are")
+    p.add_argument("--deadline", type=float, help="the response deadline in seconds (implies --missing deadline)")
+    p.add_argument("--q-init", type=float, help="initial Q-values (default: the data's q_init column, else 0.5)")
+    p.add_argument("--p-outlier", type=float, help="probability of a contaminant response (default 0; "
+                                                   "0.05 with --hddm-compatible)")
+    p.add_argument("--rt-max", type=float, help="contaminant RTs are uniform on [0, rt-max] s (default 10; "
+                                                "5 with --hddm-compatible)")
+    p.add_argument("--min-rt", type=float, help="exclude responses faster than this (s) from the likelihood")
+    p.add_argument("--hddm-compatible", action="store_true",
+                   help="HDDM's RL-DDM choices: z fixed at 0.5, each pair's first trial left out, "
+                        "HDDM's contaminants (p_outlier 0.05, RTs uniform on [0, 5] s)")
+    p.add_argument("--pair-reward-probs", help="for the predictive checks: each condition's reward "
+                                               "probabilities of arm 0 / arm 1, e.g. 0.2/0.8,0.3/0.7,0.4/0.6")
+    p.add_argument("--reference", help="HDDM's published per-subject estimates (CSV) to compare with")
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--draws-per-chain", type=int, default=1000)
+    p.add_argument("--tune", type=int, default=1000)
+    p.add_argument("--ppc-draws", type=int, default=200, help="posterior draws per participant simulated")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--report-only", action="store_true", help="reuse the posteriors in --out")
+    p.add_argument("--out", required=True, help="report directory")
+    p.set_defaults(func=cmd_fit_exact)
+
     p = command("bench", help="speed benchmarks")
-    p.add_argument("what", choices=["simulate", "train", "infer"])
+    p.add_argument("what", choices=["simulate", "likelihood", "train", "infer"])
     p.add_argument("--config", default=DEFAULT_CONFIG, help=config_help)
     p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help=checkpoint_help)
     p.add_argument("--participants", type=int, default=20000)

@@ -1,6 +1,7 @@
 """Packing, training, checkpoints and amortized inference on the smoke network."""
 
 import json
+from dataclasses import replace
 
 import keras
 import numpy as np
@@ -9,14 +10,14 @@ import pytest
 import xarray as xr
 
 from amortized_rlddm.amortized.checkpoint import InferenceError
-from amortized_rlddm.amortized.output import hdi, save_posterior, summarize
 from amortized_rlddm.amortized.packing import pack, trial_features
 from amortized_rlddm.amortized.posterior import AmortizedPosterior
 from amortized_rlddm.amortized.training import TrainingError, train
 from amortized_rlddm.model.config import load_config
 from amortized_rlddm.model.priors import ParameterSpace
 from amortized_rlddm.model.simulator import simulate
-from amortized_rlddm.model.task import TaskDesign
+from amortized_rlddm.model.task import Pair, TaskDesign
+from amortized_rlddm.output import hdi, save_posterior, summarize
 
 SMOKE = "training_configs/smoke.yaml"
 
@@ -335,6 +336,14 @@ def test_refusals(smoke_checkpoint):
     blocks, _ = study_of(2, design=TaskDesign(n_trials=60, n_blocks=2))
     with pytest.raises(InferenceError, match="block"):
         posterior.infer(blocks)
+    pairs, _ = study_of(2, design=TaskDesign(n_trials=60, pairs=[Pair((0.8, 0.2), None), Pair((0.7, 0.3), None)]))
+    with pytest.raises(InferenceError, match="2 stimulus pairs"):
+        posterior.infer(pairs)
+    one, _ = study_of(2)
+    with pytest.raises(InferenceError, match="excluded"):
+        posterior.infer(replace(one, excluded=one.valid & (one.rt < 0.5)))
+    with pytest.raises(InferenceError, match="q_init = 0.5"):
+        posterior.infer(replace(one, q_init=np.zeros(2)))
 
 
 def test_incomplete_checkpoint_is_refused(tmp_path):

@@ -8,7 +8,15 @@ import yaml
 from scipy import integrate, stats
 
 from amortized_rlddm.model.config import config_from_dict, load_config
-from amortized_rlddm.model.priors import DEFAULT_PRIORS, Beta, Normal, PriorSet, TruncatedNormal, prior_from_dict
+from amortized_rlddm.model.priors import (
+    DEFAULT_PRIORS,
+    Beta,
+    Normal,
+    PriorSet,
+    TruncatedNormal,
+    prior_from_dict,
+    prior_to_dict,
+)
 from amortized_rlddm.model.task import TaskDesign
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,8 +67,17 @@ def test_default_priors(default):
     assert p["z"] == Beta(2.0, 2.0)
     assert p["t0"] == TruncatedNormal(0.5, 0.25, 0.0, 1.5)
     assert p["alpha"] == Beta(2.0, 2.0)
-    for name in default.priors.names:
-        assert p[name] == DEFAULT_PRIORS[name]
+
+
+def test_builtin_priors_hold_what_human_data_show():
+    """The priors of a config that names none cover HDDM's published per-subject estimates on
+    its RL-DDM data inside their central 99% (and the seed design keeps its own)."""
+    ranges = {"v": (0.4, 12.0), "a": (1.1, 2.6), "t0": (0.15, 1.1), "alpha": (0.005, 0.7)}
+    for name, (low, high) in ranges.items():
+        prior = DEFAULT_PRIORS[name]
+        assert prior.cdf(low) > 0.005 and prior.cdf(high) < 0.995, name
+    for name in ("alpha_pos", "alpha_neg"):
+        assert DEFAULT_PRIORS[name] == DEFAULT_PRIORS["alpha"]
 
 
 def test_default_supports(default):
@@ -72,9 +89,10 @@ def test_default_supports(default):
     assert ps.support("alpha") == (0.0, 1.0)
 
 
-def test_default_yaml_equals_builtin_defaults(default):
-    assert config_from_dict({}).to_dict() == {k: v for k, v in default.to_dict().items()
-                                              if k in ("model", "design", "priors")}
+def test_default_yaml_design_equals_the_builtin_design(default):
+    builtin = config_from_dict({})
+    assert builtin.model == default.model and builtin.design == default.design
+    assert builtin.priors.to_dict() == {n: prior_to_dict(DEFAULT_PRIORS[n]) for n in builtin.priors.names}
 
 
 def test_config_to_dict_round_trip(default):
@@ -108,10 +126,10 @@ def test_dual_rate_config(tmp_path):
 
 
 def test_dual_rate_config_with_custom_prior(tmp_path):
-    spec = {"model": "dual", "priors": {"alpha_neg": {"dist": "beta", "a": 1.0, "b": 3.0}}}
+    spec = {"model": "dual", "priors": {"alpha_neg": {"dist": "beta", "a": 2.0, "b": 5.0}}}
     cfg = load_config(_yaml(tmp_path, spec))
-    assert cfg.priors.priors["alpha_neg"] == Beta(1.0, 3.0)
-    assert cfg.priors.priors["alpha_pos"] == Beta(2.0, 2.0)
+    assert cfg.priors.priors["alpha_neg"] == Beta(2.0, 5.0)
+    assert cfg.priors.priors["alpha_pos"] == DEFAULT_PRIORS["alpha_pos"]
 
 
 def test_single_rate_config_rejects_dual_rate_priors(tmp_path):

@@ -1,12 +1,16 @@
 """Reading and writing trial data (docs/data.md): round trips, conventions and validation."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from amortized_rlddm.data.io import DataError, read_study, write_study
+from amortized_rlddm.data.io import DataError, parse_choice_codes, parse_columns, read_study, write_study
 from amortized_rlddm.model.simulator import simulate
-from amortized_rlddm.model.task import TaskDesign
+from amortized_rlddm.model.task import Pair, TaskDesign
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
 
 PARAMS = {
     "v": np.array([1.0, -0.5, 2.5]),
@@ -20,6 +24,8 @@ DESIGNS = {
     "deadline": TaskDesign(n_trials=(15, 25), deadline=1.0),
     "two_blocks": TaskDesign(n_trials=(15, 25), n_blocks=2),
     "default": TaskDesign(n_trials=(15, 25)),
+    "pairs": TaskDesign(n_trials=(15, 25), pairs=[Pair((0.8, 0.2), None), Pair((0.7, 0.3), None),
+                                                  Pair((0.6, 0.4), 4)]),
 }
 
 
@@ -37,6 +43,8 @@ def assert_same_study(got, expected):
     np.testing.assert_array_equal(got.choice[valid], expected.choice[valid])
     np.testing.assert_array_equal(got.reward[valid], expected.reward[valid])
     np.testing.assert_array_equal(got.block[valid], expected.block[valid])
+    np.testing.assert_array_equal(got.condition[valid], expected.condition[valid])
+    np.testing.assert_array_equal(got.excluded[valid], expected.excluded[valid])
     np.testing.assert_array_equal(got.missing, expected.missing)
     assert np.array_equal(np.isnan(got.rt[valid]), np.isnan(expected.rt[valid]))
     assert np.allclose(got.rt[valid], expected.rt[valid], equal_nan=True, rtol=1e-12, atol=0)
@@ -167,8 +175,13 @@ def _as_hssm(frame):
 
 
 def _as_hddm(frame):
-    return frame.rename(columns={"participant": "subj_idx", "choice": "response",
-                                 "reward": "feedback", "block": "split_by"})
+    """HDDM's layout: split_by is the condition and the trial counts within it."""
+    out = frame.rename(columns={"participant": "subj_idx", "choice": "response", "reward": "feedback",
+                                "condition": "split_by"})
+    if "split_by" not in out:
+        out["split_by"] = 0
+    out["trial"] = out.groupby(["subj_idx", "split_by"]).cumcount() + 1
+    return out
 
 
 @pytest.mark.parametrize("kind", sorted(DESIGNS))
@@ -185,15 +198,15 @@ def test_hssm_convention_gives_same_study(tmp_path, kind):
     assert_same_study(read_study(hssm, convention="hssm"), expected)
 
 
-@pytest.mark.parametrize("kind", sorted(DESIGNS))
+@pytest.mark.parametrize("kind", ["default", "deadline", "pairs"])  # HDDM's layout has no blocks
 def test_hddm_convention_gives_same_study(tmp_path, kind):
     study = simulated(kind)
     ours = tmp_path / "ours.csv"
     theirs = tmp_path / "hddm.csv"
     write_study(study, ours)
     hddm = _as_hddm(study.to_dataframe())
-    if kind == "two_blocks":
-        assert "split_by" in hddm.columns
+    if kind == "pairs":
+        assert (hddm.groupby(["subj_idx", "split_by"])["trial"].max() < study.n_trials.min()).all()
     hddm.to_csv(theirs, index=False)
     expected = read_study(ours)
     assert_same_study(read_study(theirs, convention="hddm"), expected)
@@ -380,11 +393,69 @@ def test_interleaved_blocks(tmp_path):
     assert "line 4" in msg and "'block'" in msg and "returns to block 1" in msg, msg
 
 
-def test_interleaved_blocks_hddm_names_split_by(tmp_path):
-    path = _write(tmp_path, ["1,1,0,0.5,1,1", "1,2,1,0.6,0,2", "1,3,1,0.7,0,1"],
-                  header="subj_idx,trial,response,rt,feedback,split_by")
+def test_hddm_trials_count_within_each_pair_and_may_skip(tmp_path):
+    header = "subj_idx,trial,response,rt,feedback,split_by"
+    path = _write(tmp_path, ["1,1,0,0.5,1,0", "1,1,1,0.6,0,1", "1,3,1,0.7,0,0"], header=header)
+    study = read_study(path, convention="hddm")  # trial 2 of pair 0 is absent: no trial at all
+    np.testing.assert_array_equal(study.condition, [[0, 1, 0]])
+    assert study.absent_trials.tolist() == [1] and study.n_trials.tolist() == [3]
+    path = _write(tmp_path, ["1,1,0,0.5,1,0", "1,1,1,0.6,0,1", "1,1,1,0.7,0,0"], header=header)
     msg = _error(path, convention="hddm")
-    assert "line 4" in msg and "'split_by'" in msg, msg
+    assert "line 4" in msg and "'trial'" in msg and "condition 0" in msg, msg
+
+
+def test_bad_values_in_the_new_columns_name_row_and_column(tmp_path):
+    header = HEADER + ",condition,excluded,q_init"
+    cases = {"1,2,1,0.6,0,,0,0.5": ("condition", "empty condition"),
+             "1,2,1,0.6,0,AB,2,0.5": ("excluded", "not allowed"),
+             "1,2,1,0.6,0,AB,0,1.5": ("q_init", "not in [0, 1]"),
+             "1,2,1,0.6,0,AB,0,0.4": ("q_init", "one value per participant")}
+    for row, (column, words) in cases.items():
+        msg = _error(_write(tmp_path, ["1,1,0,0.5,1,AB,0,0.5", row], header=header))
+        assert "line 3" in msg and f"'{column}'" in msg and words in msg, (row, msg)
+
+
+def test_a_column_mapping_reads_other_layouts(tmp_path):
+    path = _write(tmp_path, ["7,2,1.1,1,3", "7,1,0.9,0,3", "7,2,0.8,1,4"], header="subj,c,time,r,s")
+    mapping = parse_columns("participant=subj,choice=c,rt=time,reward=r,block=s")
+    study = read_study(path, columns=mapping, choice_codes=parse_choice_codes("1:0,2:1"))
+    np.testing.assert_array_equal(study.choice, [[1, 0, 1]])  # row order is the trial order
+    np.testing.assert_array_equal(study.block, [[0, 0, 1]])
+    with pytest.raises(DataError, match="line 2.*'c'.*not allowed"):
+        read_study(path, columns=mapping)  # codes 1/2 are not the default 0/1
+    for bad, words in (({**mapping, "colour": "x"}, "unknown name"), ({"participant": "subj"}, "must name"),
+                       ({**mapping, "trial": "c"}, "mapped twice")):
+        with pytest.raises(DataError, match=words):
+            read_study(path, columns=bad)
+    with pytest.raises(DataError, match="choice_codes"):
+        read_study(path, columns=mapping, choice_codes={1: 0, 2: 0})
+    with pytest.raises(DataError, match="column mapping"):
+        read_study(path, choice_codes={1: 0, 2: 1})
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="needs ../shared/real")
+def test_hddm_rlddm_example_reads_as_it_is():
+    study = read_study(REAL / "hddm_rlddm_data.csv", convention="hddm")
+    frame = pd.read_csv(REAL / "hddm_rlddm_data.csv")
+    assert study.n_participants == 28 and study.condition_labels == (0, 1, 2)
+    assert (study.n_trials.min(), study.n_trials.max()) == (113, 360)
+    np.testing.assert_array_equal(study.n_trials, frame.groupby("subj_idx", sort=False).size().to_numpy())
+    assert study.absent_trials.sum() == sum(int(g["trial"].max()) - len(g)
+                                            for _, g in frame.groupby(["subj_idx", "split_by"]))
+    assert (study.q_init == 0.5).all() and not study.missing.any()
+    first = frame[frame["subj_idx"] == study.participant[0]]
+    np.testing.assert_array_equal(study.condition[0, :len(first)], first["split_by"].to_numpy())
+    np.testing.assert_array_equal(study.choice[0, :len(first)], first["response"].to_numpy())
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="needs ../shared/real")
+def test_gershman_bandit_data_read_through_a_column_mapping():
+    study = read_study(REAL / "gershman_RL_DDM_data_bandit.csv",
+                       columns={"participant": "subj_idx", "choice": "c", "rt": "rt", "reward": "r", "block": "s"},
+                       choice_codes={1: 0, 2: 1})
+    assert study.n_participants == 94 and (study.n_trials.min(), study.n_trials.max()) == (97, 100)
+    assert (study.block.max(axis=1) == 3).all()  # four blocks, a new pair in each
+    assert np.nanmin(study.rt) == pytest.approx(0.003)
 
 
 def test_interleaved_participants_rows_are_fine_when_each_is_in_order(tmp_path):

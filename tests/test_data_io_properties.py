@@ -1,8 +1,8 @@
 """Property-based tests of :func:`read_study` over generated, then corrupted, CSV files.
 
 Each example starts from a valid generated study (several participants, 1 to 8 trials each,
-rows of participants interleaved or not, an optional block column, missing responses, one of
-the rlddm / HSSM / HDDM conventions, extra columns) written with harmless formatting
+rows of participants interleaved or not, an optional block column, missing responses, the
+rlddm or HSSM convention, extra columns) written with harmless formatting
 variations (column order, BOM, CRLF / CR / mixed line ends, blank and whitespace lines,
 quoting, spaces around cells, trailing commas, spellings of empty cells and of equal
 numbers). One corruption is then applied. Depending on the corruption the expected outcome is
@@ -14,10 +14,11 @@ numbers). One corruption is then applied. Depending on the corruption the expect
 * ``Either``: the corruption may or may not leave a valid file (random text, truncation,
   random bytes): a study that passes all invariants, or a ``DataError`` naming the file.
 
-No input may ever raise anything but ``DataError``. Messages are checked to be printable
-(control characters escaped) and bounded in length, and every line they name exists.
-The generated files are also read through ``pandas.read_csv`` and passed in as DataFrames,
-with the same rule on exceptions.
+HDDM's layout (split_by a condition, trials counted within it and allowed to skip) and the
+column mappings are tested in test_data_io.py. No input may ever raise anything but
+``DataError``. Messages are checked to be printable (control characters escaped) and bounded
+in length, and every line they name exists. The generated files are also read through
+``pandas.read_csv`` and passed in as DataFrames, with the same rule on exceptions.
 """
 
 import csv
@@ -47,12 +48,10 @@ NAMES = {
               "reward": "reward", "block": "block"},
     "hssm": {"participant": "participant_id", "trial": "trial_id", "choice": "response",
              "rt": "rt", "reward": "feedback", "block": "block"},
-    "hddm": {"participant": "subj_idx", "trial": "trial", "choice": "response", "rt": "rt",
-             "reward": "feedback", "block": "split_by"},
 }
-CHOICE_CODE = {"rlddm": {0: 0, 1: 1}, "hssm": {0: -1, 1: 1}, "hddm": {0: 0, 1: 1}}
+CHOICE_CODE = {"rlddm": {0: 0, 1: 1}, "hssm": {0: -1, 1: 1}}
 REQUIRED = ["participant", "trial", "choice", "rt", "reward"]
-EXTRA_COLUMNS = ["condition", "notes", "stim", "Unnamed: 0"]
+EXTRA_COLUMNS = ["cond", "notes", "stim", "Unnamed: 0"]
 EMPTY_WORDS = ["", "", "", "NA", "nan", "NaN", "null", "None", "n/a", "N/A", "NULL"]
 # The number syntax the reader documents: ASCII decimals with optional sign and exponent.
 NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)

@@ -16,7 +16,7 @@ from amortized_rlddm.model import wiener  # noqa: E402
 from amortized_rlddm.model.likelihood import loglik  # noqa: E402
 from amortized_rlddm.model.priors import DUAL_RATE, SINGLE_RATE, PriorSet  # noqa: E402
 from amortized_rlddm.model.simulator import simulate  # noqa: E402
-from amortized_rlddm.model.task import TaskDesign  # noqa: E402
+from amortized_rlddm.model.task import Pair, TaskDesign  # noqa: E402
 
 # (v, t0, a, w, rt, lower-boundary density) from docs/model.md
 KNOWN = [
@@ -194,34 +194,67 @@ def to_value_space(model):
     return lambda values: dict(zip(names, forward(*(values[x.name] for x in inputs))))
 
 
+# the likelihood settings checked, and the data each is checked on
+SETTINGS = {
+    "ignorable": ({"missing": "ignorable"}, {}),
+    "deadline": ({"deadline": 0.9}, {}),
+    "pairs, contaminants, excluded": ({"deadline": 0.9, "p_outlier": 0.05, "rt_max": 5.0},
+                                      {"pairs": [Pair((0.8, 0.2), None), Pair((0.7, 0.3), 5), Pair((0.6, 0.4), None)],
+                                       "p_outlier": 0.05, "rt_max": 5.0}),
+}
+
+
 @pytest.mark.parametrize("q_values", ["closed_form", "scan"])
 @pytest.mark.parametrize("kind", ["single", "dual"])
-@pytest.mark.parametrize("deadline", [None, 0.9])
-def test_model_loglik_equals_numpy_loglik(kind, deadline, q_values):
-    """Blocks, missing responses, padding, with and without the deadline's survival term."""
+@pytest.mark.parametrize("setting", sorted(SETTINGS))
+def test_model_loglik_equals_numpy_loglik(kind, setting, q_values):
+    """Blocks, missing responses of both kinds, padding, stimulus pairs, contaminants and
+    excluded trials: the PyMC model's log-likelihood is the NumPy one."""
+    options, design = SETTINGS[setting]
     names = SINGLE_RATE if kind == "single" else DUAL_RATE
     priors = PriorSet.from_dict({}, names)
-    exact = ExactPosterior(priors, kind, max_trials=50, deadline=deadline, q_values=q_values)
+    exact = ExactPosterior(priors, kind, max_trials=50, q_values=q_values, n_conditions=3, **options)
     likelihood = exact.model.compile_logp(vars=exact.model.potentials, jacobian=False, mode="FAST_COMPILE")
     joint = exact.model.compile_logp(jacobian=False, mode="FAST_COMPILE")
     truth = {n: np.full(3, TRUE[n]) for n in names}
-    study = simulate(truth, TaskDesign(n_trials=(17, 50), n_blocks=3, deadline=0.9), seed=2, n_trials=[50, 31, 17])
+    study = simulate(truth, TaskDesign(n_trials=(17, 50), n_blocks=3, deadline=0.9, **design), seed=2,
+                     n_trials=[50, 31, 17])
+    if "pairs" in design:
+        study.excluded = study.valid & (np.random.default_rng(5).random(study.choice.shape) < 0.15)
+        study.q_init = np.array([0.5, 0.2, 0.9])  # the data may give q_init per participant
     assert study.missing.sum() > 3
     rng = np.random.default_rng(1)
     transformed = to_value_space(exact.model)
     for i in range(3):
         exact.set_participant(study, i)
+        scored = (study.choice[i] >= 0) & ~study.excluded[i]
         for _ in range(2):
             values = {n: float(priors.priors[n].sample(rng, 1)[0]) for n in names}
-            values["t0"] = min(values["t0"], 0.9 * np.nanmin(study.rt[i]))
+            values["t0"] = min(values["t0"], 0.9 * study.rt[i][scored].min())
             point = transformed(values)
-            expected = loglik(study, {n: np.full(3, x) for n, x in values.items()}, deadline=deadline)[i]
+            expected = loglik(study, {n: np.full(3, x) for n, x in values.items()}, **options)[i]
             assert likelihood(point) == pytest.approx(expected, rel=1e-10, abs=1e-10)
             prior = priors.logpdf({n: np.array([x]) for n, x in values.items()})[0]
-            # t0's prior is truncated at the fastest response: renormalised by its mass below it
+            # t0's prior is truncated at the fastest scored response (without contaminants):
+            # renormalised by its mass below it
             lower, upper = priors.support("t0")
-            mass = priors.priors["t0"].cdf(min(np.nanmin(study.rt[i]), upper)) - priors.priors["t0"].cdf(lower)
+            mass = 1.0 if options.get("p_outlier") else (
+                priors.priors["t0"].cdf(min(study.rt[i][scored].min(), upper)) - priors.priors["t0"].cdf(lower))
             assert joint(point) - prior + np.log(mass) == pytest.approx(expected, rel=1e-6, abs=1e-6)
+
+
+def test_fixed_parameters_are_held_and_not_sampled():
+    priors = PriorSet.from_dict({}, SINGLE_RATE)
+    exact = ExactPosterior(priors, "single", max_trials=20, fixed={"z": 0.5})
+    assert "z" not in exact.parameter_names and "z" not in [v.name for v in exact.model.free_RVs]
+    study = simulate({n: np.array([TRUE[n]]) for n in SINGLE_RATE}, TaskDesign(n_trials=20), seed=3)
+    exact.set_participant(study, 0)
+    likelihood = exact.model.compile_logp(vars=exact.model.potentials, jacobian=False, mode="FAST_COMPILE")
+    values = {"v": 1.0, "a": 1.2, "t0": 0.2, "alpha": 0.3}
+    expected = loglik(study, {**{n: np.array([x]) for n, x in values.items()}, "z": np.array([0.5])})[0]
+    assert likelihood(to_value_space(exact.model)(values)) == pytest.approx(expected, rel=1e-10)
+    with pytest.raises(ValueError, match="fixed"):
+        ExactPosterior(priors, "single", fixed={"t0": 0.3})
 
 
 def test_participant_checks():

@@ -68,6 +68,16 @@ def test_matches_a_plain_loop_on_simulated_data():
     assert (got[~study.valid] == 0).all()
 
 
+def test_q_differences_follow_each_pair():
+    study = Study(participant=np.array([1]), n_trials=np.array([5]), choice=np.array([[1, 0, 1, 0, 1]], np.int8),
+                  rt=np.full((1, 5), 0.5), reward=np.array([[1, 1, 0, 1, 1]], np.int8),
+                  block=np.zeros((1, 5), np.int32), condition=np.array([[0, 1, 0, 1, 0]], np.int32),
+                  condition_labels=("AB", "CD"))
+    got = q_differences(study, [0.5], np.array([0.5]))[0, :, 0]
+    # AB: Q1 0.5 -> 0.75 -> 0.375; CD: Q0 0.5 -> 0.75 -> 0.875 (CD's trials never see AB's)
+    np.testing.assert_allclose(got, [0.0, 0.0, 0.25, -0.25, -0.125])
+
+
 def test_qtraces_feature_layout():
     study = _study([[1, 0, -1]], [[1, 1, -1]], n_trials=[3])
     design = TaskDesign(n_trials=3, q_init=0.5)

@@ -6,7 +6,7 @@ from scipy import stats
 
 from amortized_rlddm.model import wiener
 from amortized_rlddm.model.simulator import simulate
-from amortized_rlddm.model.task import TaskDesign
+from amortized_rlddm.model.task import Pair, TaskDesign
 
 
 def constant(n, **values):
@@ -166,3 +166,84 @@ def test_learning_rate_must_be_single_or_dual():
         simulate(params, TaskDesign(), seed=1)
     with pytest.raises(ValueError, match="not both"):
         simulate({**params, "alpha": np.full(3, 0.2), "alpha_pos": np.full(3, 0.2)}, TaskDesign(), seed=1)
+
+
+def replay_pairs_upper_probability(study, v, a, z, alpha, q_init=0.5):
+    """Hand replay with one Q-value pair per stimulus pair, every pair reset at a new block."""
+    probs = np.full(study.choice.shape, np.nan)
+    for i in range(study.n_participants):
+        q = {}
+        for t in range(study.n_trials[i]):
+            if t == 0 or study.block[i, t] != study.block[i, t - 1]:
+                q = {k: [q_init, q_init] for k in range(study.n_conditions)}
+            k, c = study.condition[i, t], study.choice[i, t]
+            if c < 0:
+                continue
+            probs[i, t] = wiener.prob_upper(v * (q[k][1] - q[k][0]), a, z)
+            q[k][c] += alpha * (study.reward[i, t] - q[k][c])
+    return probs
+
+
+def test_each_stimulus_pair_learns_on_its_own():
+    design = TaskDesign(n_trials=120, n_blocks=2, pairs=[Pair((0.9, 0.1), None), Pair((0.2, 0.8), None),
+                                                         Pair((0.6, 0.4), None)])
+    params = constant(300, v=3.0, a=1.2, z=0.5, t0=0.3, alpha=0.4)
+    study = simulate(params, design, seed=5)
+    probs = replay_pairs_upper_probability(study, 3.0, 1.2, 0.5, 0.4)
+    assert calibration_pvalue(probs, study.choice == 1) > 0.001
+    # the pairs are interleaved evenly within each block: 20 trials of each per block
+    for block in (0, 1):
+        counts = [((study.condition == k) & (study.block == block)).sum(axis=1) for k in range(3)]
+        assert all((c == 20).all() for c in counts)
+    # rewards follow each pair's own probabilities
+    for k, better in ((0, 0), (1, 1), (2, 0)):
+        chose = (study.condition == k) & (study.choice == better)
+        rate = study.reward[chose].mean()
+        assert rate == pytest.approx(design.pairs[k].reward_probs[better], abs=0.02)
+
+
+def test_blocked_pairs_take_one_block_each_and_schedules_count_their_own_trials():
+    design = TaskDesign(n_trials=8, n_blocks=4, presentation="blocked",
+                        pairs=[Pair((1.0, 0.0), None), Pair((0.0, 1.0), 1)])
+    block, condition, probs = design.trial_layout(np.array([8]), 8)
+    np.testing.assert_array_equal(block, [[0, 0, 1, 1, 2, 2, 3, 3]])
+    np.testing.assert_array_equal(condition, [[0, 0, 1, 1, 0, 0, 1, 1]])
+    np.testing.assert_array_equal(probs[0, :, 1], [0, 0, 1, 0, 0, 0, 1, 0])  # pair 1 reverses every trial
+
+
+def test_omissions_are_ignorable_and_happen_at_their_rate():
+    design = TaskDesign(n_trials=200, missing="ignorable", omission_rate=0.1)
+    study = simulate(constant(200, v=2.0, a=1.0, z=0.5, t0=0.3, alpha=0.3), design, seed=8)
+    assert study.missing.mean() == pytest.approx(0.1, abs=0.005)
+    probs = replay_upper_probability(study, 2.0, 1.0, 0.5, 0.3, 0.3)  # omissions do not update
+    assert calibration_pvalue(probs, study.choice == 1) > 0.001
+
+
+def test_contaminants_have_uniform_rts_and_random_choices():
+    p, rt_max = 0.2, 4.0
+    design = TaskDesign(n_trials=500, p_outlier=p, rt_max=rt_max)
+    study = simulate(constant(100, v=4.0, a=1.0, z=0.5, t0=0.6, alpha=0.3), design, seed=9)
+    rt = study.rt[study.valid]
+    fast = rt < 0.6  # no diffusion response is faster than t0: these are contaminants
+    assert fast.mean() == pytest.approx(p * 0.6 / rt_max, rel=0.05)
+    assert stats.kstest(rt[fast] / 0.6, "uniform").pvalue > 0.001
+    assert (study.choice[study.valid][fast] == 1).mean() == pytest.approx(0.5, abs=0.02)
+
+
+def test_designs_without_the_new_keys_simulate_exactly_as_before():
+    """A one-pair design draws no extra random numbers: old seeds give the old studies."""
+    params = constant(5, v=1.0, a=1.0, z=0.5, t0=0.3, alpha=0.3)
+    old = simulate(params, TaskDesign(n_trials=30), seed=3)
+    same = simulate(params, TaskDesign(n_trials=30, pairs=[Pair((0.8, 0.2), 12)]), seed=3)
+    np.testing.assert_array_equal(old.choice, same.choice)
+    np.testing.assert_array_equal(old.rt, same.rt)
+    assert TaskDesign(n_trials=30).to_dict() == {"n_trials": 30, "reward_probs": [0.8, 0.2], "reversal_every": 12,
+                                                 "deadline": None, "n_blocks": 1, "q_init": 0.5}
+
+
+def test_design_keys_are_checked():
+    for bad, words in (({"missing": "ignorable", "deadline": 1.0}, "missing"), ({"omission_rate": 0.1}, "omission"),
+                       ({"presentation": "random"}, "presentation"), ({"pairs": [{"reward_probs": [0.5]}]}, "pairs"),
+                       ({"p_outlier": 1.0}, "p_outlier")):
+        with pytest.raises(ValueError, match=words):
+            TaskDesign.from_dict(bad)

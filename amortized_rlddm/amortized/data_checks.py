@@ -20,7 +20,8 @@ OOD_RT_QUANTILE = 0.9999
 def refuse_unserved(study: Study, config: Config, design: TaskDesign, model=None, deadline="design"):
     """Raise an InferenceError naming the first participant (or request) the network was not
     trained for: another model, another deadline, a trial count outside its range, missing
-    responses without a deadline, another number of blocks."""
+    responses without a deadline, another number of blocks, more stimulus pairs, excluded
+    trials, another initial Q-value."""
     if model is not None and model != config.model:
         raise InferenceError(f"a {model}-rate model was requested but this network is "
                              f"{config.model}-rate (parameters {list(config.parameter_names)})")
@@ -44,6 +45,20 @@ def refuse_unserved(study: Study, config: Config, design: TaskDesign, model=None
         i = bad[0]
         raise InferenceError(f"participant {study.participant[i]!r} has {blocks[i]} block(s); this "
                              f"network was trained on designs with {design.n_blocks}")
+    pairs = np.where(study.valid, study.condition, 0).max(1) + 1
+    bad = np.flatnonzero(pairs > len(design.stimulus_pairs))
+    if bad.size:
+        i = bad[0]
+        raise InferenceError(f"participant {study.participant[i]!r} has {pairs[i]} stimulus pairs "
+                             f"(conditions); this network was trained on designs with {len(design.stimulus_pairs)}")
+    if (study.excluded & study.valid).any():
+        i = int(np.flatnonzero((study.excluded & study.valid).any(1))[0])
+        raise InferenceError(f"participant {study.participant[i]!r} has trials excluded from the likelihood; "
+                             "this network reads every trial and was not trained on exclusions")
+    if study.q_init is not None and not np.allclose(study.q_init, design.q_init):
+        i = int(np.flatnonzero(~np.isclose(study.q_init, design.q_init))[0])
+        raise InferenceError(f"participant {study.participant[i]!r} starts with Q-values {study.q_init[i]:g}; "
+                             f"this network was trained with q_init = {design.q_init:g}")
 
 
 def ood_reference(summary_statistics, config: Config, design: TaskDesign) -> dict:

@@ -22,6 +22,7 @@ from scipy import stats
 
 from ..data.io import read_study
 from ..exact.model import ExactPosterior, posterior_tree
+from ..model.likelihood import likelihood_options
 from ..model.simulator import simulate
 
 OVERLAY_DATASETS = 4
@@ -154,7 +155,8 @@ def compare(posterior, out_dir, n_datasets=50, seed=0, data=None, convention="rl
     amortized_s = (time.perf_counter() - start) / study.n_participants
 
     exact = ExactPosterior(config.priors, model=config.model, max_trials=study.max_trials,
-                           q_init=config.design.q_init, deadline=config.design.deadline, backend=nuts_backend)
+                           n_conditions=study.n_conditions, backend=nuts_backend,
+                           **likelihood_options(config.design))
     if progress:
         print(f"amortized: {study.n_participants} participants in {amortized_s * study.n_participants:.2f} s; "
               f"compiling the exact model ({nuts_backend}, once)", file=sys.stderr, flush=True)

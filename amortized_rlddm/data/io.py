@@ -20,19 +20,23 @@ import pandas as pd
 
 from .study import Study
 
-# Column names of each convention, mapped onto ours; "choice_values" maps their choice coding.
+# Column names of each convention, mapped onto ours; "choice_values" maps their choice coding;
+# "trials": the trial column counts within each "participant" or within each "condition"
+# (HDDM's split_by); "gaps": whether trial numbers may skip (absent trials, as in HDDM's data).
 CONVENTIONS = {
     "rlddm": {"columns": {"participant": "participant", "trial": "trial", "choice": "choice",
-                          "rt": "rt", "reward": "reward", "block": "block"},
-              "choice_values": {0: 0, 1: 1}},
+                          "rt": "rt", "reward": "reward", "block": "block", "condition": "condition",
+                          "excluded": "excluded", "q_init": "q_init"},
+              "choice_values": {0: 0, 1: 1}, "trials": "participant", "gaps": False},
     "hssm": {"columns": {"participant_id": "participant", "trial_id": "trial", "response": "choice",
-                         "rt": "rt", "feedback": "reward", "block": "block"},
-             "choice_values": {-1: 0, 1: 1}},
+                         "rt": "rt", "feedback": "reward", "block": "block", "condition": "condition"},
+             "choice_values": {-1: 0, 1: 1}, "trials": "participant", "gaps": False},
     "hddm": {"columns": {"subj_idx": "participant", "trial": "trial", "response": "choice",
-                         "rt": "rt", "feedback": "reward", "split_by": "block"},
-             "choice_values": {0: 0, 1: 1}},
+                         "rt": "rt", "feedback": "reward", "split_by": "condition", "q_init": "q_init"},
+             "choice_values": {0: 0, 1: 1}, "trials": "condition", "gaps": True},
 }
-_OPTIONAL = {"block"}
+OURS = ("participant", "trial", "choice", "rt", "reward", "block", "condition", "excluded", "q_init",
+        "p_reward_0", "p_reward_1")
 _EMPTY = {"", "na", "nan", "n/a", "none", "null"}
 # Slower than this is almost surely a unit error (milliseconds) or a logging fault.
 MAX_RT = 60.0
@@ -49,17 +53,33 @@ class DataError(ValueError):
     """A data file or DataFrame that does not follow the formats of docs/data.md."""
 
 
-def read_study(source: str | os.PathLike | pd.DataFrame, convention: str = "rlddm") -> Study:
+def read_study(source: str | os.PathLike | pd.DataFrame, convention: str = "rlddm",
+               columns: dict[str, str] | None = None, choice_codes: dict[int, int] | None = None,
+               trials_within: str | None = None) -> Study:
     """Read a CSV path or a DataFrame into a validated :class:`Study`.
 
     Parameters
     ----------
     source
-        A CSV file or a DataFrame, one row per trial.
+        A CSV file or a DataFrame, one row per trial, rows in trial order within participant.
     convention
-        ``"rlddm"`` (participant, trial, choice, rt, reward, optional block; docs/data.md),
-        ``"hssm"`` (participant_id, trial_id, response in {-1, 1}, rt, feedback) or
-        ``"hddm"`` (subj_idx, trial, response in {0, 1}, rt, feedback, split_by).
+        ``"rlddm"`` (participant, trial, choice, rt, reward; optional block, condition,
+        excluded, q_init; docs/data.md), ``"hssm"`` (participant_id, trial_id, response in
+        {-1, 1}, rt, feedback) or ``"hddm"`` (subj_idx, response in {0, 1}, rt, feedback,
+        split_by as the condition, trial counted within it, q_init).
+    columns
+        Another layout instead of a convention: our name -> the file's column, for
+        participant, choice, rt and reward, and optionally trial, block, condition, excluded
+        and q_init, and p_reward_0 and p_reward_1 (each arm's reward probability on the trial,
+        for posterior predictive checks), e.g. ``{"participant": "subj_idx", "choice": "c",
+        "reward": "r", "rt": "rt", "block": "s"}``. Without a trial column the rows' order is
+        the trial order.
+    choice_codes
+        With `columns`: the file's choice code -> ours (0 = arm 0 / lower boundary, 1 = arm 1
+        / upper), e.g. ``{1: 0, 2: 1}``; default ``{0: 0, 1: 1}``.
+    trials_within
+        With `columns`: the trial column counts within each ``"participant"`` (default) or
+        within each ``"condition"``. With `columns` trial numbers may skip (absent trials).
 
     Returns
     -------
@@ -70,13 +90,62 @@ def read_study(source: str | os.PathLike | pd.DataFrame, convention: str = "rldd
     DataError
         Naming the file, the row, the column and what was expected.
     """
-    if convention not in CONVENTIONS:
-        raise DataError(f"unknown convention '{convention}'; expected one of {sorted(CONVENTIONS)}")
+    if columns is None:
+        if convention not in CONVENTIONS:
+            raise DataError(f"unknown convention '{convention}'; expected one of {sorted(CONVENTIONS)}")
+        if choice_codes is not None or trials_within is not None:
+            raise DataError("choice_codes and trials_within go with a column mapping (columns=...); "
+                            f"the '{convention}' convention fixes its own")
+        spec = CONVENTIONS[convention]
+        label = f"convention '{convention}'"
+    else:
+        spec = _mapping_spec(columns, choice_codes, trials_within)
+        label = "the column mapping"
     if isinstance(source, pd.DataFrame):
         rows = [f"row {label!r}" for label in source.index]
-        return _to_study(source.reset_index(drop=True), convention, _Locator("DataFrame", rows))
+        return _to_study(source.reset_index(drop=True), spec, label, _Locator("DataFrame", rows))
     frame, lines = _read_csv_text(source)
-    return _to_study(frame, convention, _Locator(f"file '{os.fspath(source)}'", lines))
+    return _to_study(frame, spec, label, _Locator(f"file '{os.fspath(source)}'", lines))
+
+
+def _mapping_spec(columns, choice_codes, trials_within):
+    """The reading spec of a user's column mapping (ours -> theirs), checked."""
+    if not isinstance(columns, dict):
+        raise DataError(f"columns: expected a mapping of our column names to the file's, got {columns!r}")
+    unknown = sorted(set(columns) - set(OURS))
+    if unknown:
+        raise DataError(f"columns: unknown name(s) {unknown}; ours are {list(OURS)}")
+    absent = [c for c in ("participant", "choice", "rt", "reward") if c not in columns]
+    if absent:
+        raise DataError(f"columns: the mapping must name the file's column for {absent}")
+    theirs = list(columns.values())
+    if len(set(theirs)) != len(theirs):
+        raise DataError(f"columns: a file column is mapped twice in {columns}")
+    codes = {0: 0, 1: 1} if choice_codes is None else dict(choice_codes)
+    if sorted(codes.values()) != [0, 1] or len(codes) != 2:
+        raise DataError(f"choice_codes: expected two file codes mapped to 0 and 1, got {choice_codes!r}")
+    within = trials_within or "participant"
+    if within not in ("participant", "condition") or (within == "condition" and "condition" not in columns):
+        raise DataError(f"trials_within: expected 'participant' or 'condition' (with a condition column), "
+                        f"got {trials_within!r}")
+    return {"columns": {their: ours for ours, their in columns.items()}, "choice_values": codes,
+            "trials": within if "trial" in columns else None, "gaps": True}
+
+
+def parse_columns(text: str) -> dict[str, str]:
+    """A column mapping written ``ours=theirs,ours=theirs`` (the CLI's --columns)."""
+    pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+    if not pairs or any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
+        raise DataError(f"--columns: expected ours=theirs pairs separated by commas, got {text!r}")
+    return {ours.strip(): theirs.strip() for ours, theirs in pairs}
+
+
+def parse_choice_codes(text: str) -> dict[int, int]:
+    """Choice codes written ``theirs:ours,theirs:ours`` (the CLI's --choice-codes), e.g. 1:0,2:1."""
+    try:
+        return {int(a): int(b) for a, b in (item.split(":") for item in text.split(","))}
+    except ValueError:
+        raise DataError(f"--choice-codes: expected file:ours integer pairs such as 1:0,2:1, got {text!r}") from None
 
 
 def write_study(study: Study, path: str | os.PathLike) -> None:
@@ -323,32 +392,109 @@ def _participant_ids(values, column, where):
     return ids
 
 
-def _to_study(frame, convention, where):
-    spec = CONVENTIONS[convention]
+def _condition_labels(values, column, where):
+    """Condition index per row and the labels: integer labels sorted when every value is an
+    integer, otherwise the text values sorted."""
+    texts = []
+    for i, value in enumerate(values):
+        if _is_empty(value):
+            raise DataError(f"{where(i, column)}: empty condition, expected a label (text or a number)")
+        texts.append(value.strip() if isinstance(value, str) else value)
+    try:
+        keys = [int(x) if not isinstance(x, float) or x == int(x) else None for x in
+                (float(t) if isinstance(t, str) and _NUMBER.fullmatch(t) else t for t in texts)]
+        integer = all(isinstance(k, int) and not isinstance(k, bool) for k in keys)
+    except (TypeError, ValueError):
+        integer = False
+    if not integer:
+        keys = [str(t) for t in texts]
+    labels = tuple(sorted(set(keys)))
+    index = {label: k for k, label in enumerate(labels)}
+    return np.array([index[k] for k in keys], np.int32), labels
+
+
+def _per_participant_constant(values, rows, column, where, pid):
+    """The one value a column holds for a participant's rows (q_init), refused when it varies."""
+    first = values[rows[0]]
+    different = np.flatnonzero(values[rows] != first)
+    if different.size:
+        raise DataError(f"{where(rows[different[0]], column)}: participant {pid!r} has q_init "
+                        f"{values[rows[different[0]]]:g} where earlier rows have {first:g}; q_init is one "
+                        "value per participant")
+    return first
+
+
+def _check_trial_numbers(trial, rows, scope, gaps, pid, column, where):
+    """Trial numbers of a participant's rows (or of one condition's rows): 1, 2, 3, ... in row
+    order, or strictly increasing where trial numbers may skip. Returns how many are skipped."""
+    numbers = trial[rows]
+    within = "" if scope is None else f" in condition {scope!r}"
+    if gaps:
+        wrong = np.flatnonzero(np.diff(numbers) <= 0)
+        if wrong.size or numbers[0] < 1:
+            k = 0 if numbers[0] < 1 else int(wrong[0]) + 1
+            raise DataError(f"{where(rows[k], column)}: participant {pid!r} has trial {numbers[k]}{within} "
+                            f"after trial {numbers[k - 1] if k else 'none'}; trial numbers must increase "
+                            "from 1 in row order (duplicated or unsorted)")
+        return int(numbers[-1] - len(numbers))
+    expected = np.arange(1, len(rows) + 1)
+    wrong = numbers != expected
+    if wrong.any():
+        k = int(np.argmax(wrong))
+        raise DataError(f"{where(rows[k], column)}: participant {pid!r} has trial {numbers[k]}{within} where "
+                        f"{expected[k]} was expected; trials must be numbered 1, 2, 3, ... in row order "
+                        "(duplicated, unsorted or skipped)")
+    return 0
+
+
+def _to_study(frame, spec, label, where):
     frame = frame.copy()
     frame.columns = [str(c).strip() for c in frame.columns]
-    needed = [c for c, ours in spec["columns"].items() if ours not in _OPTIONAL]
+    name = {ours: theirs for theirs, ours in spec["columns"].items()}
+    needed = [name[c] for c in ("participant", "trial", "choice", "rt", "reward")
+              if c in name and (c != "trial" or spec["trials"] is not None)]
     absent = [c for c in needed if c not in frame.columns]
     if absent:
-        raise DataError(f"{where.label}: missing column(s) {absent} (convention '{convention}' "
-                        f"needs {needed}); found columns {list(frame.columns)}")
+        raise DataError(f"{where.label}: missing column(s) {absent} ({label} needs {needed}); found "
+                        f"columns {list(frame.columns)}")
     duplicated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
     if duplicated:
         raise DataError(f"{where.label}: duplicated column(s) {duplicated}")
     cols = {ours: frame[theirs].tolist() for theirs, ours in spec["columns"].items() if theirs in frame}
-    name = {ours: theirs for theirs, ours in spec["columns"].items()}
     if not cols["participant"]:
         raise DataError(f"{where.label}: no data rows")
 
+    rows_total = len(cols["participant"])
     pids = _participant_ids(cols["participant"], name["participant"], where)
-    trial = _parse_integers(cols["trial"], name["trial"], where)
+    trial = _parse_integers(cols["trial"], name["trial"], where) if spec["trials"] else None
     choice = _parse_codes(cols["choice"], name["choice"], where, spec["choice_values"], True)
     reward = _parse_codes(cols["reward"], name["reward"], where, {0: 0, 1: 1}, True)
     rt = _parse_numbers(cols["rt"], name["rt"], where, allow_empty=True)
     block = (_parse_integers(cols["block"], name["block"], where) if "block" in cols
-             else np.zeros(len(trial), np.int64))
+             else np.zeros(rows_total, np.int64))
+    condition, labels = (_condition_labels(cols["condition"], name["condition"], where) if "condition" in cols
+                         else (np.zeros(rows_total, np.int32), (0,)))
+    excluded = (_parse_codes(cols["excluded"], name["excluded"], where, {0: 0, 1: 1}, False) == 1
+                if "excluded" in cols else np.zeros(rows_total, bool))
+    q_init = _parse_numbers(cols["q_init"], name["q_init"], where, allow_empty=False) if "q_init" in cols else None
+    probs = None
+    if "p_reward_0" in cols or "p_reward_1" in cols:
+        if not ("p_reward_0" in cols and "p_reward_1" in cols):
+            raise DataError(f"{where.label}: give both arms' reward probabilities (p_reward_0 and p_reward_1)")
+        probs = np.stack([_parse_numbers(cols[c], name[c], where, allow_empty=False)
+                          for c in ("p_reward_0", "p_reward_1")], axis=-1)
+        bad = np.flatnonzero(((probs < 0) | (probs > 1)).any(axis=1))
+        if bad.size:
+            k = int(bad[0])
+            column = name["p_reward_0"] if not 0 <= probs[k, 0] <= 1 else name["p_reward_1"]
+            raise DataError(f"{where(k, column)}: reward probability {probs[k].max():g} is not in [0, 1]")
+    if q_init is not None:
+        bad = np.flatnonzero((q_init < 0) | (q_init > 1))
+        if bad.size:
+            raise DataError(f"{where(int(bad[0]), name['q_init'])}: q_init {_show(cols['q_init'][bad[0]])} is "
+                            "not in [0, 1]")
 
-    for i in range(len(trial)):
+    for i in range(rows_total):
         if not np.isnan(rt[i]) and not rt[i] > 0:
             raise DataError(f"{where(i, name['rt'])}: rt {_show(cols['rt'][i])} is not > 0 "
                             "seconds")
@@ -376,15 +522,19 @@ def _to_study(frame, convention, where):
     out_reward = np.full((n, max_trials), -1, np.int8)
     out_rt = np.full((n, max_trials), np.nan)
     out_block = np.zeros((n, max_trials), np.int32)
+    out_condition = np.zeros((n, max_trials), np.int32)
+    out_excluded = np.zeros((n, max_trials), bool)
+    out_q_init = None if q_init is None else np.empty(n)
+    out_probs = None if probs is None else np.full((n, max_trials, 2), np.nan)
+    absent = np.zeros(n, np.int64)
     for p, pid in enumerate(participants):
         rows = np.array(rows_of[pid])
-        expected = np.arange(1, len(rows) + 1)
-        wrong = trial[rows] != expected
-        if wrong.any():
-            k = int(np.argmax(wrong))
-            raise DataError(f"{where(rows[k], name['trial'])}: participant {pid!r} has trial "
-                            f"{trial[rows[k]]} where {expected[k]} was expected; trials must be "
-                            "numbered 1, 2, 3, ... in row order (duplicated, unsorted or skipped)")
+        if spec["trials"] == "participant":
+            absent[p] = _check_trial_numbers(trial, rows, None, spec["gaps"], pid, name["trial"], where)
+        elif spec["trials"] == "condition":
+            for k in np.unique(condition[rows]):
+                absent[p] += _check_trial_numbers(trial, rows[condition[rows] == k], labels[k], spec["gaps"],
+                                                  pid, name["trial"], where)
         b = block[rows]
         changes = np.flatnonzero(b[1:] != b[:-1]) + 1
         seen = {b[0]}
@@ -399,10 +549,16 @@ def _to_study(frame, convention, where):
         index = np.cumsum(index)
         m = len(rows)
         out_choice[p, :m], out_reward[p, :m], out_rt[p, :m] = choice[rows], reward[rows], rt[rows]
+        out_condition[p, :m], out_excluded[p, :m] = condition[rows], excluded[rows]
         out_block[p, :m] = index
         out_block[p, m:] = index[-1]
+        if q_init is not None:
+            out_q_init[p] = _per_participant_constant(q_init, rows, name["q_init"], where, pid)
+        if probs is not None:
+            out_probs[p, :m] = probs[rows]
     participant = np.empty(n, dtype=object)  # one entry per id, even for tuple ids
     for p, pid in enumerate(participants):
         participant[p] = pid
-    return Study(participant=participant, n_trials=n_trials,
-                 choice=out_choice, rt=out_rt, reward=out_reward, block=out_block)
+    return Study(participant=participant, n_trials=n_trials, choice=out_choice, rt=out_rt, reward=out_reward,
+                 block=out_block, condition=out_condition, excluded=out_excluded, q_init=out_q_init,
+                 condition_labels=labels, absent_trials=absent, arm_probs=out_probs)

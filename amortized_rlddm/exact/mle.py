@@ -16,9 +16,11 @@ def _interior(bounds, margin=1e-6):
     return lo + margin * width, hi - margin * width
 
 
-def fit_mle(data, priors: PriorSet, participant=0, starts=10, seed=None, q_init=0.5, deadline=None):
+def fit_mle(data, priors: PriorSet, participant=0, starts=10, seed=None, q_init=None, deadline=None,
+            missing=None):
     """Maximum-likelihood fit of one participant with :func:`amortized_rlddm.model.likelihood.loglik`.
 
+    q_init, deadline and missing as in ``loglik`` (q_init by default the data's, else 0.5).
     Each parameter is optimised on an unconstrained scale mapped onto its prior's support;
     t0 is also kept below the fastest response, where the likelihood is positive.
     `starts` starting points are drawn from the priors (a t0 draw at or above the fastest
@@ -26,12 +28,15 @@ def fit_mle(data, priors: PriorSet, participant=0, starts=10, seed=None, q_init=
     Returns {"params": name -> value, "loglik": best log-likelihood, "starts": list of the
     log-likelihoods reached from each start}.
     """
-    trials, pid = participant_trials(data, participant)
+    trials, pid, data_q_init = participant_trials(data, participant)
     check_trials(trials)
     n = trials["choice"].shape[0]
     study = Study(participant=np.array([pid]), n_trials=np.array([n]), choice=trials["choice"][None],
                   rt=trials["rt"][None].astype(float), reward=trials["reward"][None],
-                  block=trials["block"][None].astype(np.int32))
+                  block=trials["block"][None].astype(np.int32),
+                  condition=trials["condition"][None].astype(np.int32), excluded=trials["excluded"][None],
+                  condition_labels=range(int(trials["condition"].max(initial=0)) + 1),
+                  q_init=None if data_q_init is None else np.array([data_q_init]))
     names = priors.names
     # t0 below the fastest response, as in the network's space (one participant: scalars)
     t0_bounds = ParameterSpace.given_data(priors, study).bounds[names.index("t0")]
@@ -42,7 +47,7 @@ def fit_mle(data, priors: PriorSet, participant=0, starts=10, seed=None, q_init=
         return {nm: np.atleast_1d(value) for nm, value in space.inverse(x).items()}
 
     def objective(x):
-        value = -loglik(study, params_of(x), q_init=q_init, deadline=deadline)[0]
+        value = -loglik(study, params_of(x), q_init=q_init, deadline=deadline, missing=missing)[0]
         return value if np.isfinite(value) else 1e12
 
     rng = np.random.default_rng(seed)

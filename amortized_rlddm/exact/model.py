@@ -21,30 +21,37 @@ from tqdm.auto import tqdm
 from ..data.study import Study
 from ..model.config import MODELS
 from ..model.priors import Beta, Normal, PriorSet, TruncatedNormal, Uniform
+from ..model.task import MISSING_KINDS
 from .participant import check_trials, participant_trials
 from .qvalues import CLOSED_FORM_MAX_TRIALS, Q_VALUES, closed_form_arrays, q_difference_closed_form, q_difference_scan
 from .wfpt import wfpt_log_survival, wfpt_logp
 
 
-def _model_arrays(trials, max_trials, q_values, deadline):
-    """The model's data containers for one participant, padded to max_trials."""
+def _model_arrays(trials, max_trials, q_values, censored, q_init):
+    """The model's data containers for one participant, padded to max_trials. `scored`
+    marks the responses that enter the likelihood; with `censored`, `missing` marks the
+    missing responses that enter it through the survival probability."""
     n = trials["choice"].shape[0]
     if n > max_trials:
         raise ValueError(f"participant has {n} trials but the model was built for max_trials={max_trials}")
     pad = max_trials - n
     choice = np.pad(trials["choice"].astype(np.int64), (0, pad), constant_values=-1)
     responded = choice >= 0
+    included = np.pad(~trials["excluded"].astype(bool), (0, pad), constant_values=False)
     reward = np.where(responded, np.pad(trials["reward"], (0, pad), constant_values=0), 0).astype(np.int64)
     block = np.pad(trials["block"].astype(np.int64), (0, pad), mode="edge" if n else "constant")
-    arrays = {"choice": choice,
-              "rt": np.where(responded, np.pad(trials["rt"], (0, pad), constant_values=1.0), 1.0)}
-    if deadline is not None:
-        arrays["missing"] = np.r_[np.ones(n, np.int64), np.zeros(pad, np.int64)] * (~responded)
+    condition = np.pad(trials["condition"].astype(np.int64), (0, pad), constant_values=0)
+    arrays = {"choice": choice, "scored": (responded & included).astype(np.int64),
+              "rt": np.where(responded, np.pad(trials["rt"], (0, pad), constant_values=1.0), 1.0),
+              "q_init": np.float64(q_init)}
+    if censored:
+        arrays["missing"] = (np.r_[np.ones(n, bool), np.zeros(pad, bool)] & ~responded & included).astype(np.int64)
     if q_values == "scan":
         arrays["reward"] = reward.astype(float)
         arrays["reset"] = np.r_[True, block[1:] != block[:-1]].astype(np.int64)
+        arrays["condition"] = condition
     else:
-        arrays.update(closed_form_arrays(choice, reward, block))
+        arrays.update(closed_form_arrays(choice, reward, block, condition))
     return arrays
 
 
@@ -77,6 +84,19 @@ def _pymc_prior(name, prior):
 BACKENDS = ("nutpie", "nutpie-jax", "pymc", "pymc-c")
 
 
+# The convergence gate of a NUTS fit (Vehtari et al. 2021's r-hat and bulk-ESS thresholds; no
+# divergent transition), and the seed offset of a retried fit.
+RHAT_MAX = 1.01
+ESS_BULK_MIN = 400
+RETRY_SEED_OFFSET = 100_003
+
+
+def converged(diagnostics: dict) -> bool:
+    """Whether a fit passes the gate: r-hat <= RHAT_MAX, bulk ESS >= ESS_BULK_MIN, no divergences."""
+    return (diagnostics["rhat_max"] <= RHAT_MAX and diagnostics["ess_bulk_min"] >= ESS_BULK_MIN
+            and diagnostics["divergences"] == 0)
+
+
 @dataclass
 class ParticipantFit:
     """One participant's NUTS posterior: the sampler's DataTree and convergence figures.
@@ -93,26 +113,51 @@ class ParticipantFit:
 class ExactPosterior:
     """NUTS on the exact RL-DDM likelihood, one participant at a time.
 
-    priors: a :class:`~amortized_rlddm.model.priors.PriorSet` with the single-rate (v, a, z, t0,
+    Parameters
+    ----------
+    priors
+        A :class:`~amortized_rlddm.model.priors.PriorSet` with the single-rate (v, a, z, t0,
         alpha) or dual-rate (alpha_pos, alpha_neg) parameter names; each prior becomes the
         PyMC distribution of the same family and support.
-    model: "single" or "dual"; must match the names of `priors`.
-    max_trials: the data containers' length; participants with fewer trials are padded.
-    q_init: initial Q-value of both arms, in [0, 1]. deadline: the design's response deadline
-        (s); when given, a missing response adds log P(decision time > deadline - t0),
-        otherwise it adds nothing. A missing response never updates the Q-values.
-    q_values: "closed_form", "scan" or "auto" (the closed form up to 300 trials; see the
-        module docstring).
-    backend: "nutpie" (nutpie, Numba-compiled logp), "nutpie-jax", "pymc" (PyMC's NUTS,
+    model
+        "single" or "dual"; must match the names of `priors`.
+    max_trials
+        The data containers' length; participants with fewer trials are padded.
+    q_init
+        Initial Q-value of both arms of every pair, in [0, 1], for data that give none.
+    deadline
+        The response deadline (s); implies missing "deadline".
+    missing
+        What missing responses are: "deadline" (each adds log P(no response before the
+        deadline)) or "ignorable" (left out). Participants with missing responses and neither
+        are refused. A missing response never updates the Q-values.
+    p_outlier, rt_max
+        The contaminant mixture: with probability p_outlier a response's RT is uniform on
+        [0, rt_max] and its choice random. With contaminants, t0 is no longer bounded by the
+        fastest response.
+    fixed
+        Parameters held at a value instead of sampled (HDDM's RL-DDM fixes z = 0.5).
+    n_conditions
+        The most stimulus pairs a participant has (the scan carries that many Q-value pairs).
+    q_values
+        "closed_form", "scan" or "auto" (the closed form up to 300 trials; see
+        :mod:`.qvalues`).
+    backend
+        "nutpie" (nutpie, Numba-compiled logp), "nutpie-jax", "pymc" (PyMC's NUTS,
         Numba-compiled logp) or "pymc-c" (PyMC's NUTS, C-compiled logp).
 
+    Notes
+    -----
     The model is built once; nutpie backends also compile it once and swap each participant's
     data into the compiled model. PyMC's own sampler recompiles inside every ``pm.sample``
-    call (from PyTensor's cache after the first).
+    call (from PyTensor's cache after the first). Excluded trials update the Q-values and add
+    nothing to the likelihood.
     """
 
-    def __init__(self, priors: PriorSet, model="single", max_trials=60, q_init=0.5, deadline=None,
-                 q_values="auto", backend="nutpie"):
+    def __init__(self, priors: PriorSet, model: str = "single", max_trials: int = 60, q_init: float = 0.5,
+                 deadline: float | None = None, missing: str | None = None, p_outlier: float = 0.0,
+                 rt_max: float = 10.0, fixed: dict | None = None, n_conditions: int = 1, q_values: str = "auto",
+                 backend: str = "nutpie"):
         if model not in MODELS:
             raise ValueError(f"model must be one of {sorted(MODELS)}, got {model!r}")
         if set(priors.names) != set(MODELS[model]):
@@ -128,46 +173,74 @@ class ExactPosterior:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if deadline is not None and not deadline > 0:
             raise ValueError(f"deadline must be > 0 seconds or None, got {deadline!r}")
+        if missing is None and deadline is not None:
+            missing = "deadline"
+        if missing not in (None, *MISSING_KINDS) or (missing == "deadline") != (deadline is not None):
+            raise ValueError(f"missing must be 'deadline' (with a deadline), 'ignorable' or None; got "
+                             f"{missing!r} with deadline {deadline!r}")
+        if not 0.0 <= p_outlier < 1.0 or not rt_max > 0:
+            raise ValueError(f"p_outlier must lie in [0, 1) and rt_max be > 0, got {p_outlier} and {rt_max}")
+        fixed = dict(fixed or {})
+        unknown = sorted(set(fixed) - set(MODELS[model]))
+        if unknown or "t0" in fixed:
+            raise ValueError(f"fixed: expected some of {[n for n in MODELS[model] if n != 't0']}, got {sorted(fixed)}")
         self.priors = priors
-        self.parameter_names = MODELS[model]
+        self.fixed = {name: float(value) for name, value in fixed.items()}
+        self.parameter_names = tuple(n for n in MODELS[model] if n not in self.fixed)
         self.max_trials = int(max_trials)
         self.q_init = float(q_init)
-        self.deadline = deadline
+        self.deadline, self.missing = deadline, missing
+        self.p_outlier, self.rt_max = float(p_outlier), float(rt_max)
+        self.n_conditions = int(n_conditions)
         self.q_values = q_values
         self.backend = backend
         self.model = self._build()
         self._compiled = None
 
-    def _build(self):
+    def _empty_arrays(self):
         empty = {"choice": np.zeros(0, np.int8), "rt": np.zeros(0), "reward": np.zeros(0, np.int8),
-                 "block": np.zeros(0, np.int32)}
+                 "block": np.zeros(0, np.int32), "condition": np.zeros(0, np.int32), "excluded": np.zeros(0, bool)}
+        return _model_arrays(empty, self.max_trials, self.q_values, self.missing == "deadline", self.q_init)
+
+    def _build(self):
         t0_low, t0_high = self.priors.support("t0")
         with pm.Model() as model:
-            data = {name: pm.Data(name, value) for name, value in
-                    _model_arrays(empty, self.max_trials, self.q_values, self.deadline).items()}
-            responded = pt.ge(data["choice"], 0)
-            # t0's prior is truncated at the fastest response, where the likelihood becomes zero,
-            # so its interval transform spans only the values the data allow, as in the
-            # network's space. The exact posterior piles up against that edge; on the prior's
-            # own support the sampler diverged there. The truncation's normalising constant
-            # depends on the data only, so the posterior is unchanged. t0 starts halfway.
-            fastest = pt.min(pt.switch(responded, data["rt"], np.inf))
-            ceiling = pt.minimum(fastest, t0_high if np.isfinite(t0_high) else t0_low + 1.0)
-            p = {}
+            data = {name: pm.Data(name, value) for name, value in self._empty_arrays().items()}
+            scored = pt.eq(data["scored"], 1)
+            p = {name: pt.as_tensor(np.float64(value)) for name, value in self.fixed.items()}
             for name in self.parameter_names:
-                if name == "t0":
+                if name == "t0" and self.p_outlier == 0.0:
+                    # t0's prior is truncated at the fastest scored response, where the
+                    # likelihood becomes zero, so its interval transform spans only the values
+                    # the data allow, as in the network's space. The exact posterior piles up
+                    # against that edge; on the prior's own support the sampler diverged there.
+                    # The truncation's normalising constant depends on the data only, so the
+                    # posterior is unchanged. t0 starts halfway. (Contaminants make any t0
+                    # possible: then t0 keeps its prior's support.)
+                    fastest = pt.min(pt.switch(scored, data["rt"], np.inf))
+                    ceiling = pt.minimum(fastest, t0_high if np.isfinite(t0_high) else t0_low + 1.0)
                     cls, args = _pymc_distribution(self.priors.priors[name])
                     p[name] = pm.Truncated(name, cls.dist(**args), lower=t0_low, upper=ceiling,
                                            initval=t0_low + 0.5 * (ceiling - t0_low))
                 else:
                     p[name] = _pymc_prior(name, self.priors.priors[name])
             alpha_pos, alpha_neg = (p["alpha"], p["alpha"]) if "alpha" in p else (p["alpha_pos"], p["alpha_neg"])
-            q_difference = q_difference_scan if self.q_values == "scan" else q_difference_closed_form
-            drift = p["v"] * q_difference(data, alpha_pos, alpha_neg, self.q_init)
+            if self.q_values == "scan":
+                dq = q_difference_scan(data, alpha_pos, alpha_neg, data["q_init"], self.n_conditions)
+            else:
+                dq = q_difference_closed_form(data, alpha_pos, alpha_neg, data["q_init"])
+            drift = p["v"] * dq
             logp = wfpt_logp(data["rt"] - p["t0"], pt.eq(data["choice"], 1), drift, p["a"], p["z"])
-            total = pt.sum(pt.switch(responded, logp, 0.0))
-            if self.deadline is not None:
+            if self.p_outlier > 0.0:
+                contaminant = pt.switch(data["rt"] <= self.rt_max, np.log(0.5 * self.p_outlier / self.rt_max),
+                                        -np.inf)
+                logp = pt.logaddexp(np.log1p(-self.p_outlier) + logp, contaminant)
+            total = pt.sum(pt.switch(scored, logp, 0.0))
+            if self.missing == "deadline":
                 survival = wfpt_log_survival(self.deadline - p["t0"], drift, p["a"], p["z"])
+                if self.p_outlier > 0.0:
+                    missed = self.p_outlier * max(0.0, 1.0 - self.deadline / self.rt_max)
+                    survival = pt.log((1.0 - self.p_outlier) * pt.exp(survival) + missed)
                 total = total + pt.sum(pt.switch(pt.eq(data["missing"], 1), survival, 0.0))
             pm.Potential("loglik", total)
         return model
@@ -176,19 +249,27 @@ class ExactPosterior:
         """Put participant `index` of a Study (or one participant's arrays) into the model.
 
         data: a :class:`~amortized_rlddm.data.study.Study`, or a mapping with 1-D arrays choice
-        (0/1, -1 missing), rt (s, NaN missing), reward (0/1) and optionally block.
-        Returns the participant's id and the arrays set.
+        (0/1, -1 missing), rt (s, NaN missing), reward (0/1) and optionally block, condition,
+        excluded and a number q_init. Returns the participant's id and the arrays set.
         """
-        trials, participant = participant_trials(data, index)
+        trials, participant, data_q_init = participant_trials(data, index)
         check_trials(trials)
         responded = trials["choice"] >= 0
+        scored = responded & ~trials["excluded"]
+        if trials["condition"].size and trials["condition"].max() >= self.n_conditions:
+            raise ValueError(f"participant {participant!r} has {trials['condition'].max() + 1} stimulus pairs; "
+                             f"the model was built for n_conditions={self.n_conditions}")
+        if self.missing is None and (~responded).any():
+            raise ValueError(f"participant {participant!r} has missing responses; say what they are: "
+                             "missing='deadline' with the deadline, or missing='ignorable'")
         t0_low = self.priors.support("t0")[0]
-        if responded.any() and trials["rt"][responded].min() <= t0_low:
-            raise ValueError(f"participant {participant!r}: fastest rt {trials['rt'][responded].min()} s is not "
+        if self.p_outlier == 0.0 and scored.any() and trials["rt"][scored].min() <= t0_low:
+            raise ValueError(f"participant {participant!r}: fastest rt {trials['rt'][scored].min()} s is not "
                              f"above the lower bound {t0_low} of the t0 prior")
         if self.deadline is not None and responded.any() and trials["rt"][responded].max() > self.deadline:
             raise ValueError(f"participant {participant!r}: an rt exceeds the deadline {self.deadline} s")
-        arrays = _model_arrays(trials, self.max_trials, self.q_values, self.deadline)
+        q_init = self.q_init if data_q_init is None else data_q_init
+        arrays = _model_arrays(trials, self.max_trials, self.q_values, self.missing == "deadline", q_init)
         pm.set_data(arrays, model=self.model)
         return participant, arrays
 
@@ -231,15 +312,18 @@ class ExactPosterior:
             "divergences": int(trace["sample_stats"]["diverging"].sum()),
             "wall_time_s": wall,
         }
+        diagnostics["converged"] = converged(diagnostics)
         return ParticipantFit(participant, trace, diagnostics)
 
     def fit(self, data, participants=None, draws=1000, tune=1000, chains=4, seed=None, cores=None,
-            progress=False):
+            progress=False, retry=False):
         """NUTS posterior of each participant of a Study, or of one participant's arrays.
 
         participants: indices into the study (default: all). seed: int; participant i of the
         list is sampled with seed + i. progress: a progress bar over the participants, with
-        the last fit's time and convergence. Returns a list of :class:`ParticipantFit`;
+        the last fit's time and convergence. retry: a fit that fails the convergence gate
+        (:func:`converged`) is run once more with twice the tuning steps (its diagnostics say
+        ``attempts``; the wall time counts both). Returns a list of :class:`ParticipantFit`;
         :func:`posterior_tree` stacks them into one DataTree.
         """
         if not isinstance(data, Study):
@@ -248,7 +332,15 @@ class ExactPosterior:
         fits = []
         with tqdm(total=len(indices), desc="NUTS fits", unit="participant", disable=not progress) as bar:
             for k, i in enumerate(indices):
-                fits.append(self.fit_one(data, i, draws, tune, chains, None if seed is None else seed + k, cores))
+                fit = self.fit_one(data, i, draws, tune, chains, None if seed is None else seed + k, cores)
+                fit.diagnostics["attempts"] = 1
+                if retry and not fit.diagnostics["converged"]:  # once more, with twice the tuning
+                    again = self.fit_one(data, i, draws, 2 * tune, chains,
+                                         None if seed is None else seed + k + RETRY_SEED_OFFSET, cores)
+                    again.diagnostics["wall_time_s"] += fit.diagnostics["wall_time_s"]
+                    again.diagnostics["attempts"] = 2
+                    fit = again
+                fits.append(fit)
                 d = fits[-1].diagnostics
                 bar.set_postfix_str(f"last {d['wall_time_s']:.1f} s, r-hat {d['rhat_max']:.3f}, "
                                     f"{d['divergences']} divergences", refresh=False)

@@ -21,34 +21,37 @@ Q_VALUES = ("closed_form", "scan")
 CLOSED_FORM_MAX_TRIALS = 300  # "auto": where the closed form is still the faster (bench_logp)
 
 
-def q_difference_scan(data, alpha_pos, alpha_neg, q_init):
-    """Q[1] - Q[0] before each trial, by replaying the trials with pytensor.scan."""
-    q_start = pt.as_tensor(np.float64(q_init))
+def q_difference_scan(data, alpha_pos, alpha_neg, q_init, n_conditions):
+    """Q[1] - Q[0] of each trial's pair before the trial, by replaying the trials with
+    pytensor.scan (the Q-values of all pairs are carried, every pair's reset at a new block)."""
+    q_start = pt.alloc(pt.as_tensor_variable(q_init).astype("float64"), n_conditions)
     rates = [alpha_pos] if alpha_pos is alpha_neg else [alpha_pos, alpha_neg]  # scan rejects duplicates
 
-    def step(upper, reward, reset, responded, q0, q1, *rates):
+    def step(upper, reward, reset, responded, pair, q0, q1, *rates):
         q0 = pt.switch(reset, q_start, q0)
         q1 = pt.switch(reset, q_start, q1)
-        chosen = pt.switch(upper, q1, q0)
+        chosen = pt.switch(upper, q1[pair], q0[pair])
         delta = reward - chosen
         learned = chosen + pt.switch(delta > 0.0, rates[0], rates[-1]) * delta
-        return (pt.switch(responded & ~upper, learned, q0), pt.switch(responded & upper, learned, q1),
-                q1 - q0)
+        return (pt.set_subtensor(q0[pair], pt.switch(responded & ~upper, learned, q0[pair])),
+                pt.set_subtensor(q1[pair], pt.switch(responded & upper, learned, q1[pair])),
+                q1[pair] - q0[pair])
 
     _, _, dq = pytensor.scan(
         step, sequences=[pt.eq(data["choice"], 1), data["reward"], pt.eq(data["reset"], 1),
-                         pt.ge(data["choice"], 0)],
+                         pt.ge(data["choice"], 0), data["condition"]],
         outputs_info=[q_start, q_start, None], non_sequences=rates, return_updates=False)
     return dq
 
 
 def q_difference_closed_form(data, alpha_pos, alpha_neg, q_init):
-    """Q[1] - Q[0] before each trial from the update counts (see the module docstring).
+    """Q[1] - Q[0] of each trial's pair before the trial, from the update counts (see the
+    module docstring).
 
     Q_arm(t) = q_init (1-alpha_pos)^P (1-alpha_neg)^N
                + alpha_pos sum_j (1-alpha_pos)^{P - P_j - 1} (1-alpha_neg)^{N - N_j},
-    over the earlier rewarded trials j of that arm in the block, where P and N count the
-    rewarded and unrewarded updates of the arm before t and P_j, N_j those before j.
+    over the earlier rewarded trials j of that arm of the same pair in the block, where P and
+    N count the rewarded and unrewarded updates of the arm before t and P_j, N_j those before j.
     """
     log_keep_pos = pt.log1p(-alpha_pos)
     log_keep_neg = pt.log1p(-alpha_neg)
@@ -58,20 +61,22 @@ def q_difference_closed_form(data, alpha_pos, alpha_neg, q_init):
     return q_init * (kept[1] - kept[0]) + alpha_pos * learned
 
 
-def closed_form_arrays(choice, reward, block):
-    """Update counts and the weight structure of :func:`q_difference_closed_form`."""
+def closed_form_arrays(choice, reward, block, condition):
+    """Update counts and the weight structure of :func:`q_difference_closed_form`: a trial
+    learns from the earlier trials of its own pair in its block."""
     n = choice.shape[0]
     idx = np.arange(n)
     responded = choice >= 0
     start = np.maximum.accumulate(np.where(np.r_[True, block[1:] != block[:-1]], idx, 0))
+    # same[t, j]: trial j comes before trial t, in its block and of its pair
+    same = (idx[None, :] < idx[:, None]) & (start[None, :] == start[:, None]) \
+        & (condition[None, :] == condition[:, None])
     arms = np.arange(2)[:, None, None]
     outcomes = np.array([1, 0])[None, :, None]
     updates = (responded & (choice == arms) & (reward == outcomes)).astype(np.int64)  # (arm, outcome, T)
-    before = np.cumsum(updates, axis=-1) - updates
-    counts = before - before[..., start]  # updates before each trial within its block
+    counts = updates @ same.T.astype(np.int64)  # updates of each arm before each trial, in its pair and block
     arm = np.where(responded, choice, 0)
-    earlier = (idx[None, :] < idx[:, None]) & (start[None, :] == start[:, None]) \
-        & (responded & (reward == 1))[None, :]
+    earlier = same & (responded & (reward == 1))[None, :]
     powers = counts[arm[None, :], :, idx[:, None]] - counts[arm, :, idx][None, :, :]  # (t, j, outcome)
     return {"count_pos": counts[:, 0].astype(float), "count_neg": counts[:, 1].astype(float),
             "sign": np.where(earlier, 2.0 * arm[None, :] - 1.0, 0.0),

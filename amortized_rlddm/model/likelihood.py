@@ -1,9 +1,12 @@
 """The exact RL-DDM log-likelihood of observed studies.
 
-The Q-values are replayed from the observed choices and rewards; each response adds the
-log WFPT density of its boundary and decision time under the drift v * (Q[1] - Q[0]).
-A missing response adds nothing by default (missing at random); when the design's response
-deadline is given, it adds log P(rt > deadline), the exact probability of missing it.
+The Q-values of each stimulus pair are replayed from the observed choices and rewards; each
+response adds the log WFPT density of its boundary and decision time under the drift
+v * (Q[1] - Q[0]) of its pair (mixed with the uniform contaminant density when p_outlier > 0).
+A missing response is what the caller says it is: censored by a response deadline (it adds
+log P(no response before the deadline)) or an ignorable omission (it adds nothing); data with
+missing responses and neither are refused. Excluded trials update the Q-values and add
+nothing. The cost per trial does not depend on the number of pairs.
 """
 
 import math
@@ -19,39 +22,92 @@ from ..data.study import Study
 from .simulator import participant_arrays
 from .wiener import log_density, log_survival
 
+MISSING_CODES = {"deadline": 1, "ignorable": 2}
+
 
 @nb.njit(cache=True)
-def _loglik_kernel(choice, rt, reward, block, n_trials, v, a, z, t0, alpha_pos, alpha_neg,
-                   q_init, deadline):
+def _loglik_kernel(choice, rt, reward, block, condition, excluded, n_trials, n_conditions, v, a, z, t0,
+                   alpha_pos, alpha_neg, q_init, missing, deadline, p_outlier, rt_max):
     out = np.zeros(v.shape[0])
+    q = np.empty((n_conditions, 2))
+    log_keep = math.log1p(-p_outlier) if p_outlier > 0.0 else 0.0
+    log_contaminant = math.log(0.5 * p_outlier / rt_max) if p_outlier > 0.0 else -math.inf
+    contaminant_missed = p_outlier * max(0.0, 1.0 - deadline / rt_max)
     for i in range(v.shape[0]):
-        q0 = q_init
-        q1 = q_init
+        q[:] = q_init[i]
         total = 0.0
         for t in range(n_trials[i]):
             if t > 0 and block[i, t] != block[i, t - 1]:
-                q0 = q_init
-                q1 = q_init
-            drift = v[i] * (q1 - q0)
+                q[:] = q_init[i]  # a new block resets every pair
+            k = condition[i, t]
+            drift = v[i] * (q[k, 1] - q[k, 0])
             c = choice[i, t]
             if c < 0:
-                if deadline < math.inf:
-                    total += log_survival(deadline - t0[i], drift, a[i], z[i])
-                continue
-            total += log_density(rt[i, t] - t0[i], c == 1, drift, a[i], z[i])
-            q = q1 if c == 1 else q0
-            delta = reward[i, t] - q
-            q += (alpha_pos[i] if delta > 0 else alpha_neg[i]) * delta
-            if c == 1:
-                q1 = q
-            else:
-                q0 = q
+                if missing == 1 and not excluded[i, t]:
+                    survival = log_survival(deadline - t0[i], drift, a[i], z[i])
+                    if p_outlier > 0.0:
+                        total += math.log((1.0 - p_outlier) * math.exp(survival) + contaminant_missed)
+                    else:
+                        total += survival
+                continue  # missing: nothing seen, nothing learned
+            if not excluded[i, t]:
+                density = log_density(rt[i, t] - t0[i], c == 1, drift, a[i], z[i])
+                if p_outlier > 0.0:
+                    uniform = log_contaminant if rt[i, t] <= rt_max else -math.inf
+                    high = max(density + log_keep, uniform)
+                    if high > -math.inf:
+                        density = high + math.log(math.exp(density + log_keep - high) + math.exp(uniform - high))
+                    else:
+                        density = -math.inf
+                total += density
+            delta = reward[i, t] - q[k, c]
+            q[k, c] += (alpha_pos[i] if delta > 0 else alpha_neg[i]) * delta
         out[i] = total
     return out
 
 
-def loglik(data: Study | pd.DataFrame | str | Path, params: Mapping[str, np.ndarray], q_init: float = 0.5,
-           deadline: float | None = None, convention: str = "rlddm") -> np.ndarray:
+def likelihood_options(design) -> dict:
+    """The keyword arguments of :func:`loglik` (and of the exact model) that a task design
+    fixes: q_init, deadline, missing, p_outlier and rt_max."""
+    return {"q_init": design.q_init, "deadline": design.deadline, "missing": design.missing,
+            "p_outlier": design.p_outlier, "rt_max": design.rt_max}
+
+
+def missing_kind(study: Study, missing: str | None, deadline: float | None) -> str | None:
+    """The kind of the study's missing responses, as stated: "deadline" (implied by a
+    deadline), "ignorable" or None (then the study must have none). Never guessed."""
+    if missing is None and deadline is not None:
+        missing = "deadline"
+    if missing is not None and missing not in MISSING_CODES:
+        raise ValueError(f"missing: expected 'deadline' or 'ignorable', got {missing!r}")
+    if missing == "deadline" and deadline is None:
+        raise ValueError("missing responses censored by a deadline need the deadline (seconds)")
+    if missing == "ignorable" and deadline is not None:
+        raise ValueError("a deadline makes missing responses 'deadline', not 'ignorable'; give one of them")
+    if missing is None and study.missing.any():
+        i = int(np.flatnonzero(study.missing.any(1))[0])
+        t = int(np.flatnonzero(study.missing[i])[0]) + 1
+        raise ValueError(f"participant {study.participant[i]!r} has missing responses (first at trial {t}); "
+                         "say what they are: missing='deadline' with the deadline in seconds (slower than a "
+                         "response deadline: they enter through the probability of missing it), or "
+                         "missing='ignorable' (omissions unrelated to the parameters: left out) "
+                         "(rlddm: --missing deadline --deadline SECONDS, or --missing ignorable)")
+    return missing
+
+
+def initial_q_values(study: Study, q_init: float | None) -> np.ndarray:
+    """Per participant, the initial Q-value: `q_init` when given, else the data's, else 0.5."""
+    if q_init is None:
+        q_init = study.q_init if study.q_init is not None else 0.5
+    values = np.broadcast_to(np.asarray(q_init, float), (study.n_participants,)).copy()
+    if not ((values >= 0) & (values <= 1)).all():
+        raise ValueError(f"q_init must lie in [0, 1], got {values[(values < 0) | (values > 1)][0]}")
+    return values
+
+
+def loglik(data: Study | pd.DataFrame | str | Path, params: Mapping[str, np.ndarray],
+           q_init: float | None = None, deadline: float | None = None, missing: str | None = None,
+           p_outlier: float = 0.0, rt_max: float = 10.0, convention: str = "rlddm") -> np.ndarray:
     """Exact log-likelihood of each participant.
 
     Parameters
@@ -59,28 +115,41 @@ def loglik(data: Study | pd.DataFrame | str | Path, params: Mapping[str, np.ndar
     data
         A :class:`~amortized_rlddm.data.study.Study`, or a DataFrame / CSV path in the format
         of docs/data.md (read with :func:`amortized_rlddm.data.io.read_study` and `convention`).
+        Each condition (stimulus pair) has Q-values of its own; excluded trials update the
+        Q-values but add nothing.
     params
         Parameter name -> one value per participant, in the study's participant order
         (v, a, z, t0 and alpha, or alpha_pos and alpha_neg).
     q_init
-        Initial Q-value of both arms.
+        Initial Q-value of both arms of every pair (default: the data's, else 0.5).
     deadline
-        The design's response deadline in seconds: a missing response adds the log
-        probability of no boundary crossing before it. None: missing responses add nothing.
+        The response deadline in seconds; implies ``missing="deadline"``.
+    missing
+        What the missing responses are: ``"deadline"`` (each adds the log probability of no
+        response before the deadline) or ``"ignorable"`` (omissions unrelated to the
+        parameters, left out). Data with missing responses and neither are refused.
+    p_outlier
+        Probability that a response is a contaminant: RT uniform on [0, rt_max], choice random.
+    rt_max
+        Upper end of the contaminants' RTs (seconds).
     convention
         Column convention of a DataFrame or CSV.
 
     Returns
     -------
     numpy.ndarray
-        One log-likelihood per participant (-inf where an rt <= t0).
+        One log-likelihood per participant (-inf where, without contaminants, an rt <= t0).
     """
     study = data if isinstance(data, Study) else read_study(data, convention=convention)
     p = participant_arrays(params)
     if p["v"].shape[0] != study.n_participants:
         raise ValueError(f"params have {p['v'].shape[0]} value(s) per parameter but the data has "
                          f"{study.n_participants} participant(s)")
+    kind = missing_kind(study, missing, deadline)
+    if not 0.0 <= p_outlier < 1.0 or not rt_max > 0:
+        raise ValueError(f"p_outlier must lie in [0, 1) and rt_max be > 0, got {p_outlier} and {rt_max}")
     rt = np.where(np.isnan(study.rt), 0.0, study.rt)
-    return _loglik_kernel(study.choice, rt, study.reward, study.block, study.n_trials,
-                          p["v"], p["a"], p["z"], p["t0"], p["alpha_pos"], p["alpha_neg"],
-                          float(q_init), math.inf if deadline is None else float(deadline))
+    return _loglik_kernel(study.choice, rt, study.reward, study.block, study.condition, study.excluded,
+                          study.n_trials, study.n_conditions, p["v"], p["a"], p["z"], p["t0"], p["alpha_pos"],
+                          p["alpha_neg"], initial_q_values(study, q_init), MISSING_CODES.get(kind, 0),
+                          math.inf if deadline is None else float(deadline), float(p_outlier), float(rt_max))

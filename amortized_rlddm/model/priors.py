@@ -112,14 +112,18 @@ def prior_to_dict(prior):
     return {"dist": kind, **{k: float(v) for k, v in prior.__dict__.items()}}
 
 
+# The priors of a config that names none: wide enough for human data (docs/model.md, "Priors
+# for real data": HDDM's published per-subject estimates on its RL-DDM data have v up to 12,
+# a 1.2-2.5, t0 0.2-1.1 s and learning rates from about 0.005 to 0.7). The seed design's
+# config (training_configs/default.yaml) states its own, narrower priors.
 DEFAULT_PRIORS = {
-    "v": Normal(0.0, 2.0),
-    "a": TruncatedNormal(1.0, 0.5, 0.0, 5.0),
+    "v": Normal(2.0, 5.0),
+    "a": TruncatedNormal(1.5, 1.0, 0.3, 5.0),
     "z": Beta(2.0, 2.0),
-    "t0": TruncatedNormal(0.5, 0.25, 0.0, 1.5),
-    "alpha": Beta(2.0, 2.0),
-    "alpha_pos": Beta(2.0, 2.0),
-    "alpha_neg": Beta(2.0, 2.0),
+    "t0": TruncatedNormal(0.4, 0.3, 0.0, 2.0),
+    "alpha": Beta(1.0, 3.0),
+    "alpha_pos": Beta(1.0, 3.0),
+    "alpha_neg": Beta(1.0, 3.0),
 }
 
 # Support limits the model itself imposes, whatever the prior says.
@@ -188,12 +192,14 @@ class ParameterSpace:
 
     @classmethod
     def given_data(cls, priors, study):
-        """The space whose t0 lies below each participant's fastest response (and inside the
-        prior's support). The posterior has all its mass there, piled against that edge;
-        mapping the edge to infinity spares the flow modelling a cliff, and no draw can
-        exceed a response time. A participant without responses keeps the prior's bound."""
+        """The space whose t0 lies below each participant's fastest response that enters the
+        likelihood (and inside the prior's support). The posterior has all its mass there,
+        piled against that edge; mapping the edge to infinity spares the flow modelling a
+        cliff, and no draw can exceed a response time. A participant without responses keeps
+        the prior's bound. (With contaminants t0 is unbounded by the data: use the prior's
+        space.)"""
         lo, hi = priors.support("t0")
-        responded = study.valid & (study.choice >= 0)
+        responded = study.valid & (study.choice >= 0) & ~study.excluded
         fastest = np.where(responded, study.rt, np.inf).min(axis=1)
         return cls(priors, supports={"t0": (np.full(fastest.shape, lo, np.float64), np.minimum(fastest, hi))})
 

@@ -19,37 +19,36 @@ TRACE_LEARNING_RATES = (0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 0.95)
 
 
 @nb.njit(cache=True)
-def _q_difference_kernel(choice, reward, block, n_trials, alphas, q_init, out):
+def _q_difference_kernel(choice, reward, block, condition, n_conditions, n_trials, alphas, q_init, out):
+    q = np.empty((n_conditions, 2))
     for i in range(choice.shape[0]):
-        for k in range(alphas.shape[0]):
-            q0 = q_init
-            q1 = q_init
+        for j in range(alphas.shape[0]):
+            q[:] = q_init[i]
             for t in range(n_trials[i]):
                 if t > 0 and block[i, t] != block[i, t - 1]:
-                    q0 = q_init
-                    q1 = q_init
-                out[i, t, k] = q1 - q0
+                    q[:] = q_init[i]
+                k = condition[i, t]
+                out[i, t, j] = q[k, 1] - q[k, 0]
                 c = choice[i, t]
                 if c < 0:
                     continue  # missing response: nothing seen, nothing learned
-                if c == 1:
-                    q1 += alphas[k] * (reward[i, t] - q1)
-                else:
-                    q0 += alphas[k] * (reward[i, t] - q0)
+                q[k, c] += alphas[j] * (reward[i, t] - q[k, c])
 
 
 def q_differences(study: Study, learning_rates, q_init):
-    """(B, T, K) Q[1] - Q[0] before each trial, replayed with each of K learning rates.
+    """(B, T, K) Q[1] - Q[0] of each trial's stimulus pair before the trial, replayed with
+    each of K learning rates.
 
-    Q-values start at q_init and reset at each new block; a missing response leaves them
-    unchanged. Padding positions are 0.
+    Q-values start at q_init (a number, or one per participant) and every pair's reset at
+    each new block; a missing response leaves them unchanged. Padding positions are 0.
     """
     alphas = np.asarray(learning_rates, np.float64)
     if alphas.ndim != 1 or not ((alphas > 0) & (alphas <= 1)).all():
         raise ValueError(f"learning rates must be a 1-D sequence in (0, 1], got {learning_rates!r}")
     out = np.zeros((study.n_participants, study.max_trials, alphas.size))
-    _q_difference_kernel(study.choice, study.reward, study.block, study.n_trials.astype(np.int64),
-                         alphas, float(q_init), out)
+    q_start = np.broadcast_to(np.asarray(q_init, np.float64), (study.n_participants,)).copy()
+    _q_difference_kernel(study.choice, study.reward, study.block, study.condition, study.n_conditions,
+                         study.n_trials.astype(np.int64), alphas, q_start, out)
     return out
 
 

@@ -1,8 +1,10 @@
 """Exact simulation of the coupled Q-learning drift-diffusion process (docs/model.md).
 
 One compiled kernel runs every participant and trial: draw both arms' potential outcomes,
-set the drift from the current Q difference, draw an exact Wiener first passage, apply the
-deadline, reveal the chosen arm's outcome and update its Q-value.
+set the drift from the current Q difference of the trial's stimulus pair, draw an exact
+Wiener first passage (or, with probability p_outlier, a contaminant: uniform RT, random
+choice), apply an ignorable omission or the deadline, reveal the chosen arm's outcome and
+update its Q-value.
 """
 
 import math
@@ -18,19 +20,27 @@ from .wiener import sample_first_passage
 
 
 @nb.njit(cache=True)
-def _simulate_kernel(v, a, z, t0, alpha_pos, alpha_neg, q_init, deadline,
-                     n_trials, block, arm_probs, state, choice, rt, reward, outcomes):
+def _simulate_kernel(v, a, z, t0, alpha_pos, alpha_neg, q_init, deadline, omission_rate, p_outlier, rt_max,
+                     n_trials, block, condition, n_conditions, arm_probs, state, choice, rt, reward, outcomes):
+    q = np.empty((n_conditions, 2))
     for i in range(v.shape[0]):
-        q0 = q_init
-        q1 = q_init
+        q[:] = q_init[i]
         for t in range(n_trials[i]):
             if t > 0 and block[i, t] != block[i, t - 1]:
-                q0 = q_init
-                q1 = q_init
+                q[:] = q_init[i]  # a new block resets every pair
+            k = condition[i, t]
             for arm in range(2):
                 outcomes[i, t, arm] = 1 if uniform(state) < arm_probs[i, t, arm] else 0
-            upper, decision_time = sample_first_passage(v[i] * (q1 - q0), a[i], z[i], state)
-            response_time = t0[i] + decision_time
+            # random draws only where a rate asks for them: designs without omissions or
+            # contaminants keep the random stream (and the studies) of earlier versions
+            if omission_rate > 0.0 and uniform(state) < omission_rate:
+                continue  # an ignorable omission: nothing seen, nothing learned
+            if p_outlier > 0.0 and uniform(state) < p_outlier:
+                upper = uniform(state) < 0.5
+                response_time = rt_max * uniform(state)
+            else:
+                upper, decision_time = sample_first_passage(v[i] * (q[k, 1] - q[k, 0]), a[i], z[i], state)
+                response_time = t0[i] + decision_time
             if response_time > deadline:
                 continue  # missing response: nothing seen, nothing learned
             c = 1 if upper else 0
@@ -38,13 +48,8 @@ def _simulate_kernel(v, a, z, t0, alpha_pos, alpha_neg, q_init, deadline,
             choice[i, t] = c
             rt[i, t] = response_time
             reward[i, t] = r
-            q = q1 if c == 1 else q0
-            delta = r - q
-            q += (alpha_pos[i] if delta > 0 else alpha_neg[i]) * delta
-            if c == 1:
-                q1 = q
-            else:
-                q0 = q
+            delta = r - q[k, c]
+            q[k, c] += (alpha_pos[i] if delta > 0 else alpha_neg[i]) * delta
 
 
 def learning_rates(params):
@@ -113,18 +118,42 @@ def simulate(params: Mapping[str, np.ndarray], design: TaskDesign, seed: int,
     if (n_trials < 1).any():
         raise ValueError("every participant needs at least one trial")
     max_trials = int(n_trials.max())
-    block, position = design.block_layout(n_trials, max_trials)
-    arm_probs = design.arm_probabilities(position)
+    block, condition, arm_probs = design.trial_layout(n_trials, max_trials, rng)
+    return simulate_trials(params, n_trials, block, condition, arm_probs, seed=int(rng.integers(2**63)),
+                           q_init=design.q_init, deadline=design.deadline, omission_rate=design.omission_rate,
+                           p_outlier=design.p_outlier, rt_max=design.rt_max, participant_ids=participant_ids,
+                           condition_labels=tuple(range(len(design.stimulus_pairs))))
+
+
+def simulate_trials(params: Mapping[str, np.ndarray], n_trials: np.ndarray, block: np.ndarray, condition: np.ndarray,
+                    arm_probs: np.ndarray, seed: int, q_init: float | np.ndarray = 0.5, deadline: float | None = None,
+                    omission_rate: float = 0.0, p_outlier: float = 0.0, rt_max: float = 10.0,
+                    participant_ids: np.ndarray | None = None, condition_labels: tuple | None = None) -> Study:
+    """Simulate given trial structures: each participant's blocks, stimulus pairs and arms'
+    reward probabilities per trial ((participants, max_trials) arrays, (..., 2) for the
+    probabilities), as a design lays them out or as a real study had them (posterior
+    predictive checks). q_init: a number or one per participant. The rest as in the design.
+    """
+    p = participant_arrays(params)
+    n = p["v"].shape[0]
+    n_trials = np.asarray(n_trials, np.int64)
+    max_trials = block.shape[1]
+    if n_trials.shape != (n,) or block.shape != (n, max_trials) or condition.shape != block.shape \
+            or arm_probs.shape != (n, max_trials, 2) or n_trials.max() > max_trials:
+        raise ValueError(f"trial structure shapes {n_trials.shape}, {block.shape}, {condition.shape}, "
+                         f"{arm_probs.shape} do not fit {n} participants")
+    labels = tuple(range(int(condition.max(initial=0)) + 1)) if condition_labels is None else condition_labels
     choice = np.full((n, max_trials), -1, np.int8)
     reward = np.full((n, max_trials), -1, np.int8)
     rt = np.full((n, max_trials), np.nan)
     outcomes = np.full((n, max_trials, 2), -1, np.int8)
-    deadline = math.inf if design.deadline is None else float(design.deadline)
-    _simulate_kernel(p["v"], p["a"], p["z"], p["t0"], p["alpha_pos"], p["alpha_neg"],
-                     float(design.q_init), deadline, n_trials, block, arm_probs,
-                     new_state(int(rng.integers(2**63))),
-                     choice, rt, reward, outcomes)
+    q_start = np.broadcast_to(np.asarray(q_init, np.float64), (n,)).copy()
+    _simulate_kernel(p["v"], p["a"], p["z"], p["t0"], p["alpha_pos"], p["alpha_neg"], q_start,
+                     math.inf if deadline is None else float(deadline), float(omission_rate), float(p_outlier),
+                     float(rt_max), n_trials, block.astype(np.int32), condition.astype(np.int32), len(labels),
+                     np.asarray(arm_probs, np.float64), new_state(int(seed)), choice, rt, reward, outcomes)
     if participant_ids is None:
         participant_ids = np.arange(1, n + 1)
     return Study(participant=np.asarray(participant_ids), n_trials=n_trials, choice=choice, rt=rt,
-                 reward=reward, block=block, outcomes=outcomes)
+                 reward=reward, block=block.astype(np.int32), outcomes=outcomes, condition=condition.astype(np.int32),
+                 condition_labels=labels)

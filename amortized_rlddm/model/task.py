@@ -1,8 +1,46 @@
-"""The two-armed bandit task design (docs/model.md): trials, reward schedule, blocks, deadline."""
+"""The two-armed bandit task design (docs/model.md): trials, stimulus pairs and their reward
+schedules, blocks, missing responses and contaminant responses."""
 
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+PRESENTATIONS = ("interleaved", "blocked")
+MISSING_KINDS = ("deadline", "ignorable")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One stimulus pair: a two-armed bandit with its own reward schedule and Q-values.
+
+    reward_probs: Bernoulli reward probability of arm 0 and arm 1 in the first phase.
+    reversal_every: the two probabilities swap every this many trials of this pair within a
+        block (None: never).
+    """
+
+    reward_probs: tuple[float, float] = (0.8, 0.2)
+    reversal_every: int | None = 12
+
+    def __post_init__(self):
+        probs = tuple(float(p) for p in self.reward_probs)
+        if len(probs) != 2 or not all(0.0 <= p <= 1.0 for p in probs):
+            raise ValueError(f"reward_probs: expected two probabilities, got {self.reward_probs!r}")
+        object.__setattr__(self, "reward_probs", probs)
+        if self.reversal_every is not None and (not isinstance(self.reversal_every, (int, np.integer))
+                                                or self.reversal_every < 1):
+            raise ValueError(f"reversal_every: expected a positive int or null, got {self.reversal_every!r}")
+
+    def arm_probabilities(self, position):
+        """Reward probability of each arm at each position among this pair's trials, (..., 2)."""
+        p = np.asarray(self.reward_probs)
+        phase = np.zeros_like(position) if self.reversal_every is None else (position // self.reversal_every) % 2
+        return np.where(phase[..., None] == 0, p, p[::-1])
+
+
+# Keys added in version 0.4; a design at their defaults writes none of them, so the designs
+# (and checkpoints) of earlier versions read and compare exactly as before.
+_OPTIONAL_DEFAULTS = {"pairs": None, "presentation": "interleaved", "missing": None, "omission_rate": 0.0,
+                      "p_outlier": 0.0, "rt_max": 10.0}
 
 
 @dataclass(frozen=True)
@@ -10,12 +48,23 @@ class TaskDesign:
     """One experiment's design.
 
     n_trials: a fixed count, or an inclusive (min, max) range drawn uniformly per participant.
-    reward_probs: Bernoulli reward probability of arm 0 and arm 1 in the first phase.
-    reversal_every: the two probabilities swap every this many trials (None: never).
+    reward_probs, reversal_every: the schedule of the one stimulus pair when `pairs` is not
+        given (see :class:`Pair`).
     deadline: responses slower than this many seconds are missing (None: no deadline).
     n_blocks: trials are split into this many contiguous blocks of (nearly) equal length;
-        each block starts with fresh Q-values and restarts the reversal schedule.
-    q_init: initial Q-value of both arms.
+        each block starts with fresh Q-values and restarts the reward schedules.
+    q_init: initial Q-value of both arms of every pair.
+    pairs: several stimulus pairs (conditions), each a :class:`Pair`; the parameters are shared.
+    presentation: "interleaved" (every block presents every pair, its trials spread as evenly
+        as possible over the pairs, in random order) or "blocked" (block b presents pair
+        b mod len(pairs) only).
+    missing: what a missing response means: "deadline" (slower than `deadline`, the default
+        when a deadline is set) or "ignorable" (an omission unrelated to the parameters).
+    omission_rate: with missing "ignorable", the probability that a trial's response is
+        omitted (simulation).
+    p_outlier: the probability that a response is a contaminant: its RT uniform on
+        [0, rt_max] seconds and its choice random. A contaminant still updates the Q-values.
+    rt_max: the upper end of the contaminants' RTs (seconds).
     """
 
     n_trials: int | tuple[int, int] = 60
@@ -24,6 +73,12 @@ class TaskDesign:
     deadline: float | None = None
     n_blocks: int = 1
     q_init: float = 0.5
+    pairs: tuple[Pair, ...] | None = None
+    presentation: str = "interleaved"
+    missing: str | None = None
+    omission_rate: float = 0.0
+    p_outlier: float = 0.0
+    rt_max: float = 10.0
 
     def __post_init__(self):
         n = self.n_trials
@@ -33,19 +88,48 @@ class TaskDesign:
             object.__setattr__(self, "n_trials", (int(n[0]), int(n[1])))
         elif not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"design.n_trials: expected a positive int or [min, max], got {n!r}")
-        probs = tuple(float(p) for p in self.reward_probs)
-        if len(probs) != 2 or not all(0.0 <= p <= 1.0 for p in probs):
-            raise ValueError(f"design.reward_probs: expected two probabilities, got {self.reward_probs!r}")
-        object.__setattr__(self, "reward_probs", probs)
-        if self.reversal_every is not None and (not isinstance(self.reversal_every, (int, np.integer))
-                                                or self.reversal_every < 1):
-            raise ValueError(f"design.reversal_every: expected a positive int or null, got {self.reversal_every!r}")
+        try:
+            Pair(self.reward_probs, self.reversal_every)
+        except ValueError as err:
+            raise ValueError(f"design.{err}") from None
+        object.__setattr__(self, "reward_probs", tuple(float(p) for p in self.reward_probs))
+        pairs = None
+        if self.pairs is not None:
+            try:
+                pairs = tuple(p if isinstance(p, Pair) else Pair(**p) for p in self.pairs)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"design.pairs: {err}") from None
+            if not pairs:
+                raise ValueError("design.pairs: expected at least one pair")
+        object.__setattr__(self, "pairs", pairs)
+        if self.presentation not in PRESENTATIONS:
+            raise ValueError(f"design.presentation: expected one of {PRESENTATIONS}, got {self.presentation!r}")
         if self.deadline is not None and not self.deadline > 0:
             raise ValueError(f"design.deadline: expected seconds > 0 or null, got {self.deadline!r}")
+        if self.missing is None and self.deadline is not None:
+            object.__setattr__(self, "missing", "deadline")
+        if self.missing is not None and self.missing not in MISSING_KINDS:
+            raise ValueError(f"design.missing: expected one of {MISSING_KINDS} or null, got {self.missing!r}")
+        if (self.missing == "deadline") != (self.deadline is not None):
+            raise ValueError("design.missing: 'deadline' needs design.deadline (seconds), and a deadline makes "
+                             f"missing responses 'deadline'; got missing = {self.missing!r}, deadline = "
+                             f"{self.deadline!r}")
+        if not 0.0 <= self.omission_rate < 1.0 or (self.omission_rate > 0 and self.missing != "ignorable"):
+            raise ValueError(f"design.omission_rate: expected a probability in [0, 1), above 0 only with "
+                             f"missing 'ignorable'; got {self.omission_rate!r} with missing {self.missing!r}")
+        if not 0.0 <= self.p_outlier < 1.0:
+            raise ValueError(f"design.p_outlier: expected a probability in [0, 1), got {self.p_outlier!r}")
+        if not self.rt_max > 0:
+            raise ValueError(f"design.rt_max: expected seconds > 0, got {self.rt_max!r}")
         if not isinstance(self.n_blocks, (int, np.integer)) or not 1 <= self.n_blocks <= self.min_trials:
             raise ValueError(f"design.n_blocks: expected an int in [1, {self.min_trials}], got {self.n_blocks!r}")
         if not 0.0 <= self.q_init <= 1.0:
             raise ValueError(f"design.q_init: expected a value in [0, 1], got {self.q_init!r}")
+
+    @property
+    def stimulus_pairs(self) -> tuple[Pair, ...]:
+        """The pairs: `pairs`, or the one pair of reward_probs and reversal_every."""
+        return self.pairs if self.pairs is not None else (Pair(self.reward_probs, self.reversal_every),)
 
     @property
     def min_trials(self):
@@ -75,19 +159,61 @@ class TaskDesign:
         return block.astype(np.int32), (t - start).astype(np.int32)
 
     def arm_probabilities(self, position_in_block):
-        """Reward probability of each arm at each trial, shape (..., 2)."""
-        p = np.asarray(self.reward_probs)
-        if self.reversal_every is None:
-            phase = np.zeros_like(position_in_block)
+        """Reward probability of each arm at each trial of a one-pair design, shape (..., 2)."""
+        return Pair(self.reward_probs, self.reversal_every).arm_probabilities(position_in_block)
+
+    def trial_layout(self, n_trials, max_trials, rng=None):
+        """Block, condition (pair index) and each arm's reward probability of every trial.
+
+        Returns (block (B, T) int32, condition (B, T) int32, arm probabilities (B, T, 2)).
+        Interleaved pairs are shuffled within each block with `rng` (needed only then): each
+        block holds every pair's trials as evenly as possible in random order. A pair's
+        reversal schedule counts its own trials within the block. Padding has condition 0.
+        """
+        block, position = self.block_layout(n_trials, max_trials)
+        pairs = self.stimulus_pairs
+        k = len(pairs)
+        if k == 1:
+            return block, np.zeros_like(block), pairs[0].arm_probabilities(position)
+        b, t = block.shape
+        valid = np.arange(t)[None, :] < np.asarray(n_trials)[:, None]
+        if self.presentation == "blocked":
+            condition = block % k
         else:
-            phase = (position_in_block // self.reversal_every) % 2
-        return np.where(phase[..., None] == 0, p, p[::-1])
+            if rng is None:
+                raise ValueError("interleaved pairs are shuffled: trial_layout needs a random generator")
+            # each trial's rank among its block's trials under random keys (padding sorts last);
+            # the ranks, a random permutation, cycle through the pairs
+            keys = np.where(valid, rng.random((b, t)), 2.0)
+            rows = np.repeat(np.arange(b), t)
+            order = np.lexsort((keys.ravel(), block.ravel(), rows))
+            rank = np.empty(b * t, np.int64)
+            rank[order] = np.arange(b * t)
+            block_start = np.arange(t)[None, :] - position
+            condition = (rank.reshape(b, t) - np.arange(b)[:, None] * t - block_start) % k
+        condition = np.where(valid, condition, 0).astype(np.int32)
+        # position of each trial among its pair's trials in its block
+        onehot = condition[..., None] == np.arange(k)
+        before = np.cumsum(onehot, axis=1) - onehot
+        block_start = np.arange(t)[None, :] - position
+        at_start = np.take_along_axis(before, block_start[..., None].repeat(k, -1), axis=1)
+        own = np.take_along_axis(before - at_start, condition[..., None], axis=-1)[..., 0]
+        probs = np.empty((b, t, 2))
+        for index, pair in enumerate(pairs):
+            probs[condition == index] = pair.arm_probabilities(own[condition == index])
+        return block, condition, probs
 
     def to_dict(self):
+        """The design as a YAML-ready mapping; keys at their defaults since 0.4 are left out."""
         d = asdict(self)
         d["n_trials"] = list(self.n_trials) if isinstance(self.n_trials, tuple) else self.n_trials
         d["reward_probs"] = list(self.reward_probs)
-        return d
+        if self.pairs is not None:
+            d["pairs"] = [{"reward_probs": list(p.reward_probs), "reversal_every": p.reversal_every}
+                          for p in self.pairs]
+        if self.missing == "deadline":
+            d["missing"] = None  # implied by the deadline
+        return {k: v for k, v in d.items() if k not in _OPTIONAL_DEFAULTS or v != _OPTIONAL_DEFAULTS[k]}
 
     @classmethod
     def from_dict(cls, spec):

@@ -1,4 +1,5 @@
-"""What users keep of a posterior: the per-participant summary table and the NetCDF file."""
+"""What users keep of a posterior, amortized or exact: the per-participant summary table and the
+NetCDF file."""
 
 import math
 from pathlib import Path

@@ -1,0 +1,309 @@
+"""Reports of exact fits of real data (`rlddm fit-exact`): convergence, the per-subject table,
+posterior predictive checks, and the comparison with published estimates (HDDM's).
+
+Posterior predictive checks simulate each participant's own experiment (the same trials,
+stimulus pairs and blocks, the arms' reward probabilities the data or the user give) from
+draws of the posterior, and put two statistics of the data against their predictive
+distribution: the share of arm-1 choices per stimulus pair over bins of the pair's trials,
+and the RT quantiles of each choice.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ..data.study import Study
+from ..exact.fit import logit_mean, subject_table
+from ..exact.model import ESS_BULK_MIN, RHAT_MAX
+from ..model.simulator import simulate_trials
+
+RT_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
+INTERVAL = (0.05, 0.95)  # the predictive interval the data are checked against
+# HDDM's published per-subject estimates: our parameter -> (column, whether on the logit scale)
+HDDM_COLUMNS = {"single": {"a": ("single_a_mean", False), "v": ("single_v_mean", False),
+                           "t0": ("single_t_mean", False), "alpha": ("single_alpha_logit_mean", True)},
+                "dual": {"alpha_pos": ("dual_pos_alpha_logit_mean", True),
+                         "alpha_neg": ("dual_alpha_neg_logit_mean", True)}}
+
+
+def _pair_positions(study: Study) -> np.ndarray:
+    """(B, T) each trial's index among its participant's trials of the same stimulus pair."""
+    onehot = (study.condition[..., None] == np.arange(study.n_conditions)) & study.valid[..., None]
+    before = np.cumsum(onehot, axis=1) - onehot
+    return np.take_along_axis(before, study.condition[..., None], axis=-1)[..., 0]
+
+
+def bin_width(study: Study, bins: int = 8) -> int:
+    """Trials per bin: about `bins` bins over the median participant's trials of one pair."""
+    per_pair = np.median(study.n_trials / study.n_conditions)
+    return max(int(round(per_pair / bins)), 2)
+
+
+def choice_curves(study: Study, width: int) -> np.ndarray:
+    """(B, pairs, bins) share of arm-1 choices among the responses in each bin of each pair's
+    trials (NaN where a bin has none)."""
+    position = _pair_positions(study) // width
+    n_bins = int(position[study.valid].max()) + 1
+    responded = study.valid & (study.choice >= 0)
+    key = (study.condition * n_bins + position)
+    upper = np.zeros((study.n_participants, study.n_conditions * n_bins))
+    count = np.zeros_like(upper)
+    rows = np.repeat(np.arange(study.n_participants), study.max_trials).reshape(key.shape)
+    np.add.at(count, (rows[responded], key[responded]), 1.0)
+    np.add.at(upper, (rows[responded], key[responded]), (study.choice[responded] == 1).astype(float))
+    with np.errstate(invalid="ignore"):
+        return (upper / count).reshape(study.n_participants, study.n_conditions, n_bins)
+
+
+def rt_quantiles(study: Study) -> np.ndarray:
+    """(B, 2, quantiles) RT quantiles of arm-0 and arm-1 responses (NaN without responses)."""
+    out = np.full((study.n_participants, 2, len(RT_QUANTILES)), np.nan)
+    for c in (0, 1):
+        rt = np.where(study.valid & (study.choice == c), study.rt, np.nan)
+        has = np.isfinite(rt).any(axis=1)
+        out[has, c] = np.nanquantile(rt[has], RT_QUANTILES, axis=1).T
+    return out
+
+
+def _posterior_draws(tree, index, names, count, fixed):
+    """`count` draws of participant `index`, evenly spaced over chains and draws."""
+    post = tree["posterior"].isel(participant=index)
+    flat = {n: post[n].values.reshape(-1) for n in post.data_vars}
+    take = np.linspace(0, len(next(iter(flat.values()))) - 1, count).round().astype(int)
+    return {n: flat[n][take] if n in flat else np.full(count, fixed[n]) for n in names}
+
+
+def posterior_predictive(study: Study, tree, options: dict, fixed: dict | None, draws: int = 200,
+                         seed: int = 0) -> dict:
+    """Data and predictive statistics per participant: choice curves and RT quantiles.
+
+    Returns {"width": trials per bin, "choice_data" (B, pairs, bins), "choice_predicted"
+    (B, draws, pairs, bins), "rt_data" (B, 2, quantiles), "rt_predicted" (B, draws, 2, q)}.
+    """
+    if study.arm_probs is None:
+        raise ValueError("posterior predictive checks need each arm's reward probability per trial: "
+                         "give the data's columns (p_reward_0, p_reward_1) or --pair-reward-probs")
+    fixed = fixed or {}
+    names = [n for n in ("v", "a", "z", "t0", "alpha", "alpha_pos", "alpha_neg")
+             if n in tree["posterior"].data_vars or n in fixed]
+    width = bin_width(study)
+    data_curves = choice_curves(study, width)
+    curves = np.full((study.n_participants, draws) + data_curves.shape[1:], np.nan)
+    rts = np.full((study.n_participants, draws, 2, len(RT_QUANTILES)), np.nan)
+    q_init = options.get("q_init")
+    rng = np.random.default_rng(seed)
+    for i in range(study.n_participants):
+        params = _posterior_draws(tree, i, names, draws, fixed)
+        rows = np.zeros(draws, np.int64) + i
+        start = study.q_init[i] if q_init is None and study.q_init is not None else (0.5 if q_init is None else q_init)
+        simulated = simulate_trials(params, study.n_trials[rows], study.block[rows], study.condition[rows],
+                                    study.arm_probs[rows], seed=int(rng.integers(2**63)), q_init=start,
+                                    deadline=options.get("deadline"), p_outlier=options.get("p_outlier", 0.0),
+                                    rt_max=options.get("rt_max", 10.0), condition_labels=study.condition_labels)
+        got = choice_curves(simulated, width)
+        curves[i, :, :, :got.shape[2]] = got[:, :, :curves.shape[3]]
+        rts[i] = rt_quantiles(simulated)
+    return {"width": width, "choice_data": data_curves, "choice_predicted": curves,
+            "rt_data": rt_quantiles(study), "rt_predicted": rts}
+
+
+def ppc_table(study: Study, ppc: dict) -> pd.DataFrame:
+    """One row per participant and statistic: the data's value, the predictive mean and
+    INTERVAL quantiles, and whether the data lie inside."""
+    rows = []
+    lo, hi = INTERVAL
+    for i, pid in enumerate(study.participant):
+        for k, label in enumerate(study.condition_labels):
+            for b in range(ppc["choice_data"].shape[2]):
+                value = ppc["choice_data"][i, k, b]
+                if np.isfinite(value):
+                    pred = ppc["choice_predicted"][i, :, k, b]
+                    rows.append({"participant": pid, "statistic": "p_arm1", "pair": label,
+                                 "trials": f"{b * ppc['width'] + 1}-{(b + 1) * ppc['width']}", "data": value,
+                                 "predicted": np.nanmean(pred), "lower": np.nanquantile(pred, lo),
+                                 "upper": np.nanquantile(pred, hi)})
+        for c in (0, 1):
+            for q, level in enumerate(RT_QUANTILES):
+                value = ppc["rt_data"][i, c, q]
+                pred = ppc["rt_predicted"][i, :, c, q]
+                if np.isfinite(value) and np.isfinite(pred).sum() > 10:
+                    rows.append({"participant": pid, "statistic": f"rt_q{int(100 * level)}", "pair": "all",
+                                 "trials": f"arm {c}", "data": value, "predicted": np.nanmean(pred),
+                                 "lower": np.nanquantile(pred, lo), "upper": np.nanquantile(pred, hi)})
+    table = pd.DataFrame(rows)
+    table["inside"] = (table["data"] >= table["lower"]) & (table["data"] <= table["upper"])
+    return table
+
+
+def plot_ppc(study: Study, ppc: dict, path, title):
+    """Per participant, the arm-1 share per pair over trial bins (data dots, predictive mean
+    and INTERVAL band), and one panel of RT quantiles, data against predictive."""
+    n = study.n_participants
+    columns = min(n, 8 if n > 40 else 6)
+    rows = -(-n // columns) + 1
+    fig = Figure(figsize=(2.1 * columns, 1.7 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
+    colours = ["C0", "C1", "C2", "C3", "C4", "C5"]
+    centres = (np.arange(ppc["choice_data"].shape[2]) + 0.5) * ppc["width"]
+    for i in range(n):
+        ax = axes[i // columns][i % columns]
+        for k in range(study.n_conditions):
+            pred = ppc["choice_predicted"][i, :, k]
+            keep = np.isfinite(ppc["choice_data"][i, k])
+            colour = colours[k % len(colours)]
+            ax.fill_between(centres[keep], np.nanquantile(pred[:, keep], INTERVAL[0], axis=0),
+                            np.nanquantile(pred[:, keep], INTERVAL[1], axis=0), color=colour, alpha=0.25, lw=0)
+            ax.plot(centres[keep], np.nanmean(pred[:, keep], axis=0), color=colour, lw=1)
+            ax.plot(centres[keep], ppc["choice_data"][i, k, keep], "o", color=colour, ms=2.5)
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_title(str(study.participant[i]), fontsize=7)
+        ax.tick_params(labelsize=6)
+    for j in range(n, (rows - 1) * columns):
+        axes[j // columns][j % columns].axis("off")
+    bottom = axes[rows - 1]
+    for ax in bottom[2:]:
+        ax.axis("off")
+    for c, ax in enumerate(bottom[:2]):
+        data = ppc["rt_data"][:, c].ravel()
+        pred = ppc["rt_predicted"][:, :, c]
+        mean = np.nanmean(pred, axis=1).ravel()
+        low, high = (np.nanquantile(pred, q, axis=1).ravel() for q in INTERVAL)
+        keep = np.isfinite(data) & np.isfinite(mean)
+        ax.errorbar(data[keep], mean[keep], yerr=[mean[keep] - low[keep], high[keep] - mean[keep]], fmt="o", ms=2,
+                    elinewidth=0.5, alpha=0.6)
+        top = np.nanmax(data[keep]) if keep.any() else 1.0
+        ax.plot([0, top], [0, top], color="grey", lw=0.8, ls="--")
+        ax.set_title(f"RT quantiles, arm {c}: predicted vs data", fontsize=7)
+        ax.tick_params(labelsize=6)
+    fig.suptitle(f"{title}: share of arm-1 choices per pair over trial bins of {ppc['width']} (dots: data; "
+                 f"line and band: posterior predictive mean and 90% interval)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def compare_with_hddm(trees: dict, estimates: pd.DataFrame) -> pd.DataFrame:
+    """Per subject and parameter: our posterior mean (learning rates as the mean of their
+    logit, as HDDM reports them) next to HDDM's published hierarchical estimate."""
+    rows = []
+    for model, columns in HDDM_COLUMNS.items():
+        if model not in trees:
+            continue
+        tree = trees[model]
+        ids = [str(p) for p in tree["posterior"]["participant"].values]
+        theirs = estimates.assign(participant=estimates["subj_idx"].astype(str)).set_index("participant")
+        for name, (column, logit) in columns.items():
+            values = tree["posterior"][name].transpose("participant", ...).values.reshape(len(ids), -1)
+            if logit:
+                ours = logit_mean(tree, name)
+                sd = np.log(values / (1 - values)).std(axis=1, ddof=1)
+            else:
+                ours, sd = values.mean(axis=1), values.std(axis=1, ddof=1)
+            for k, pid in enumerate(ids):
+                if pid in theirs.index:
+                    rows.append({"model": model, "parameter": f"logit({name})" if logit else name, "participant": pid,
+                                 "ours": ours[k], "ours_sd": sd[k], "hddm": float(theirs.loc[pid, column])})
+    return pd.DataFrame(rows)
+
+
+def comparison_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per model and parameter: the correlation over subjects, the median difference and its
+    size in our posterior sds, and the spread of each method's estimates over subjects (a
+    hierarchical fit's estimates spread less: they shrink toward the group mean)."""
+    rows = []
+    for (model, name), part in table.groupby(["model", "parameter"], sort=False):
+        diff = part["ours"] - part["hddm"]
+        toward_group = part["ours"] - part["ours"].mean()
+        rows.append({"model": model, "parameter": name, "subjects": len(part),
+                     "r": np.corrcoef(part["ours"], part["hddm"])[0, 1],
+                     "median_difference": diff.median(),
+                     "median_abs_difference_over_sd": (diff.abs() / part["ours_sd"]).median(),
+                     "spread_ours": part["ours"].std(ddof=1), "spread_hddm": part["hddm"].std(ddof=1),
+                     "r_difference_with_distance_from_mean": np.corrcoef(diff, toward_group)[0, 1]})
+    return pd.DataFrame(rows)
+
+
+def _markdown(frame, digits=3):
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in frame.iterrows():
+        lines.append("| " + " | ".join(f"{row[c]:.{digits}f}" if isinstance(row[c], float) else str(row[c])
+                                       for c in cols) + " |")
+    return lines
+
+
+def write_real_data_report(out, study: Study, trees: dict, options: dict, fixed: dict | None, excluded: dict,
+                           reference=None, ppc_draws: int = 200, seed: int = 0, source: str = "") -> None:
+    """Write report.md, the predictive checks (ppc_<model>.csv and .png) and, with a reference,
+    hddm_comparison.csv into `out`, from the exact fits in `trees` (model -> DataTree)."""
+    out = Path(out)
+    lines = [f"# Exact fits: {Path(source).name or 'data'}", "",
+             f"{study.n_participants} participants, {int(study.n_trials.sum())} trials "
+             f"({int(study.n_trials.min())}-{int(study.n_trials.max())} each), {study.n_conditions} stimulus pair(s) "
+             f"{list(study.condition_labels)}, up to {int(study.block.max()) + 1} block(s). Trial numbers the data "
+             f"skip: {int(study.absent_trials.sum()) if study.absent_trials is not None else 0} (absent trials: no "
+             "trial, no learning, no likelihood).", "",
+             "Likelihood settings: " + ", ".join(f"{k} = {v}" for k, v in options.items()) +
+             f"; fixed: {fixed or 'none'}.", ""]
+    for rule, counts in excluded.items():
+        lines.append(f"Excluded from the likelihood (kept for learning), {rule}: {int(np.sum(counts))} trials "
+                     f"(per participant up to {int(np.max(counts))}).")
+    lines += ["", f"Convergence gate: r-hat <= {RHAT_MAX}, bulk ESS >= {ESS_BULK_MIN}, no divergences; a fit that "
+              "fails it is run once more with twice the tuning.", ""]
+    summary = {}
+    for model, tree in trees.items():
+        checks = tree["fit_diagnostics"].to_dataset()
+        seconds = float(tree["posterior"].attrs.get("study_seconds", np.nan))
+        failed = [str(p) for p, ok in zip(checks["participant"].values, checks["converged"].values) if not ok]
+        summary[model] = {"seconds": seconds, "failed": failed, "rhat_max": float(checks["rhat_max"].max()),
+                          "ess_bulk_min": float(checks["ess_bulk_min"].min()),
+                          "divergences": int(checks["divergences"].sum()),
+                          "retried": int((checks["attempts"] > 1).sum())}
+        attrs = tree["posterior"].attrs
+        lines += [f"## {model}-rate model", "",
+                  f"NUTS ({attrs.get('chains')} chains x {attrs.get('draws')} draws after {attrs.get('tune')} "
+                  f"tuning steps), {seconds / 60:.1f} min for the study "
+                  f"({seconds / study.n_participants:.1f} s per participant): max r-hat "
+                  f"{summary[model]['rhat_max']:.3f}, min bulk ESS {summary[model]['ess_bulk_min']:.0f}, "
+                  f"{summary[model]['divergences']} divergences; {summary[model]['retried']} fit(s) retried; "
+                  f"failing the gate after the retry: {', '.join(failed) or 'none'}.", "",
+                  f"Per-subject posteriors: [`{model}/subjects.csv`]({model}/subjects.csv); the draws: "
+                  f"`{model}/posterior.nc`.", ""]
+        table = subject_table(tree)
+        means = [c for c in table.columns if c.endswith("_mean")]
+        lines += ["Posterior means over subjects (median, and the 10%-90% range of the subjects):", "",
+                  "| parameter | median | 10% | 90% |", "|---|---|---|---|"]
+        for c in means:
+            q = np.quantile(table[c], [0.5, 0.1, 0.9])
+            lines.append(f"| {c[:-5]} | {q[0]:.3f} | {q[1]:.3f} | {q[2]:.3f} |")
+        lines.append("")
+        if study.arm_probs is not None:
+            ppc = posterior_predictive(study, tree, options, fixed, draws=ppc_draws, seed=seed)
+            checked = ppc_table(study, ppc)
+            checked.to_csv(out / f"ppc_{model}.csv", index=False)
+            plot_ppc(study, ppc, out / f"ppc_{model}.png", f"{model}-rate model")
+            inside = checked.groupby(checked["statistic"].str.startswith("rt"))["inside"].mean()
+            summary[model]["ppc_inside_choice"] = float(inside.get(False, np.nan))
+            summary[model]["ppc_inside_rt"] = float(inside.get(True, np.nan))
+            lines += [f"Posterior predictive checks ({ppc_draws} draws per subject; the subject's own trials, pairs "
+                      f"and reward probabilities): the data lie inside the predictive 90% interval for "
+                      f"{100 * summary[model]['ppc_inside_choice']:.0f}% of the choice shares (bins of "
+                      f"{ppc['width']} trials of a pair) and {100 * summary[model]['ppc_inside_rt']:.0f}% of the RT "
+                      f"quantiles ({', '.join(f'{q:g}' for q in RT_QUANTILES)} per choice); 90% is expected. "
+                      f"[`ppc_{model}.csv`](ppc_{model}.csv)", "", f"![predictive checks](ppc_{model}.png)", ""]
+    if reference is not None:
+        compared = compare_with_hddm(trees, pd.read_csv(reference))
+        compared.to_csv(out / "hddm_comparison.csv", index=False)
+        agreement = comparison_summary(compared)
+        summary["hddm_comparison"] = agreement.to_dict(orient="records")
+        lines += ["## Against HDDM's published estimates", "",
+                  f"Per-subject posterior means against HDDM's hierarchical estimates ({Path(reference).name}; "
+                  "learning rates on the logit scale, as HDDM reports them). HDDM's subjects share group "
+                  "distributions, so their estimates shrink toward the group mean: they spread less over subjects "
+                  "(spread_hddm below spread_ours), and our estimate exceeds HDDM's where it lies above the mean of "
+                  "ours (a positive r_difference_with_distance_from_mean).", ""]
+        lines += _markdown(agreement) + ["", "Per subject: [`hddm_comparison.csv`](hddm_comparison.csv).", ""]
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    (out / "report.md").write_text("\n".join(lines) + "\n")
