@@ -81,10 +81,21 @@ def cmd_demo(args):
               .to_string())
     flagged = summary.loc[summary["out_of_distribution"], "participant"].unique()
     print(f"\nflagged as unlike the training data: {', '.join(map(str, flagged)) if len(flagged) else 'none'}")
+    _print_importance(tree)
     print(f"inferred {study.n_participants} participants x {args.draws} draws in "
           f"{elapsed * 1000:.0f} ms ({elapsed * 1000 / study.n_participants:.1f} ms per participant)")
     print(f"wrote {out / 'data.csv'}, {out / 'truth.csv'}, {out / 'posterior.nc'}, "
           f"{out / 'summary.csv'} and {out / 'recovery.png'}")
+
+
+def _print_importance(tree):
+    """One line on the importance-sampling check of every participant's draws."""
+    if "importance" not in tree.children:
+        return
+    checks = tree["importance"]
+    above = [str(p) for p in checks["participant"].values[checks["above_threshold"].values]]
+    print(f"exact-likelihood check (PSIS): median k-hat {float(checks['khat'].median()):.2f}; above the "
+          f"threshold {checks.attrs['khat_threshold']:.2f}: {', '.join(above) if above else 'none'}")
 
 
 def cmd_train(args):
@@ -107,7 +118,7 @@ def cmd_infer(args):
     posterior = AmortizedPosterior.load(args.checkpoint)
     study = _read_data(args)
     start = time.perf_counter()
-    tree = posterior.infer(study, draws=args.draws, seed=args.seed, model=args.model)
+    tree = posterior.infer(study, draws=args.draws, seed=args.seed, model=args.model, check=args.check)
     elapsed = time.perf_counter() - start
     save_posterior(tree, args.out)
     summary = summarize(tree)
@@ -119,6 +130,7 @@ def cmd_infer(args):
     n = tree["posterior"].sizes["participant"]
     print(f"inferred {n} participant(s) x {args.draws} draws in {elapsed:.2f} s (first call includes "
           f"compilation); wrote {args.out}" + (f" and {args.summary}" if args.summary else ""))
+    _print_importance(tree)
 
 
 def cmd_diagnose(args):
@@ -322,6 +334,8 @@ def build_parser():
     p.add_argument("--summary", help="CSV of mean, sd and 94%% HDI per participant and parameter")
     p.add_argument("--plots", help="directory for figures")
     p.add_argument("--model", choices=["single", "dual"], help="refuse if the network is not this model")
+    p.add_argument("--no-check", dest="check", action="store_const", const=False, default=None,
+                   help="skip the exact-likelihood importance-sampling check of each participant")
     p.set_defaults(func=cmd_infer)
 
     p = command("diagnose", help="recovery and calibration of a network on fresh simulations")

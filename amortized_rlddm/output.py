@@ -49,7 +49,8 @@ def summarize(tree: xr.DataTree, prob: float = HDI_PROB) -> pd.DataFrame:
     -------
     pandas.DataFrame
         Columns participant, parameter, mean, sd, ``hdi_<pct>_lower``, ``hdi_<pct>_upper``
-        and, when the tree has data checks, out_of_distribution and ood_reasons.
+        and, when the tree has them, the data checks (out_of_distribution, ood_reasons) and
+        the importance-sampling check (khat, importance_ess, khat_above_threshold).
     """
     post = tree["posterior"].to_dataset()
     rows = []
@@ -68,6 +69,12 @@ def summarize(tree: xr.DataTree, prob: float = HDI_PROB) -> pd.DataFrame:
                               "out_of_distribution": checks["out_of_distribution"].values,
                               "ood_reasons": checks["reasons"].values})
         table = table.merge(flags, on="participant", how="left")
+    if "importance" in tree.children:
+        checks = tree["importance"].to_dataset()
+        table = table.merge(pd.DataFrame({"participant": checks["participant"].values,
+                                          "khat": checks["khat"].values, "importance_ess": checks["ess"].values,
+                                          "khat_above_threshold": checks["above_threshold"].values}),
+                            on="participant", how="left")
     return table
 
 

@@ -30,14 +30,20 @@ def shipped_configs() -> dict[str, Path]:
     return {p.stem: p for p in sorted(_shipped_folder("training_configs").glob("*.yaml"))}
 
 
-def config_path(config: str | Path) -> Path:
-    """A config given as a YAML path or as a shipped config's name (``"default"``); an existing
-    file wins over a name."""
-    path = Path(config)
-    if path.is_file():
+def path_or_shipped(value: str | Path, shipped: dict[str, Path], exists) -> Path | None:
+    """`value` as a path when `exists(path)`, else the shipped file of that name, else None:
+    an existing path wins over a name."""
+    path = Path(value)
+    if exists(path):
         return path
+    return shipped.get(str(value))
+
+
+def config_path(config: str | Path) -> Path:
+    """A config given as a YAML path or as a shipped config's name (``"default"``)."""
     shipped = shipped_configs()
-    if str(config) in shipped:
-        return shipped[str(config)]
-    raise FileNotFoundError(f"config '{config}' does not exist: it is neither a YAML file nor the name of a "
-                            f"shipped config ({', '.join(shipped)})")
+    found = path_or_shipped(config, shipped, Path.is_file)
+    if found is None:
+        raise FileNotFoundError(f"config '{config}' does not exist: it is neither a YAML file nor the name of a "
+                                f"shipped config ({', '.join(shipped)})")
+    return found

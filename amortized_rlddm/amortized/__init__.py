@@ -2,6 +2,7 @@
 
 from ..logs import native_logs_withheld
 
-with native_logs_withheld():  # TensorFlow's import prints native log lines; see amortized_rlddm.logs
+with native_logs_withheld():  # these imports print native log lines and notices; see amortized_rlddm.logs
+    import arviz_stats  # noqa: F401
     import bayesflow  # noqa: F401
     import keras  # noqa: F401

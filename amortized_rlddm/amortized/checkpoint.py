@@ -17,7 +17,7 @@ import yaml
 
 from .. import __version__
 from ..model.config import Config, config_from_dict
-from ..resources import shipped_checkpoints
+from ..resources import path_or_shipped, shipped_checkpoints
 from .networks import network_kinds
 
 MODEL_FILE = "model.keras"
@@ -50,14 +50,12 @@ def resolve_checkpoint(checkpoint: str | Path) -> Path:
     Path
         The checkpoint directory.
     """
-    path = Path(checkpoint)
-    if path.is_dir():
-        return path
     shipped = shipped_checkpoints()
-    if str(checkpoint) in shipped:
-        return shipped[str(checkpoint)]
-    raise InferenceError(f"'{checkpoint}' is neither a checkpoint directory nor a shipped network "
-                         f"(shipped: {', '.join(sorted(shipped)) or 'none'})")
+    found = path_or_shipped(checkpoint, shipped, Path.is_dir)
+    if found is None:
+        raise InferenceError(f"'{checkpoint}' is neither a checkpoint directory nor a shipped network "
+                             f"(shipped: {', '.join(sorted(shipped)) or 'none'})")
+    return found
 
 
 def check_consistency(path, config, network, design, metadata, estimator):

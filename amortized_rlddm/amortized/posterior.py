@@ -22,14 +22,17 @@ import xarray as xr
 from ..data.io import read_study
 from ..data.study import Study
 from ..model.config import Config
+from ..model.likelihood import likelihood_options
 from ..model.task import TaskDesign
 from .checkpoint import OOD_REFERENCE_FILE, InferenceError, check_consistency, read_checkpoint, resolve_checkpoint
 from .data_checks import ood_flags, ood_reference, refuse_unserved
-from .networks import backend
+from .importance import khat_threshold, log_importance_ratios, proposal_factor, psis, resample
+from .networks import backend, network_kinds
 from .packing import pack, parameter_space
 from .training import training_design, training_settings
 
 CHUNK = 256  # participants per compiled call; a fixed shape avoids recompiling
+INITIAL_PROPOSALS = 2  # proposals per requested draw on a refined posterior's first pass
 
 
 def _chunks(n):
@@ -139,6 +142,21 @@ class AmortizedPosterior:
                                                        forward=False)
             return theta, summary  # the summaries serve the data checks: one network pass
 
+        def unbounded_draws_with_density(x, mask, condition, base):
+            """The draws and their log density in the unbounded space (the flow's density of
+            the standardized draws and the standardization's log-Jacobian)."""
+            summary = est.summary_network(x, mask=mask, training=False)
+            conditions = keras.ops.concatenate([condition, summary], axis=-1)
+            draws_per = keras.ops.shape(base)[0] // keras.ops.shape(x)[0]
+            conditions = keras.ops.repeat(conditions, draws_per, axis=0)
+            theta, log_density = est.inference_network(base, conditions=conditions, inverse=True, density=True,
+                                                       training=False)
+            theta = est.standardizer.maybe_standardize(theta, key="inference_variables", stage="inference",
+                                                       forward=False)
+            _, log_jacobian = est.standardizer.maybe_standardize(theta, key="inference_variables", stage="inference",
+                                                                 forward=True, log_det_jac=True)
+            return theta, log_density + log_jacobian, summary
+
         def summaries(x, mask):
             return est.summary_network(x, mask=mask, training=False)
 
@@ -146,14 +164,20 @@ class AmortizedPosterior:
             import jax
 
             self._summaries = jax.jit(summaries)
+            self._compiled_density = jax.jit(unbounded_draws_with_density)
             return jax.jit(unbounded_draws)
         if backend() == "tensorflow":
             import tensorflow as tf
 
             # XLA-compiled (jit_compile): markedly faster on CPU (docs/benchmarks.md)
-            self._summaries = tf.function(summaries, reduce_retracing=True, autograph=False, jit_compile=True)
-            return tf.function(unbounded_draws, reduce_retracing=True, autograph=False, jit_compile=True)
+            def compiled(fn):
+                return tf.function(fn, reduce_retracing=True, autograph=False, jit_compile=True)
+
+            self._summaries = compiled(summaries)
+            self._compiled_density = compiled(unbounded_draws_with_density)
+            return compiled(unbounded_draws)
         self._summaries = summaries
+        self._compiled_density = unbounded_draws_with_density
         return unbounded_draws
 
     def check(self, study: Study, model: str | None = None, deadline="design") -> None:
@@ -199,24 +223,38 @@ class AmortizedPosterior:
         """Draws in the unbounded space, shape (participants, draws, parameters)."""
         return self._sample(study, draws, seed)[0]
 
-    def _sample(self, study: Study, draws, seed):
-        """Unbounded draws (participants, draws, parameters) and summary statistics
-        (participants, summary_dim) from one pass of the compiled sampler."""
+    def _sample(self, study: Study, draws, seed, density=False):
+        """Unbounded draws (participants, draws, parameters), summary statistics
+        (participants, summary_dim) and, with `density`, the draws' log density in the
+        unbounded space (participants, draws), from one pass of the compiled sampler."""
         rng = np.random.default_rng(seed)
         data = pack(study, self.network, self.design, self.design.max_trials)
         n, p = study.n_participants, len(self.parameter_names)
         base = rng.standard_normal((n, draws, p)).astype(np.float32)
         out = np.empty((n, draws, p), np.float32)
+        log_density = np.empty((n, draws)) if density else None
         summaries = []
         for start, stop, idx in _chunks(n):
-            y, summary = self._compiled(data["summary_variables"][idx], data["summary_mask"][idx],
-                                        data["inference_conditions"][idx], base[idx].reshape(len(idx) * draws, p))
+            args = (data["summary_variables"][idx], data["summary_mask"][idx], data["inference_conditions"][idx],
+                    base[idx].reshape(len(idx) * draws, p))
+            if density:
+                y, log_q, summary = self._compiled_density(*args)
+                log_density[start:stop] = np.asarray(log_q).reshape(len(idx), draws)[: stop - start]
+            else:
+                y, summary = self._compiled(*args)
             out[start:stop] = np.asarray(y).reshape(len(idx), draws, p)[: stop - start]
             summaries.append(np.asarray(summary)[: stop - start])
-        return out, np.concatenate(summaries).astype(np.float64)
+        return out, np.concatenate(summaries).astype(np.float64), log_density
+
+    @property
+    def density_is_cheap(self) -> bool:
+        """Whether the draws' density comes with them: a coupling flow's inverse pass gives it;
+        flow matching would need an ODE solve with a trace per draw."""
+        return network_kinds(self.network)[1] == "CouplingFlow"
 
     def infer(self, data: Study | pd.DataFrame | str | Path, draws: int = 1000, seed: int | None = None,
-              convention: str = "rlddm", model: str | None = None, deadline="design") -> xr.DataTree:
+              convention: str = "rlddm", model: str | None = None, deadline="design",
+              check: bool | None = None, refine: bool = False) -> xr.DataTree:
         """The posterior of every participant.
 
         Parameters
@@ -235,6 +273,17 @@ class AmortizedPosterior:
         deadline
             The data's response deadline in seconds (or None); refused unless it is the
             network's. The default, ``"design"``, takes the network's.
+        check
+            Check every participant's draws against the exact posterior by Pareto-smoothed
+            importance sampling (an ``importance`` group: ``khat``, ``ess``, ``log_evidence``
+            and its standard error, ``above_threshold``). Default: on when the network gives
+            each draw's density with it (coupling flows), as it then costs one exact
+            likelihood per draw, a few milliseconds per participant.
+        refine
+            Return draws resampled by their importance weights: the exact posterior where k-hat
+            is below its threshold. Participants whose effective size falls short of `draws`
+            get more proposals first (up to 20 per draw); ``importance`` then says how many
+            (``proposals``) and the k-hat of the final proposals.
 
         Returns
         -------
@@ -250,17 +299,72 @@ class AmortizedPosterior:
         """
         study = data if isinstance(data, Study) else read_study(data, convention=convention)
         self.check(study, model=model, deadline=deadline)
-        y, summaries = self._sample(study, draws, seed)
-        if not np.all(np.isfinite(y)):
-            raise InferenceError("the network produced non-finite draws; the checkpoint may be damaged")
-        values = parameter_space(self.config.priors, study, self.network["t0_upper"]).inverse(y)
+        check = refine or (self.density_is_cheap if check is None else check)
+        # refinement starts from INITIAL_PROPOSALS per requested draw: most participants then
+        # reach the requested effective size in one pass
+        proposals = draws * INITIAL_PROPOSALS if refine else draws
+        values, log_proposal, summaries = self._draws(study, proposals, seed, density=check)
         participants = np.asarray([str(p) for p in study.participant])
+        groups = {"data_checks": self.data_checks(study, summaries).assign_coords(participant=participants)}
+        if check:
+            ratios = log_importance_ratios(values, log_proposal, study, self.config.priors,
+                                           likelihood_options(self.design))
+            importance = psis(ratios)
+            if refine:
+                values, importance = self._refine(study, values, ratios, importance, draws, seed)
+            groups["importance"] = importance.assign_coords(participant=participants)
         posterior = xr.Dataset(
             {name: (("chain", "draw", "participant"), v.T[None, :, :]) for name, v in values.items()},
             coords={"chain": [0], "draw": np.arange(draws), "participant": participants})
         posterior.attrs.update({"inference_library": "amortized_rlddm / BayesFlow", "checkpoint": self.source,
-                                "backend": backend(), "model": self.config.model})
+                                "backend": backend(), "model": self.config.model,
+                                "refined": "PSIS resampling" if refine else "no"})
         if self.converted_from:
             posterior.attrs["trained_on_backend"] = self.converted_from
-        checks = self.data_checks(study, summaries).assign_coords(participant=participants)
-        return xr.DataTree.from_dict({"posterior": posterior, "data_checks": checks})
+        return xr.DataTree.from_dict({"posterior": posterior, **groups})
+
+    def _draws(self, study, draws, seed, density):
+        """Draws over the parameters, name -> (participants, draws), their log density under the
+        flow (with `density`; the unbounded density times |dy / dtheta|) and the summaries."""
+        y, summaries, log_density = self._sample(study, draws, seed, density=density)
+        if not np.all(np.isfinite(y)):
+            raise InferenceError("the network produced non-finite draws; the checkpoint may be damaged")
+        space = parameter_space(self.config.priors, study, self.network["t0_upper"])
+        values = space.inverse(y)
+        log_proposal = log_density + space.log_abs_det_jacobian(values) if density else None
+        return values, log_proposal, summaries
+
+    def _refine(self, study, values, ratios, importance, draws, seed):
+        """Draws resampled by their PSIS weights; participants whose proposals' effective size
+        falls short of `draws` get proposal_factor times as many proposals first (one batch
+        per factor). Returns the resampled values and the importance check of the final
+        proposals."""
+        first = ratios.shape[1]
+        factor = proposal_factor(importance["ess"].values * draws / first, draws) * draws // first
+        proposals = np.full(study.n_participants, first)
+        final = {k: list(v) for k, v in values.items()}
+        log_weights = list(importance["log_weights"].values)
+        table = {name: importance[name].values.copy() for name in ("khat", "ess", "log_evidence", "log_evidence_se")}
+        for k, more in enumerate(sorted({int(f) * first for f in factor if f > 1})):
+            short = np.flatnonzero(factor * first == more)
+            sub = study.select(short)
+            sub_values, sub_log_q, _ = self._draws(sub, more, None if seed is None else seed + 1 + k, density=True)
+            again = psis(log_importance_ratios(sub_values, sub_log_q, sub, self.config.priors,
+                                               likelihood_options(self.design)))
+            for j, i in enumerate(short):
+                proposals[i] = more
+                for name in final:
+                    final[name][i] = sub_values[name][j]
+                log_weights[i] = again["log_weights"].values[j]
+                for name in table:
+                    table[name][i] = again[name].values[j]
+        rng = np.random.default_rng(seed)
+        picked = [resample({k: final[k][i] for k in final}, log_weights[i], draws, rng)
+                  for i in range(study.n_participants)]
+        refined = {k: np.stack([p[k] for p in picked]) for k in values}
+        checks = xr.Dataset({**{name: (("participant",), table[name]) for name in table},
+                             "proposals": (("participant",), proposals),
+                             "above_threshold": (("participant",), table["khat"] > khat_threshold(proposals))},
+                            attrs={**importance.attrs, "khat_threshold": "min(1 - 1/log10(proposals), 0.7)",
+                                   "refined": "draws resampled by PSIS weights"})
+        return refined, checks

@@ -86,6 +86,19 @@ class Study:
                    else np.concatenate([s.absent_trials for s in studies]),
                    arm_probs=None if any(s.arm_probs is None for s in studies) else padded("arm_probs", np.nan))
 
+    def select(self, indices) -> "Study":
+        """The study of the participants at `indices` (in that order)."""
+        rows = np.asarray(indices)
+
+        def take(x):
+            return None if x is None else x[rows]
+
+        return Study(participant=self.participant[rows], n_trials=self.n_trials[rows], choice=self.choice[rows],
+                     rt=self.rt[rows], reward=self.reward[rows], block=self.block[rows], outcomes=take(self.outcomes),
+                     condition=self.condition[rows], excluded=self.excluded[rows], q_init=take(self.q_init),
+                     condition_labels=self.condition_labels, absent_trials=take(self.absent_trials),
+                     arm_probs=take(self.arm_probs))
+
     @property
     def n_participants(self) -> int:
         """Number of participants."""

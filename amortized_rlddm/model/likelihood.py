@@ -25,44 +25,47 @@ from .wiener import log_density, log_survival
 MISSING_CODES = {"deadline": 1, "ignorable": 2}
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, parallel=True)
 def _loglik_kernel(choice, rt, reward, block, condition, excluded, n_trials, n_conditions, v, a, z, t0,
                    alpha_pos, alpha_neg, q_init, missing, deadline, p_outlier, rt_max):
-    out = np.zeros(v.shape[0])
-    q = np.empty((n_conditions, 2))
+    """Log-likelihood (participants, draws) of parameter arrays (participants, draws)."""
+    out = np.zeros(v.shape)
     log_keep = math.log1p(-p_outlier) if p_outlier > 0.0 else 0.0
     log_contaminant = math.log(0.5 * p_outlier / rt_max) if p_outlier > 0.0 else -math.inf
     contaminant_missed = p_outlier * max(0.0, 1.0 - deadline / rt_max)
-    for i in range(v.shape[0]):
-        q[:] = q_init[i]
-        total = 0.0
-        for t in range(n_trials[i]):
-            if t > 0 and block[i, t] != block[i, t - 1]:
-                q[:] = q_init[i]  # a new block resets every pair
-            k = condition[i, t]
-            drift = v[i] * (q[k, 1] - q[k, 0])
-            c = choice[i, t]
-            if c < 0:
-                if missing == 1 and not excluded[i, t]:
-                    survival = log_survival(deadline - t0[i], drift, a[i], z[i])
+    for i in nb.prange(v.shape[0]):
+        q = np.empty((n_conditions, 2))
+        for d in range(v.shape[1]):
+            q[:] = q_init[i]
+            total = 0.0
+            for t in range(n_trials[i]):
+                if t > 0 and block[i, t] != block[i, t - 1]:
+                    q[:] = q_init[i]  # a new block resets every pair
+                k = condition[i, t]
+                drift = v[i, d] * (q[k, 1] - q[k, 0])
+                c = choice[i, t]
+                if c < 0:
+                    if missing == 1 and not excluded[i, t]:
+                        survival = log_survival(deadline - t0[i, d], drift, a[i, d], z[i, d])
+                        if p_outlier > 0.0:
+                            total += math.log((1.0 - p_outlier) * math.exp(survival) + contaminant_missed)
+                        else:
+                            total += survival
+                    continue  # missing: nothing seen, nothing learned
+                if not excluded[i, t]:
+                    density = log_density(rt[i, t] - t0[i, d], c == 1, drift, a[i, d], z[i, d])
                     if p_outlier > 0.0:
-                        total += math.log((1.0 - p_outlier) * math.exp(survival) + contaminant_missed)
-                    else:
-                        total += survival
-                continue  # missing: nothing seen, nothing learned
-            if not excluded[i, t]:
-                density = log_density(rt[i, t] - t0[i], c == 1, drift, a[i], z[i])
-                if p_outlier > 0.0:
-                    uniform = log_contaminant if rt[i, t] <= rt_max else -math.inf
-                    high = max(density + log_keep, uniform)
-                    if high > -math.inf:
-                        density = high + math.log(math.exp(density + log_keep - high) + math.exp(uniform - high))
-                    else:
-                        density = -math.inf
-                total += density
-            delta = reward[i, t] - q[k, c]
-            q[k, c] += (alpha_pos[i] if delta > 0 else alpha_neg[i]) * delta
-        out[i] = total
+                        uniform = log_contaminant if rt[i, t] <= rt_max else -math.inf
+                        high = max(density + log_keep, uniform)
+                        if high > -math.inf:
+                            density = high + math.log(math.exp(density + log_keep - high)
+                                                      + math.exp(uniform - high))
+                        else:
+                            density = -math.inf
+                    total += density
+                delta = reward[i, t] - q[k, c]
+                q[k, c] += (alpha_pos[i, d] if delta > 0 else alpha_neg[i, d]) * delta
+            out[i, d] = total
     return out
 
 
@@ -145,6 +148,40 @@ def loglik(data: Study | pd.DataFrame | str | Path, params: Mapping[str, np.ndar
     if p["v"].shape[0] != study.n_participants:
         raise ValueError(f"params have {p['v'].shape[0]} value(s) per parameter but the data has "
                          f"{study.n_participants} participant(s)")
+    return _evaluate(study, {k: x[:, None] for k, x in p.items()}, q_init, deadline, missing, p_outlier, rt_max)[:, 0]
+
+
+def loglik_draws(study: Study, draws: Mapping[str, np.ndarray], q_init: float | None = None,
+                 deadline: float | None = None, missing: str | None = None, p_outlier: float = 0.0,
+                 rt_max: float = 10.0) -> np.ndarray:
+    """Exact log-likelihood of many parameter draws per participant in one compiled call.
+
+    Parameters
+    ----------
+    study
+        The data.
+    draws
+        Parameter name -> (participants, draws) values.
+    q_init, deadline, missing, p_outlier, rt_max
+        As in :func:`loglik`.
+
+    Returns
+    -------
+    numpy.ndarray
+        (participants, draws) log-likelihoods.
+    """
+    shapes = {k: np.shape(x) for k, x in draws.items()}
+    if len(set(shapes.values())) != 1 or len(next(iter(shapes.values()))) != 2 \
+            or next(iter(shapes.values()))[0] != study.n_participants:
+        raise ValueError(f"draws must be (participants, draws) arrays for {study.n_participants} participants, "
+                         f"got shapes {shapes}")
+    flat = participant_arrays({k: np.asarray(x, float).ravel() for k, x in draws.items()})
+    shape = next(iter(shapes.values()))
+    return _evaluate(study, {k: x.reshape(shape) for k, x in flat.items()}, q_init, deadline, missing, p_outlier,
+                     rt_max)
+
+
+def _evaluate(study, p, q_init, deadline, missing, p_outlier, rt_max):
     kind = missing_kind(study, missing, deadline)
     if not 0.0 <= p_outlier < 1.0 or not rt_max > 0:
         raise ValueError(f"p_outlier must lie in [0, 1) and rt_max be > 0, got {p_outlier} and {rt_max}")

@@ -220,6 +220,20 @@ class ParameterSpace:
                     [np.log(x - lo) - np.log(hi - x), np.log(x - lo), np.log(hi - x)], default=x))
         return np.stack(columns, axis=-1)
 
+    def log_abs_det_jacobian(self, params):
+        """log |d forward / d params| summed over the parameters, the shape of the values: the
+        term that turns a density over the unbounded space into one over the parameters."""
+        total = 0.0
+        for name, (lo, hi) in zip(self.names, self.bounds):
+            x = np.asarray(params[name], np.float64)
+            lo, hi = self._expand(lo, x.ndim), self._expand(hi, x.ndim)
+            with np.errstate(all="ignore"):
+                total = total + np.select(
+                    [np.isfinite(lo) & np.isfinite(hi), np.isfinite(lo), np.isfinite(hi)],
+                    [np.log(hi - lo) - np.log(x - lo) - np.log(hi - x), -np.log(x - lo), -np.log(hi - x)],
+                    default=0.0)
+        return total
+
     def inverse(self, y):
         y = np.asarray(y, np.float64)
         out = {}
