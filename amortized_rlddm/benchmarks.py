@@ -232,13 +232,24 @@ def bench_infer(checkpoint, draws=1000, many=1000, seed=0, repeats=20):
     start = time.perf_counter()
     posterior.infer(lots, draws=draws, seed=0)
     many_s = time.perf_counter() - start
-    return {"backend": posterior.metadata.get("backend"), "one_ms": one_ms, "many_s": many_s,
-            "many": many, "draws": draws}
+    times = {"one_ms": one_ms, "many_s": many_s}
+    for label, kwargs in (("unchecked", {"check": False}), ("refined", {"refine": True})):
+        posterior.infer(one, draws=draws, seed=0, **kwargs)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            posterior.infer(one, draws=draws, seed=0, **kwargs)
+        times[f"{label}_one_ms"] = 1000 * (time.perf_counter() - start) / repeats
+        start = time.perf_counter()
+        posterior.infer(lots, draws=draws, seed=0, **kwargs)
+        times[f"{label}_many_s"] = time.perf_counter() - start
+    return {"backend": posterior.metadata.get("backend"), **times, "many": many, "draws": draws}
 
 
 def print_bench_infer(result):
     from .amortized.networks import backend
 
     print(f"backend {backend()}; warm end-to-end infer() with {result['draws']:,} draws per participant")
-    print(f"1 participant              : {result['one_ms']:8.1f} ms   (target < 50 ms)")
-    print(f"{result['many']:,} participants       : {result['many_s']:8.2f} s    (target < 5 s)")
+    for label, key, targets in (("without the check", "unchecked_", (50, 5)), ("checked (default)", "", (50, 5)),
+                                ("checked and refined", "refined_", (50, 60))):
+        print(f"{label:<20} 1 participant: {result[key + 'one_ms']:8.1f} ms (target < {targets[0]} ms); "
+              f"{result['many']:,} participants: {result[key + 'many_s']:7.2f} s (target < {targets[1]} s)")

@@ -118,7 +118,8 @@ def cmd_infer(args):
     posterior = AmortizedPosterior.load(args.checkpoint)
     study = _read_data(args)
     start = time.perf_counter()
-    tree = posterior.infer(study, draws=args.draws, seed=args.seed, model=args.model, check=args.check)
+    tree = posterior.infer(study, draws=args.draws, seed=args.seed, model=args.model, check=args.check,
+                           refine=args.refine)
     elapsed = time.perf_counter() - start
     save_posterior(tree, args.out)
     summary = summarize(tree)
@@ -336,6 +337,8 @@ def build_parser():
     p.add_argument("--model", choices=["single", "dual"], help="refuse if the network is not this model")
     p.add_argument("--no-check", dest="check", action="store_const", const=False, default=None,
                    help="skip the exact-likelihood importance-sampling check of each participant")
+    p.add_argument("--refine", action="store_true",
+                   help="draws resampled by their importance weights (the exact posterior where k-hat is low)")
     p.set_defaults(func=cmd_infer)
 
     p = command("diagnose", help="recovery and calibration of a network on fresh simulations")

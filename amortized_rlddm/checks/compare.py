@@ -36,21 +36,27 @@ def _draws(tree, name):
 
 
 def per_dataset_table(amortized, exact, names, participants):
+    """Per participant (those named, by id) and parameter: both posteriors' summaries and
+    their agreement."""
     rows = []
     for name in names:
         a, e = _draws(amortized, name), _draws(exact, name)
-        for i, pid in enumerate(participants):
-            qa, qe = np.quantile(a[i], [0.05, 0.5, 0.95]), np.quantile(e[i], [0.05, 0.5, 0.95])
-            sd_e = e[i].std(ddof=1)
+        rows_a = {str(p): k for k, p in enumerate(amortized["posterior"]["participant"].values)}
+        rows_e = {str(p): k for k, p in enumerate(exact["posterior"]["participant"].values)}
+        for pid in participants:
+            i, j = rows_a[pid], rows_e[pid]
+            e_j = e[j]
+            qa, qe = np.quantile(a[i], [0.05, 0.5, 0.95]), np.quantile(e_j, [0.05, 0.5, 0.95])
+            sd_e = e_j.std(ddof=1)
             rows.append({"participant": pid, "parameter": name,
-                         "mean_amortized": a[i].mean(), "mean_nuts": e[i].mean(),
+                         "mean_amortized": a[i].mean(), "mean_nuts": e_j.mean(),
                          "sd_amortized": a[i].std(ddof=1), "sd_nuts": sd_e,
                          **{f"q{int(q * 100):02d}_amortized": v for q, v in zip((0.05, 0.5, 0.95), qa)},
                          **{f"q{int(q * 100):02d}_nuts": v for q, v in zip((0.05, 0.5, 0.95), qe)},
-                         "wasserstein": stats.wasserstein_distance(a[i], e[i]),
-                         "std_mean_difference": (a[i].mean() - e[i].mean()) / sd_e,
+                         "wasserstein": stats.wasserstein_distance(a[i], e_j),
+                         "std_mean_difference": (a[i].mean() - e_j.mean()) / sd_e,
                          "sd_ratio": a[i].std(ddof=1) / sd_e,
-                         **tail_masses(a[i], e[i])})
+                         **tail_masses(a[i], e_j)})
     return pd.DataFrame(rows)
 
 
@@ -127,12 +133,16 @@ def plot_overlays(amortized, exact, names, participants, path, truth=None):
 
 
 def compare(posterior, out_dir, n_datasets=50, seed=0, data=None, convention="rlddm", draws=1000,
-            chains=4, draws_per_chain=1000, tune=1000, nuts_backend="nutpie", n_trials=None, progress=False):
+            chains=4, draws_per_chain=1000, tune=1000, nuts_backend="nutpie", n_trials=None, progress=False,
+            gate=True):
     """Run both methods on shared datasets (simulated from the network's priors and the
     config's design, with n_trials trials each if given, or the participants of `data`) and
     write the comparison to out_dir. draws: amortized draws per participant; NUTS runs
-    `chains` x `draws_per_chain` after `tune` tuning steps. progress: say what runs, with a
-    progress bar over the NUTS fits."""
+    `chains` x `draws_per_chain` after `tune` tuning steps, retried once with twice the tuning
+    where a fit fails the convergence gate; with `gate`, a fit that still fails is left out
+    of the agreement figures and named in the report. progress: say what runs, with a
+    progress bar over the NUTS fits. The amortized draws are compared raw and refined
+    (resampled by their PSIS weights)."""
     config = posterior.config
     if n_trials is not None and data is not None:
         raise ValueError("a trial count applies to simulated datasets only, not to a data file")
@@ -163,17 +173,27 @@ def compare(posterior, out_dir, n_datasets=50, seed=0, data=None, convention="rl
     start = time.perf_counter()
     exact.compile()
     compile_s = time.perf_counter() - start
-    fits = exact.fit(study, draws=draws_per_chain, tune=tune, chains=chains, seed=seed, progress=progress)
+    fits = exact.fit(study, draws=draws_per_chain, tune=tune, chains=chains, seed=seed, progress=progress,
+                     retry=True)
+    refined = posterior.infer(study, draws=draws, seed=seed, refine=True)
 
     nuts = posterior_tree(fits)
     nuts_s = float(np.mean([f.diagnostics["wall_time_s"] for f in fits]))
-
-    names = list(config.parameter_names)
-    table = per_dataset_table(amortized, nuts, names, participants)
-    summary = summary_table(table, truth)
     diagnostics = pd.DataFrame([{"participant": f.participant, **f.diagnostics} for f in fits])
+    # a NUTS fit that fails the convergence gate after its retry is no reference: left out, counted
+    kept = [p for p, ok in zip(participants, diagnostics["converged"]) if ok or not gate]
+    if not kept:
+        raise RuntimeError(f"no NUTS fit passed the convergence gate ({len(participants)} tried); give NUTS more "
+                           "tuning steps or draws (--tune, --draws-per-chain)")
+    names = list(config.parameter_names)
+    table = per_dataset_table(amortized, nuts, names, kept)
+    summary = summary_table(table, None if truth is None else truth[truth["participant"].isin(kept)])
+    refined_table = per_dataset_table(refined, nuts, names, kept)
+    refined_summary = summary_table(refined_table, None if truth is None else truth[truth["participant"].isin(kept)])
     table.to_csv(out / "per_dataset.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
+    refined_table.to_csv(out / "per_dataset_refined.csv", index=False)
+    refined_summary.to_csv(out / "summary_refined.csv", index=False)
     diagnostics.to_csv(out / "nuts_diagnostics.csv", index=False)
     if truth is not None:
         truth.to_csv(out / "truth.csv", index=False)
@@ -185,14 +205,22 @@ def compare(posterior, out_dir, n_datasets=50, seed=0, data=None, convention="rl
               "trials": [int(study.n_trials.min()), int(study.n_trials.max())],
               "nuts_max_rhat": float(diagnostics["rhat_max"].max()),
               "nuts_min_ess_bulk": float(diagnostics["ess_bulk_min"].min()),
-              "nuts_divergences": int(diagnostics["divergences"].sum())}
+              "nuts_divergences": int(diagnostics["divergences"].sum()),
+              "nuts_retried": int((diagnostics["attempts"] > 1).sum()),
+              "nuts_failed": [str(p) for p in participants if p not in kept]}
+    checks = amortized["importance"]
+    importance = {"khat_median": float(checks["khat"].median()), "khat_threshold": checks.attrs["khat_threshold"],
+                  "share_above_threshold": float(checks["above_threshold"].mean())}
     rates = [n for n in names if n.startswith("alpha")]
     by_informativeness = pd.concat([agreement_by_informativeness(table, n) for n in rates]) if rates else None
     if by_informativeness is not None:
         by_informativeness.to_csv(out / "agreement_by_informativeness.csv", index=False)
-    (out / "comparison.json").write_text(json.dumps({"timing": timing,
-                                                     "summary": summary.to_dict(orient="records")}, indent=1))
-    (out / "report.md").write_text(report_markdown(summary, timing, posterior.source, by_informativeness))
+    (out / "comparison.json").write_text(json.dumps({"timing": timing, "importance": importance,
+                                                     "summary": summary.to_dict(orient="records"),
+                                                     "summary_refined": refined_summary.to_dict(orient="records")},
+                                                    indent=1))
+    (out / "report.md").write_text(report_markdown(summary, timing, posterior.source, by_informativeness,
+                                                   refined_summary, importance))
     return summary, timing
 
 
@@ -222,18 +250,30 @@ def _trial_range(timing):
     return f" ({lo} trials each)" if lo == hi else f" ({lo}-{hi} trials)"
 
 
-def report_markdown(summary, timing, source, by_informativeness=None):
+def _rows(frame, cols):
+    return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] + [
+        "| " + " | ".join(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in cols) + " |"
+        for _, row in frame.iterrows()]
+
+
+def report_markdown(summary, timing, source, by_informativeness=None, refined=None, importance=None):
     cols = [c for c in summary.columns if c != "datasets"]
+    failed = timing.get("nuts_failed", [])
     lines = [f"# Amortized (`{source}`) vs exact NUTS posterior", "",
              f"{timing['datasets']} shared datasets{_trial_range(timing)}; NUTS: {timing['nuts_backend']}, "
              f"{timing['nuts_chains']} "
              f"chains x {timing['nuts_draws_per_chain']} draws after {timing['nuts_tune']} tuning steps "
              f"(max r-hat {timing['nuts_max_rhat']:.3f}, min bulk ESS {timing['nuts_min_ess_bulk']:.0f}, "
-             f"{timing['nuts_divergences']} divergences in all); amortized: {timing['amortized_draws']} draws.", "",
-             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, row in summary.iterrows():
-        lines.append("| " + " | ".join(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c])
-                                       for c in cols) + " |")
+             f"{timing['nuts_divergences']} divergences in all; {timing.get('nuts_retried', 0)} fit(s) retried with "
+             f"twice the tuning; left out as failing the convergence gate: {', '.join(failed) or 'none'}); "
+             f"amortized: {timing['amortized_draws']} draws.", "", "Raw amortized draws:", ""]
+    lines += _rows(summary, cols)
+    if refined is not None:
+        lines += ["", "Refined: the amortized draws resampled by their PSIS weights against the exact likelihood "
+                  f"(median k-hat {importance['khat_median']:.2f}; above the threshold "
+                  f"{importance['khat_threshold']:.2f}: {100 * importance['share_above_threshold']:.0f}% of the "
+                  "datasets):", ""]
+        lines += _rows(refined, [c for c in refined.columns if c != "datasets"])
     lines += ["", "std mean difference = (amortized mean - NUTS mean) / NUTS sd; sd ratio = amortized sd / "
               "NUTS sd; tail below q01 / above q99 = share of amortized draws below NUTS's 1% quantile / "
               "above its 99% one (0.010 when the tails agree, more when the amortized tails are heavier); "
@@ -248,10 +288,8 @@ def report_markdown(summary, timing, source, by_informativeness=None):
         cols = list(by_informativeness.columns)
         lines += ["", "Learning-rate agreement by how informative the data are (groups of datasets ordered by "
                   "the NUTS posterior sd, most informative first; spread = sd over datasets of the "
-                  "posterior means):", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        for _, row in by_informativeness.iterrows():
-            lines.append("| " + " | ".join(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c])
-                                           for c in cols) + " |")
+                  "posterior means):", ""]
+        lines += _rows(by_informativeness, cols)
     return "\n".join(lines) + "\n"
 
 
@@ -266,18 +304,22 @@ def headline_table(diagnostics_dir, compare_dir):
     comparison = json.loads((Path(compare_dir) / "comparison.json").read_text())
     timing = comparison["timing"]
     n = timing["datasets"]
+    refined = {row["parameter"]: row for row in comparison.get("summary_refined", [])}
+    extra = " | median abs(mean diff.) / NUTS sd, refined | median sd ratio, refined" if refined else ""
     lines = [
         f"| parameter | r(mean, truth) amortized / NUTS ({n} shared datasets) | 90% coverage amortized / NUTS "
-        f"| median abs(mean diff.) / NUTS sd | median sd ratio amortized / NUTS "
+        f"| median abs(mean diff.) / NUTS sd | median sd ratio amortized / NUTS{extra} "
         f"| calibration error, amortized ({metrics['datasets']} datasets) | ECDF in 95% band |",
-        "|---|---|---|---|---|---|---|"]
+        "|---|---|---|---|---|" + ("---|---|" if refined else "") + "---|---|"]
     for row in comparison["summary"]:
         name = row["parameter"]
         diag = metrics["parameters"][name]
+        cells = (f" | {refined[name]['median_abs_std_mean_difference']:.3f} | {refined[name]['median_sd_ratio']:.3f}"
+                 if refined else "")
         lines.append(
             f"| {name} | {row['r_amortized']:.3f} / {row['r_nuts']:.3f} "
             f"| {row['coverage90_amortized']:.2f} / {row['coverage90_nuts']:.2f} "
-            f"| {row['median_abs_std_mean_difference']:.3f} | {row['median_sd_ratio']:.3f} "
+            f"| {row['median_abs_std_mean_difference']:.3f} | {row['median_sd_ratio']:.3f}{cells} "
             f"| {diag['calibration_error']:.3f} | {ecdf_cell(diag)} |")
     lines += ["", f"Time per participant ({timing['amortized_draws']} amortized draws; NUTS {timing['nuts_chains']} "
               f"chains x {timing['nuts_draws_per_chain']} draws after {timing['nuts_tune']} tuning steps, "
