@@ -260,7 +260,8 @@ def cmd_fit_exact(args):
             print(f"{model}-rate model: NUTS on {study.n_participants} participants", file=sys.stderr, flush=True)
         start = time.perf_counter()
         tree = fit_study(study, priors, model, options, fixed=fixed, draws=args.draws_per_chain,
-                         tune=args.tune, chains=args.chains, seed=args.seed, progress=not args.quiet)
+                         tune=args.tune, chains=args.chains, seed=args.seed, adaptation=args.adaptation,
+                         progress=not args.quiet)
         tree["posterior"].attrs["study_seconds"] = time.perf_counter() - start
         save_posterior(tree, folder / "posterior.nc")
         subject_table(tree).to_csv(folder / "subjects.csv", index=False)
@@ -416,6 +417,8 @@ def build_parser():
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--draws-per-chain", type=int, default=1000)
     p.add_argument("--tune", type=int, default=1000)
+    p.add_argument("--adaptation", default="diag", choices=["diag", "low_rank"],
+                   help="nutpie's mass matrix adaptation (low_rank for strongly correlated posteriors)")
     p.add_argument("--ppc-draws", type=int, default=200, help="posterior draws per participant simulated")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report-only", action="store_true", help="reuse the posteriors in --out")

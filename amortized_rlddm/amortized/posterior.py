@@ -102,7 +102,7 @@ class AmortizedPosterior:
         estimator, config, metadata = read_checkpoint(path)
         network, _ = training_settings(config)
         check_consistency(path, config, network, training_design(config, network), metadata, estimator)
-        posterior = cls(estimator, config, metadata, source=str(path))
+        posterior = cls(estimator, config, metadata, source=str(checkpoint))  # as the user named it
         posterior.converted_from = metadata.get("backend") if metadata.get("backend") != backend() else None
         if (path / OOD_REFERENCE_FILE).is_file():
             with np.load(path / OOD_REFERENCE_FILE) as ref:

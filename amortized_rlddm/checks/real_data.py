@@ -21,6 +21,7 @@ from ..exact.model import ESS_BULK_MIN, RHAT_MAX
 from ..model.simulator import simulate_trials
 
 RT_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
+COLOUR_NAMES = ("blue", "orange", "green", "red", "purple", "brown")  # matplotlib's C0..C5
 INTERVAL = (0.05, 0.95)  # the predictive interval the data are checked against
 # HDDM's published per-subject estimates: our parameter -> (column, whether on the logit scale)
 HDDM_COLUMNS = {"single": {"a": ("single_a_mean", False), "v": ("single_v_mean", False),
@@ -146,7 +147,7 @@ def plot_ppc(study: Study, ppc: dict, path, title):
     rows = -(-n // columns) + 1
     fig = Figure(figsize=(2.1 * columns, 1.7 * rows))
     axes = fig.subplots(rows, columns, squeeze=False)
-    colours = ["C0", "C1", "C2", "C3", "C4", "C5"]
+    colours = [f"C{k}" for k in range(len(COLOUR_NAMES))]
     centres = (np.arange(ppc["choice_data"].shape[2]) + 0.5) * ppc["width"]
     for i in range(n):
         ax = axes[i // columns][i % columns]
@@ -178,8 +179,9 @@ def plot_ppc(study: Study, ppc: dict, path, title):
         ax.plot([0, top], [0, top], color="grey", lw=0.8, ls="--")
         ax.set_title(f"RT quantiles, arm {c}: predicted vs data", fontsize=7)
         ax.tick_params(labelsize=6)
-    fig.suptitle(f"{title}: share of arm-1 choices per pair over trial bins of {ppc['width']} (dots: data; "
-                 f"line and band: posterior predictive mean and 90% interval)", fontsize=8)
+    pairs = ", ".join(f"{COLOUR_NAMES[k % len(colours)]} {label}" for k, label in enumerate(study.condition_labels))
+    fig.suptitle(f"{title}: share of arm-1 choices per pair ({pairs}) over trial bins of {ppc['width']} "
+                 "(dots: data; line and band: posterior predictive mean and 90% interval)", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 
@@ -264,7 +266,7 @@ def write_real_data_report(out, study: Study, trees: dict, options: dict, fixed:
         attrs = tree["posterior"].attrs
         lines += [f"## {model}-rate model", "",
                   f"NUTS ({attrs.get('chains')} chains x {attrs.get('draws')} draws after {attrs.get('tune')} "
-                  f"tuning steps), {seconds / 60:.1f} min for the study "
+                  f"tuning steps, {attrs.get('adaptation', 'diag')} mass matrix), {seconds / 60:.1f} min for the study "
                   f"({seconds / study.n_participants:.1f} s per participant): max r-hat "
                   f"{summary[model]['rhat_max']:.3f}, min bulk ESS {summary[model]['ess_bulk_min']:.0f}, "
                   f"{summary[model]['divergences']} divergences; {summary[model]['retried']} fit(s) retried; "

@@ -16,7 +16,7 @@ HDI_PROB = 0.94
 
 def fit_study(study: Study, priors: PriorSet, model: str = "single", options: dict | None = None,
               fixed: dict | None = None, draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int = 0,
-              backend: str = "nutpie", progress: bool = False) -> xr.DataTree:
+              backend: str = "nutpie", adaptation: str = "diag", progress: bool = False) -> xr.DataTree:
     """NUTS posterior of every participant, with a retry for fits that fail the gate.
 
     Parameters
@@ -35,6 +35,8 @@ def fit_study(study: Study, priors: PriorSet, model: str = "single", options: di
         NUTS draws and tuning steps per chain, and chains.
     seed
         Participant i is fitted with seed + i.
+    backend, adaptation
+        The NUTS backend and nutpie's mass matrix adaptation (see ``ExactPosterior``).
     progress
         A progress bar over the participants.
 
@@ -47,7 +49,7 @@ def fit_study(study: Study, priors: PriorSet, model: str = "single", options: di
     options = {k: v for k, v in (options or {}).items() if v is not None}
     missing_kind(study, options.get("missing"), options.get("deadline"))  # refused before compiling
     exact = ExactPosterior(priors, model, max_trials=study.max_trials, n_conditions=study.n_conditions,
-                           fixed=fixed, backend=backend, **options)
+                           fixed=fixed, backend=backend, adaptation=adaptation, **options)
     exact.compile()
     fits = exact.fit(study, draws=draws, tune=tune, chains=chains, seed=seed, progress=progress, retry=True)
     tree = posterior_tree(fits)
@@ -57,6 +59,7 @@ def fit_study(study: Study, priors: PriorSet, model: str = "single", options: di
     tree["fit_diagnostics"] = xr.DataTree(checks)
     tree["posterior"].attrs.update({"inference_library": "amortized_rlddm exact (PyMC + nutpie)", "model": model,
                                     "fixed": str(fixed or {}), "draws": draws, "tune": tune, "chains": chains,
+                                    "adaptation": adaptation,
                                     **{k: str(v) for k, v in options.items()}})
     return tree
 

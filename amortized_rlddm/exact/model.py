@@ -82,6 +82,7 @@ def _pymc_prior(name, prior):
 
 
 BACKENDS = ("nutpie", "nutpie-jax", "pymc", "pymc-c")
+ADAPTATIONS = ("diag", "low_rank")
 
 
 # The convergence gate of a NUTS fit (Vehtari et al. 2021's r-hat and bulk-ESS thresholds; no
@@ -145,6 +146,10 @@ class ExactPosterior:
     backend
         "nutpie" (nutpie, Numba-compiled logp), "nutpie-jax", "pymc" (PyMC's NUTS,
         Numba-compiled logp) or "pymc-c" (PyMC's NUTS, C-compiled logp).
+    adaptation
+        nutpie's mass matrix adaptation: "diag" (the default) or "low_rank" (a diagonal plus
+        low-rank mass matrix, for posteriors with strongly correlated parameters, such as v and
+        alpha where the learning rate is small).
 
     Notes
     -----
@@ -157,7 +162,7 @@ class ExactPosterior:
     def __init__(self, priors: PriorSet, model: str = "single", max_trials: int = 60, q_init: float = 0.5,
                  deadline: float | None = None, missing: str | None = None, p_outlier: float = 0.0,
                  rt_max: float = 10.0, fixed: dict | None = None, n_conditions: int = 1, q_values: str = "auto",
-                 backend: str = "nutpie"):
+                 backend: str = "nutpie", adaptation: str = "diag"):
         if model not in MODELS:
             raise ValueError(f"model must be one of {sorted(MODELS)}, got {model!r}")
         if set(priors.names) != set(MODELS[model]):
@@ -193,7 +198,9 @@ class ExactPosterior:
         self.p_outlier, self.rt_max = float(p_outlier), float(rt_max)
         self.n_conditions = int(n_conditions)
         self.q_values = q_values
-        self.backend = backend
+        if adaptation not in ADAPTATIONS:
+            raise ValueError(f"adaptation must be one of {ADAPTATIONS}, got {adaptation!r}")
+        self.backend, self.adaptation = backend, adaptation
         self.model = self._build()
         self._compiled = None
 
@@ -298,7 +305,7 @@ class ExactPosterior:
 
             compiled = self._compile_nutpie().with_data(**arrays)
             trace = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed, cores=cores,
-                                  progress_bar=False)
+                                  progress_bar=False, adaptation=self.adaptation)
         else:
             mode = "NUMBA" if self.backend == "pymc" else "CVM"
             trace = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
