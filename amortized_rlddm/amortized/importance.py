@@ -22,6 +22,8 @@ from ..model.priors import PriorSet
 
 # a log ratio of -inf (a draw the target rules out) enters PSIS as this: weight 0, and finite
 IMPOSSIBLE = -1e300
+# ArviZ fits the Pareto tail to ceil(min(S / 5, 3 sqrt(S))) draws and needs 5 of them
+MIN_DRAWS = 25
 
 
 def khat_threshold(draws):
@@ -49,12 +51,20 @@ def psis(log_ratios: np.ndarray) -> xr.Dataset:
         weights); ``log_evidence`` (the importance-sampling estimate of log p(data), from the
         raw ratios) and its Monte Carlo standard error ``log_evidence_se``; ``above_threshold``
         (k-hat above :func:`khat_threshold`); and ``log_weights`` (participant, draw), the
-        normalised smoothed log weights.
+        normalised smoothed log weights. A participant whose tail cannot be fitted (its
+        largest weights all equal) gets k-hat = inf and its raw weights.
     """
     draws = log_ratios.shape[1]
+    if draws < MIN_DRAWS:
+        raise ValueError(f"PSIS needs at least {MIN_DRAWS} draws per participant (its Pareto fit needs 5 "
+                         f"in the tail), got {draws}")
     ratios = np.where(np.isfinite(log_ratios), log_ratios, IMPOSSIBLE)
-    # ArviZ smooths the right tail of -ary (it is written for PSIS-LOO's -log-likelihood)
-    smoothed, khat = array_stats.psislw(-ratios, r_eff=1.0, axis=-1)
+    smoothed, khat = np.empty_like(ratios), np.empty(ratios.shape[0])
+    for i, row in enumerate(ratios):
+        try:  # ArviZ smooths the right tail of -ary (it is written for PSIS-LOO's -log-likelihood)
+            smoothed[i], khat[i] = array_stats.psislw(-row, r_eff=1.0, axis=-1)
+        except ValueError:  # a tail of equal weights (draws the target rules out) cannot be fitted
+            smoothed[i], khat[i] = row, np.inf
     log_weights = smoothed - logsumexp(smoothed, axis=-1, keepdims=True)
     ess = 1.0 / np.exp(logsumexp(2.0 * log_weights, axis=-1))
     log_evidence = logsumexp(ratios, axis=-1) - np.log(draws)

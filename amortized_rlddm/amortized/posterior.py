@@ -26,7 +26,7 @@ from ..model.likelihood import likelihood_options
 from ..model.task import TaskDesign
 from .checkpoint import OOD_REFERENCE_FILE, InferenceError, check_consistency, read_checkpoint, resolve_checkpoint
 from .data_checks import ood_flags, ood_reference, refuse_unserved
-from .importance import khat_threshold, log_importance_ratios, proposal_factor, psis, resample
+from .importance import MIN_DRAWS, khat_threshold, log_importance_ratios, proposal_factor, psis, resample
 from .networks import backend, network_kinds
 from .packing import pack, parameter_space
 from .training import training_design, training_settings
@@ -278,7 +278,8 @@ class AmortizedPosterior:
             importance sampling (an ``importance`` group: ``khat``, ``ess``, ``log_evidence``
             and its standard error, ``above_threshold``). Default: on when the network gives
             each draw's density with it (coupling flows), as it then costs one exact
-            likelihood per draw, a few milliseconds per participant.
+            likelihood per draw, a few milliseconds per participant, and there are at least
+            25 draws (PSIS's Pareto fit needs them).
         refine
             Return draws resampled by their importance weights: the exact posterior where k-hat
             is below its threshold. Participants whose effective size falls short of `draws`
@@ -299,7 +300,7 @@ class AmortizedPosterior:
         """
         study = data if isinstance(data, Study) else read_study(data, convention=convention)
         self.check(study, model=model, deadline=deadline)
-        check = refine or (self.density_is_cheap if check is None else check)
+        check = refine or (self.density_is_cheap and draws >= MIN_DRAWS if check is None else check)
         # refinement starts from INITIAL_PROPOSALS per requested draw: most participants then
         # reach the requested effective size in one pass
         proposals = draws * INITIAL_PROPOSALS if refine else draws
