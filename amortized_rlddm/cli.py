@@ -224,7 +224,7 @@ def cmd_fit_exact(args):
 
     from .checks.real_data import write_real_data_report
     from .data.exclusions import exclude_fast_responses, exclude_first_trial_of_each_condition
-    from .exact.fit import fit_study, subject_table
+    from .exact.fit import fit_study, refit_failed, subject_table
     from .model.config import MODELS
     from .model.priors import PriorSet
     from .output import save_posterior
@@ -252,8 +252,15 @@ def cmd_fit_exact(args):
         # the config's priors where they name this model's parameters, the built-in ones elsewhere
         priors = PriorSet.from_dict({k: v for k, v in given.items() if k in MODELS[model]}, MODELS[model])
         folder = out / model
-        if args.report_only:
-            trees[model] = xr.open_datatree(folder / "posterior.nc")
+        if args.report_only or args.refit_failed:
+            trees[model] = xr.load_datatree(folder / "posterior.nc")  # in memory: the file may be rewritten
+        if args.refit_failed:
+            tree = refit_failed(trees[model], study, priors, model, options, fixed=fixed, tune=args.tune,
+                                seed=args.seed, adaptation=args.adaptation, progress=not args.quiet)
+            save_posterior(tree, folder / "posterior.nc")
+            subject_table(tree).to_csv(folder / "subjects.csv", index=False)
+            trees[model] = tree
+        if args.report_only or args.refit_failed:
             continue
         folder.mkdir(exist_ok=True)
         if not args.quiet:
@@ -422,6 +429,8 @@ def build_parser():
     p.add_argument("--ppc-draws", type=int, default=200, help="posterior draws per participant simulated")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report-only", action="store_true", help="reuse the posteriors in --out")
+    p.add_argument("--refit-failed", action="store_true",
+                   help="reuse the posteriors in --out, fitting again (as a retry) those that fail the gate")
     p.add_argument("--out", required=True, help="report directory")
     p.set_defaults(func=cmd_fit_exact)
 

@@ -4,12 +4,13 @@ convergence, gathered in one DataTree and one table (`rlddm fit-exact`)."""
 import numpy as np
 import pandas as pd
 import xarray as xr
+from tqdm.auto import tqdm
 
 from ..data.study import Study
 from ..model.likelihood import missing_kind
 from ..model.priors import PriorSet
 from ..output import hdi
-from .model import ExactPosterior, posterior_tree
+from .model import RETRY_SEED_OFFSET, RETRY_THIN, ExactPosterior, posterior_tree
 
 HDI_PROB = 0.94
 
@@ -86,3 +87,37 @@ def logit_mean(tree: xr.DataTree, name: str) -> np.ndarray:
     """Per participant, the posterior mean of logit(name): how HDDM reports learning rates."""
     x = tree["posterior"][name].transpose("participant", ...).values.reshape(tree["posterior"].sizes["participant"], -1)
     return np.log(x / (1 - x)).mean(1)
+
+
+def refit_failed(tree: xr.DataTree, study: Study, priors: PriorSet, model: str = "single",
+                 options: dict | None = None, fixed: dict | None = None, tune: int = 1000, seed: int = 0,
+                 backend: str = "nutpie", adaptation: str = "diag", progress: bool = False) -> xr.DataTree:
+    """The study's fits with every participant that failed the convergence gate fitted again
+    as a retry is (twice `tune`, RETRY_THIN times the draws thinned back to the tree's chains
+    and draws), the rest kept."""
+    checks = tree["fit_diagnostics"].to_dataset()
+    failed = np.flatnonzero(~checks["converged"].values.astype(bool))
+    if not failed.size:
+        return tree
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    exact = ExactPosterior(priors, model, max_trials=study.max_trials, n_conditions=study.n_conditions,
+                           fixed=fixed, backend=backend, adaptation=adaptation, **options)
+    exact.compile()
+    posterior = tree["posterior"].to_dataset().copy(deep=True)
+    chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
+    checks = checks.copy(deep=True)
+    for i in tqdm(failed, desc="NUTS refits", unit="participant", disable=not progress):
+        fit = exact.fit_one(study, int(i), draws, 2 * tune, chains, seed + int(i) + RETRY_SEED_OFFSET, thin=RETRY_THIN)
+        new = fit.trace["posterior"].to_dataset()
+        for name in posterior.data_vars:
+            posterior[name][dict(participant=int(i))] = new[name].transpose("chain", "draw").values
+        before = {name: checks[name].values[i] for name in ("attempts", "wall_time_s")}
+        for name, value in fit.diagnostics.items():
+            checks[name][dict(participant=int(i))] = value
+        checks["attempts"][dict(participant=int(i))] = int(before["attempts"]) + 1
+        checks["wall_time_s"][dict(participant=int(i))] = float(before["wall_time_s"]) + fit.diagnostics["wall_time_s"]
+    refitted = xr.DataTree.from_dict({"posterior": posterior, "fit_diagnostics": checks})
+    refitted["posterior"].attrs.update(tree["posterior"].attrs)
+    refitted["posterior"].attrs["study_seconds"] = float(checks["wall_time_s"].sum())
+    refitted["posterior"].attrs["refitted"] = f"{failed.size} failing fit(s) again, {RETRY_THIN}x draws thinned"
+    return refitted

@@ -90,6 +90,10 @@ ADAPTATIONS = ("diag", "low_rank")
 RHAT_MAX = 1.01
 ESS_BULK_MIN = 400
 RETRY_SEED_OFFSET = 100_003
+# A retried fit samples this many times the draws and keeps every RETRY_THIN-th: where the
+# draws are strongly autocorrelated (v and alpha on their ridge) that multiplies the effective
+# sample size while the stored posterior keeps its size.
+RETRY_THIN = 4
 
 
 def converged(diagnostics: dict) -> bool:
@@ -296,27 +300,32 @@ class ExactPosterior:
         if self.backend.startswith("nutpie"):
             self._compile_nutpie()
 
-    def fit_one(self, data, index=0, draws=1000, tune=1000, chains=4, seed=None, cores=None):
-        """NUTS posterior of one participant (see :meth:`set_participant` for `data`)."""
+    def fit_one(self, data, index=0, draws=1000, tune=1000, chains=4, seed=None, cores=None, thin=1):
+        """NUTS posterior of one participant (see :meth:`set_participant` for `data`): `draws`
+        per chain kept from draws x thin sampled (every thin-th; the divergences count all)."""
         start = time.perf_counter()
         participant, arrays = self.set_participant(data, index)
         if self.backend.startswith("nutpie"):
             import nutpie
 
             compiled = self._compile_nutpie().with_data(**arrays)
-            trace = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed, cores=cores,
+            trace = nutpie.sample(compiled, draws=draws * thin, tune=tune, chains=chains, seed=seed, cores=cores,
                                   progress_bar=False, adaptation=self.adaptation)
         else:
             mode = "NUMBA" if self.backend == "pymc" else "CVM"
-            trace = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
+            trace = pm.sample(draws=draws * thin, tune=tune, chains=chains, cores=cores, random_seed=seed,
                               model=self.model, nuts_sampler="pymc", compile_kwargs={"mode": mode},
                               progressbar=False, quiet=True, compute_convergence_checks=False)
         wall = time.perf_counter() - start
+        divergences = int(trace["sample_stats"]["diverging"].sum())
+        if thin > 1:
+            trace = xr.DataTree.from_dict({name: trace[name].to_dataset().isel(draw=slice(None, None, thin))
+                                           for name in ("posterior", "sample_stats")})
         posterior = trace["posterior"].to_dataset()[list(self.parameter_names)]
         diagnostics = {
             "rhat_max": float(az.rhat(posterior).to_array().max()),
             "ess_bulk_min": float(az.ess(posterior, method="bulk").to_array().min()),
-            "divergences": int(trace["sample_stats"]["diverging"].sum()),
+            "divergences": divergences,
             "wall_time_s": wall,
         }
         diagnostics["converged"] = converged(diagnostics)
@@ -329,8 +338,9 @@ class ExactPosterior:
         participants: indices into the study (default: all). seed: int; participant i of the
         list is sampled with seed + i. progress: a progress bar over the participants, with
         the last fit's time and convergence. retry: a fit that fails the convergence gate
-        (:func:`converged`) is run once more with twice the tuning steps (its diagnostics say
-        ``attempts``; the wall time counts both). Returns a list of :class:`ParticipantFit`;
+        (:func:`converged`) is run once more with twice the tuning steps and RETRY_THIN times
+        the draws, thinned back to `draws` (its diagnostics say ``attempts``; the wall time
+        counts both). Returns a list of :class:`ParticipantFit`;
         :func:`posterior_tree` stacks them into one DataTree.
         """
         if not isinstance(data, Study):
@@ -341,9 +351,10 @@ class ExactPosterior:
             for k, i in enumerate(indices):
                 fit = self.fit_one(data, i, draws, tune, chains, None if seed is None else seed + k, cores)
                 fit.diagnostics["attempts"] = 1
-                if retry and not fit.diagnostics["converged"]:  # once more, with twice the tuning
+                if retry and not fit.diagnostics["converged"]:  # once more, longer (see RETRY_THIN)
                     again = self.fit_one(data, i, draws, 2 * tune, chains,
-                                         None if seed is None else seed + k + RETRY_SEED_OFFSET, cores)
+                                         None if seed is None else seed + k + RETRY_SEED_OFFSET, cores,
+                                         thin=RETRY_THIN)
                     again.diagnostics["wall_time_s"] += fit.diagnostics["wall_time_s"]
                     again.diagnostics["attempts"] = 2
                     fit = again
