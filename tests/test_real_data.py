@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 from amortized_rlddm.checks.real_data import choice_curves, comparison_summary, rt_quantiles
 from amortized_rlddm.cli import main
@@ -79,6 +80,16 @@ def test_fit_exact_fits_every_participant_and_writes_the_report(tmp_path, capsys
     assert set(ppc["statistic"]) >= {"p_arm1", "rt_q50"} and ppc["inside"].mean() > 0.5
     assert json.loads((out / "summary.json").read_text())["single"]["seconds"] > 0
     assert (out / "ppc_single.png").stat().st_size > 0
+    # fits failing the gate are fitted again, longer and thinned back to the stored size
+    failing = (~table["converged"]).sum()
+    assert main(["fit-exact", "--data", str(path), "--convention", "hddm", "--model", "single", "--hddm-compatible",
+                 "--pair-reward-probs", "0.2/0.8,0.35/0.65", "--tune", "150", "--ppc-draws", "20", "--quiet",
+                 "--refit-failed", "--out", str(out)]) == 0
+    again = pd.read_csv(out / "single" / "subjects.csv")
+    assert (again["attempts"] - table["attempts"]).tolist() == (~table["converged"]).astype(int).tolist()
+    assert xr.open_datatree(out / "single" / "posterior.nc")["posterior"].sizes["draw"] == 150
+    assert failing == 0 or (again.loc[~table["converged"], "wall_time_s"] > table.loc[~table["converged"],
+                                                                                      "wall_time_s"]).all()
     # a study with missing responses and no word on what they are is refused, saying how to choose
     write_study(simulate(params, TaskDesign(n_trials=40, missing="ignorable", omission_rate=0.2), seed=2),
                 tmp_path / "gaps.csv")
