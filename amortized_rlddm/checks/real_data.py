@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..data.study import Study
-from ..exact.fit import logit_mean, subject_table
+from ..exact.fit import subject_table
 from ..exact.model import ESS_BULK_MIN, RHAT_MAX
 from ..model.simulator import simulate_trials
 
@@ -199,10 +199,8 @@ def compare_with_hddm(trees: dict, estimates: pd.DataFrame) -> pd.DataFrame:
         for name, (column, logit) in columns.items():
             values = tree["posterior"][name].transpose("participant", ...).values.reshape(len(ids), -1)
             if logit:
-                ours = logit_mean(tree, name)
-                sd = np.log(values / (1 - values)).std(axis=1, ddof=1)
-            else:
-                ours, sd = values.mean(axis=1), values.std(axis=1, ddof=1)
+                values = np.log(values / (1 - values))
+            ours, sd = values.mean(axis=1), values.std(axis=1, ddof=1)
             for k, pid in enumerate(ids):
                 if pid in theirs.index:
                     rows.append({"model": model, "parameter": f"logit({name})" if logit else name, "participant": pid,

@@ -83,12 +83,6 @@ def subject_table(tree: xr.DataTree, prob: float = HDI_PROB) -> pd.DataFrame:
     return table
 
 
-def logit_mean(tree: xr.DataTree, name: str) -> np.ndarray:
-    """Per participant, the posterior mean of logit(name): how HDDM reports learning rates."""
-    x = tree["posterior"][name].transpose("participant", ...).values.reshape(tree["posterior"].sizes["participant"], -1)
-    return np.log(x / (1 - x)).mean(1)
-
-
 def refit_failed(tree: xr.DataTree, study: Study, priors: PriorSet, model: str = "single",
                  options: dict | None = None, fixed: dict | None = None, tune: int = 1000, seed: int = 0,
                  backend: str = "nutpie", adaptation: str = "diag", progress: bool = False) -> xr.DataTree:
