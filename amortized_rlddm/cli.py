@@ -94,8 +94,12 @@ def _print_importance(tree):
         return
     checks = tree["importance"]
     above = [str(p) for p in checks["participant"].values[checks["above_threshold"].values]]
+    threshold = checks.attrs["khat_threshold"]
+    threshold = f"{threshold:.2f}" if isinstance(threshold, float) else threshold
     print(f"exact-likelihood check (PSIS): median k-hat {float(checks['khat'].median()):.2f}; above the "
-          f"threshold {checks.attrs['khat_threshold']:.2f}: {', '.join(above) if above else 'none'}")
+          f"threshold {threshold}: {', '.join(above) if above else 'none'}")
+    if "nuts_fallback" in tree["posterior"].attrs:
+        print(f"NUTS fallback: {tree['posterior'].attrs['nuts_fallback']}")
 
 
 def cmd_train(args):
@@ -119,7 +123,7 @@ def cmd_infer(args):
     study = _read_data(args)
     start = time.perf_counter()
     tree = posterior.infer(study, draws=args.draws, seed=args.seed, model=args.model, check=args.check,
-                           refine=args.refine)
+                           refine=args.refine, fallback=args.fallback, log_likelihood=args.log_likelihood)
     elapsed = time.perf_counter() - start
     save_posterior(tree, args.out)
     summary = summarize(tree)
@@ -134,13 +138,36 @@ def cmd_infer(args):
     _print_importance(tree)
 
 
+def cmd_check(args):
+    from .amortized.posterior import AmortizedPosterior
+    from .checks.posterior_check import check_posteriors, fresh_simulations
+
+    posterior = AmortizedPosterior.load(args.checkpoint)
+    study = _read_data(args) if args.data else fresh_simulations(posterior, args.participants, args.seed)
+    summary = check_posteriors(posterior, study, args.out, draws=args.draws, seed=args.seed)
+    source = args.data or f"{args.participants} fresh simulations of the network's design"
+    print(f"{summary['participants']} participants ({source}), {summary['draws']} draws each: "
+          f"{100 * summary['share_above_threshold']:.1f}% above the k-hat threshold "
+          f"{summary['khat_threshold']:.2f} (median k-hat {summary['khat_quantiles']['0.5']:.2f}, "
+          f"99th percentile {summary['khat_quantiles']['0.99']:.2f}); after refinement "
+          f"{summary['after_refinement_above_threshold']} above")
+    print("refinement moved the posterior means by (median, in raw sds): " + ", ".join(
+        f"{k} {v:.3f}" for k, v in summary["refined_shift_in_raw_sd"].items()))
+    print("refined sd / raw sd (median): " + ", ".join(f"{k} {v:.3f}" for k, v in summary["refined_sd_ratio"].items()))
+    print(f"wrote check.csv, check.json, khat_histogram.png and refined_overlays.png to {args.out}")
+
+
 def cmd_diagnose(args):
     from .amortized.posterior import AmortizedPosterior
     from .checks.diagnostics import diagnose, metrics_table, replications_markdown
 
     metrics = diagnose(AmortizedPosterior.load(args.checkpoint), args.datasets, args.seed, args.out,
-                       draws=args.draws, replications=args.replications, progress=not args.quiet)
+                       draws=args.draws, replications=args.replications, progress=not args.quiet,
+                       refine=args.refine)
     print(metrics_table(metrics["parameters"]))
+    if "refined_parameters" in metrics:
+        print("\nrefined (PSIS-resampled) posteriors of the same datasets:\n"
+              + metrics_table(metrics["refined_parameters"]))
     if "replications" in metrics:
         print("\n" + "\n".join(replications_markdown(metrics["replications"])))
     print(f"\nwrote figures, metrics.json and report.md to {args.out}")
@@ -199,8 +226,8 @@ def _read_data(args):
                       trials_within=args.trials_within)
 
 
-def _add_data_options(p):
-    p.add_argument("--data", required=True, help="a data CSV")
+def _add_data_options(p, required=True):
+    p.add_argument("--data", required=required, help="a data CSV")
     p.add_argument("--convention", default="rlddm", choices=["rlddm", "hssm", "hddm"])
     p.add_argument("--columns", help="another layout: ours=theirs pairs, e.g. "
                                      "participant=subj_idx,choice=c,rt=rt,reward=r,block=s (docs/data.md)")
@@ -247,10 +274,11 @@ def cmd_fit_exact(args):
                "rt_max": hddm.get("rt_max", 10.0) if args.rt_max is None else args.rt_max}
     fixed = hddm.get("fixed")
     given = load_config(args.config).priors.to_dict() if args.config else {}
-    trees = {}
+    trees, model_priors = {}, {}
     for model in args.model:
         # the config's priors where they name this model's parameters, the built-in ones elsewhere
-        priors = PriorSet.from_dict({k: v for k, v in given.items() if k in MODELS[model]}, MODELS[model])
+        priors = model_priors[model] = PriorSet.from_dict({k: v for k, v in given.items() if k in MODELS[model]},
+                                                          MODELS[model])
         folder = out / model
         if args.report_only or args.refit_failed:
             trees[model] = xr.load_datatree(folder / "posterior.nc")  # in memory: the file may be rewritten
@@ -274,7 +302,7 @@ def cmd_fit_exact(args):
         subject_table(tree).to_csv(folder / "subjects.csv", index=False)
         trees[model] = tree
     write_real_data_report(out, study, trees, options, fixed, excluded, reference=args.reference,
-                           ppc_draws=args.ppc_draws, seed=args.seed, source=args.data)
+                           ppc_draws=args.ppc_draws, seed=args.seed, source=args.data, priors=model_priors)
     print(f"wrote {out}/report.md")
 
 
@@ -347,7 +375,24 @@ def build_parser():
                    help="skip the exact-likelihood importance-sampling check of each participant")
     p.add_argument("--refine", action="store_true",
                    help="draws resampled by their importance weights (the exact posterior where k-hat is low)")
+    p.add_argument("--fallback", choices=["nuts"],
+                   help="fit the participants whose k-hat stays above the threshold with NUTS on the exact "
+                        "likelihood, started from their draws")
+    p.add_argument("--log-likelihood", action="store_true",
+                   help="add the pointwise log-likelihood (a log_likelihood group, for arviz_stats.loo and "
+                        "compare) and each participant's PSIS-LOO")
     p.set_defaults(func=cmd_infer)
+
+    p = command("check", help="PSIS check of every participant's amortized posterior against the exact one, "
+                              "with refinement")
+    p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help=checkpoint_help)
+    _add_data_options(p, required=False)
+    p.add_argument("--participants", type=int, default=1000,
+                   help="without --data: participants simulated from the network's design (default %(default)s)")
+    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="rlddm_output/check", help="report directory (default: %(default)s)")
+    p.set_defaults(func=cmd_check)
 
     p = command("diagnose", help="recovery and calibration of a network on fresh simulations")
     p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help=checkpoint_help)
@@ -357,6 +402,8 @@ def build_parser():
     p.add_argument("--replications", type=int, default=1,
                    help="repeat the calibration check on this many independent sets of --datasets "
                         "(seeds --seed, --seed + 1, ...): band exits counted against chance, ranks pooled")
+    p.add_argument("--refine", action="store_true",
+                   help="score the first set's PSIS-refined posteriors too, beside the raw ones")
     p.add_argument("--out", required=True, help="report directory")
     p.set_defaults(func=cmd_diagnose)
 

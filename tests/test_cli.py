@@ -1,5 +1,7 @@
 """The `rlddm` command line, run in-process."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -38,6 +40,21 @@ def test_train_then_infer(tmp_path, capsys):
     table = pd.read_csv(summary)
     assert set(table["parameter"]) == {"v", "a", "z", "t0", "alpha"} and np.isfinite(table["sd"]).all()
     assert (plots / "posteriors.png").stat().st_size > 0
+    assert {"khat", "log_evidence", "method"} <= set(table)
+    # the pointwise log-likelihood and each participant's PSIS-LOO
+    assert main(["infer", "--checkpoint", str(ckpt), "--data", str(data), "--draws", "100", "--seed", "1",
+                 "--log-likelihood", "--out", str(tmp_path / "loo.nc"), "--summary", str(summary)]) == 0
+    assert xr.open_datatree(tmp_path / "loo.nc")["log_likelihood"]["choice_rt"].shape[:2] == (1, 100)
+    assert np.isfinite(pd.read_csv(summary)["elpd_loo"]).all()
+    # the check of fresh simulations: the share above the k-hat threshold, a histogram, overlays
+    capsys.readouterr()
+    assert main(["check", "--checkpoint", str(ckpt), "--participants", "12", "--draws", "100",
+                 "--out", str(tmp_path / "check")]) == 0
+    assert "above the k-hat threshold" in capsys.readouterr().out
+    checked = json.loads((tmp_path / "check" / "check.json").read_text())
+    assert checked["participants"] == 12 and 0 <= checked["share_above_threshold"] <= 1
+    assert len(pd.read_csv(tmp_path / "check" / "check.csv")) == 12
+    assert (tmp_path / "check" / "refined_overlays.png").stat().st_size > 0
     assert main(["train", "--config", SMOKE, "--out", str(ckpt)]) == 2
     assert "--resume" in capsys.readouterr().err
 

@@ -1,6 +1,9 @@
 """The per-participant check: the flow's density of its draws, the exact log target for many
 draws at once, and PSIS on cases with a known posterior."""
 
+from dataclasses import replace
+
+import arviz_stats
 import numpy as np
 import pytest
 from scipy import stats
@@ -9,8 +12,9 @@ from amortized_rlddm.amortized.importance import khat_threshold, proposal_factor
 from amortized_rlddm.amortized.packing import pack
 from amortized_rlddm.amortized.posterior import AmortizedPosterior
 from amortized_rlddm.amortized.training import train
+from amortized_rlddm.exact.model import ExactPosterior
 from amortized_rlddm.model.config import load_config
-from amortized_rlddm.model.likelihood import loglik, loglik_draws
+from amortized_rlddm.model.likelihood import loglik, loglik_draws, pointwise_loglik
 from amortized_rlddm.model.priors import ParameterSpace, PriorSet
 from amortized_rlddm.model.simulator import simulate
 
@@ -107,3 +111,86 @@ def test_refined_posteriors_resample_enough_proposals(smoke):
     assert (checks["proposals"] >= 400).all() and (checks["proposals"] % 400 == 0).all()
     short = checks["ess"].values < 200
     assert (checks["proposals"].values[short] > 400).all()  # a short first pass drew more proposals
+
+
+def test_the_flows_density_integrates_to_one_over_a_grid(smoke):
+    study = simulate(smoke.config.priors.sample(np.random.default_rng(10), 1), smoke.design, seed=11)
+    y = smoke.sample_unbounded(study, 4000, seed=12)[0]
+    centre, scale = y.mean(0), y.std(0)
+    axes = [np.linspace(c - 6 * s, c + 6 * s, 11) for c, s in zip(centre, scale)]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(1, -1, len(axes))
+    volume = np.prod([ax[1] - ax[0] for ax in axes])
+    assert np.exp(smoke.unbounded_log_density(study, grid)).sum() * volume == pytest.approx(1.0, abs=0.01)
+    # and on the parameters' own scale, at the sampler's draws, it is the density the draws came with
+    values, log_q, _ = smoke._draws(study, 300, seed=13, density=True)
+    np.testing.assert_allclose(smoke.log_density(study, values), log_q, atol=1e-4)
+
+
+def _study_with_every_kind_of_trial(config, seed):
+    """Simulated participants with excluded trials, a second pair and a block reset."""
+    study = simulate(config.priors.sample(np.random.default_rng(seed), 3), config.design, seed=seed + 1)
+    excluded, condition, block = study.excluded.copy(), study.condition.copy(), study.block.copy()
+    excluded[:, ::7], condition[:, 30:], block[:, 45:] = True, 1, 1
+    return replace(study, excluded=excluded, condition=condition, block=block, condition_labels=(0, 1))
+
+
+def test_pointwise_loglik_sums_to_loglik():
+    config = load_config(SMOKE)
+    study = _study_with_every_kind_of_trial(config, 14)
+    rng = np.random.default_rng(15)
+    draws = {k: np.stack([config.priors.sample(rng, 3)[k] for _ in range(4)], axis=1) for k in config.priors.names}
+    draws["t0"] = np.minimum(draws["t0"], 0.9 * np.nanmin(study.rt, axis=1, keepdims=True))
+    for options in ({}, {"p_outlier": 0.05, "rt_max": 5.0}):
+        terms = pointwise_loglik(study, draws, **options)
+        assert terms.shape == (3, 4, study.max_trials)
+        assert np.isnan(terms[:, :, ::7]).all() and np.isfinite(terms[:, :, 1]).all()
+        np.testing.assert_allclose(np.nansum(terms, axis=-1), loglik_draws(study, draws, **options), rtol=1e-12)
+    # a missed deadline is an observation too: log P(no response before the deadline)
+    study.choice[:, 3], study.rt[:, 3] = -1, np.nan
+    terms = pointwise_loglik(study, draws, deadline=3.0)
+    np.testing.assert_allclose(np.nansum(terms, axis=-1), loglik_draws(study, draws, deadline=3.0), rtol=1e-12)
+    assert (terms[:, :, 3] < 0).all()
+    assert np.isnan(pointwise_loglik(study, draws, missing="ignorable")[:, :, 3]).all()
+
+
+def test_arviz_loo_runs_on_the_output(smoke):
+    study = simulate(smoke.config.priors.sample(np.random.default_rng(16), 3), smoke.design, seed=17)
+    tree = smoke.infer(study, draws=300, seed=3, refine=True, log_likelihood=True)
+    ll = tree["log_likelihood"]["choice_rt"]
+    assert ll.shape == (1, 300, int(study.n_trials.sum()))
+    total = pointwise_loglik(study, {k: tree["posterior"][k].values[0].T for k in smoke.parameter_names})
+    np.testing.assert_allclose(ll.values[0].sum(-1), np.nansum(total, -1).sum(0))
+    result = arviz_stats.loo(tree)
+    assert np.isfinite(result.elpd)
+    # refined draws are posterior draws: the participants' LOO adds up to the study's
+    assert tree["importance"]["elpd_loo"].sum() == pytest.approx(result.elpd, rel=1e-9)
+    raw = smoke.infer(study, draws=300, seed=3, log_likelihood=True)["importance"]  # corrected by the ratios
+    assert np.isfinite(raw["elpd_loo"]).all() and (raw["elpd_loo_se"] > 0).all()
+    assert raw["loo_khat_max"].shape == (3,)
+
+
+def test_the_nuts_fallback_fits_a_participant_the_check_fails(smoke, monkeypatch):
+    study = simulate(smoke.config.priors.sample(np.random.default_rng(18), 2), smoke.design, seed=19)
+
+    def failing_first(log_ratios):  # a forced failure: participant 0 above the threshold
+        result = psis(log_ratios)
+        return result.assign(above_threshold=("participant", np.array([True, False])))
+
+    monkeypatch.setattr("amortized_rlddm.amortized.posterior.psis", failing_first)
+    amortized = smoke.infer(study, draws=200, seed=4)
+    tree = smoke.infer(study, draws=200, seed=4, fallback="nuts")
+    checks = tree["importance"]
+    assert checks["method"].values.tolist() == ["nuts", "amortized"]
+    assert "1 participant(s) fitted with NUTS" in tree["posterior"].attrs["nuts_fallback"]
+    assert checks["nuts_rhat_max"].values[0] < 1.05 and np.isnan(checks["nuts_rhat_max"].values[1])
+    post, before = tree["posterior"], amortized["posterior"]
+    for name in smoke.parameter_names:
+        assert not np.array_equal(post[name].values[..., 0], before[name].values[..., 0])
+        np.testing.assert_array_equal(post[name].values[..., 1], before[name].values[..., 1])
+    # participant 0's draws are the exact posterior's: an independent NUTS fit from the default start
+    exact = ExactPosterior(smoke.config.priors, max_trials=study.max_trials).fit_one(study, 0, draws=500, seed=5)
+    for name in smoke.parameter_names:
+        reference = exact.trace["posterior"][name].values
+        assert post[name].values[0, :, 0].mean() == pytest.approx(reference.mean(), abs=0.3 * reference.std())
+    with pytest.raises(ValueError, match="needs check"):
+        smoke.infer(study, draws=200, fallback="nuts", check=False)

@@ -11,13 +11,16 @@ Refinement draws more proposals where the effective sample size falls short and 
 the requested number of draws by the weights.
 """
 
+import warnings
+
+import arviz_stats
 import numpy as np
 import xarray as xr
 from arviz_stats.base import array_stats
 from scipy.special import logsumexp
 
 from ..data.study import Study
-from ..model.likelihood import loglik_draws
+from ..model.likelihood import loglik_draws, pointwise_loglik
 from ..model.priors import PriorSet
 
 # a log ratio of -inf (a draw the target rules out) enters PSIS as this: weight 0, and finite
@@ -102,3 +105,78 @@ def resample(values: dict, log_weights: np.ndarray, draws: int, rng: np.random.G
     replace = np.count_nonzero(weights) < draws
     chosen = rng.choice(weights.size, size=draws, replace=replace, p=weights / weights.sum())
     return {name: x[chosen] for name, x in values.items()}
+
+
+def pointwise_group(study: Study, values: dict, options: dict) -> xr.Dataset:
+    """The ``log_likelihood`` group of a posterior: ``choice_rt`` (chain, draw, obs), each
+    trial's log-likelihood given its history under each draw, over the trials that enter the
+    likelihood, with coordinates ``participant`` and ``trial`` (1-based) along obs.
+
+    values: name -> (participants, draws) draws of the model's parameters."""
+    terms = pointwise_loglik(study, values, **options)  # (participants, draws, trials)
+    scored = ~np.isnan(terms[:, 0, :])
+    rows, trials = np.nonzero(scored)
+    participants = np.asarray([str(p) for p in study.participant])
+    return xr.Dataset({"choice_rt": (("chain", "draw", "obs"), terms[rows, :, trials].T[None])},
+                      coords={"chain": [0], "draw": np.arange(terms.shape[1]), "obs": np.arange(rows.size),
+                              "participant": ("obs", participants[rows]), "trial": ("obs", trials + 1)})
+
+
+def pointwise_elpd(log_likelihood: xr.Dataset, log_corrections: np.ndarray, participants) -> tuple:
+    """Each trial's PSIS-LOO elpd and Pareto k (arviz-stats), as arrays along obs.
+
+    log_likelihood: a :func:`pointwise_group`. participants: the ids, in the study's order.
+    log_corrections: (participants, draws), in that order, log p(theta | data) - log q(theta)
+    up to a constant per participant for draws from an approximate posterior q (zeros for
+    posterior draws); each trial gets its own participant's correction, as
+    :func:`arviz_stats.loo_approximate_posterior` prescribes.
+    """
+    position = {str(p): i for i, p in enumerate(participants)}
+    index = np.asarray([position[p] for p in log_likelihood["participant"].values], int)
+    per_obs = xr.DataArray(log_corrections[index].T[None], dims=("chain", "draw", "obs"))
+    tree = xr.DataTree.from_dict({"log_likelihood": log_likelihood})
+    try:
+        with warnings.catch_warnings():  # they concern pointwise k-hats, which the callers report
+            warnings.simplefilter("ignore")
+            result = arviz_stats.loo_approximate_posterior(tree, log_p=per_obs, log_q=xr.zeros_like(per_obs),
+                                                           pointwise=True, var_name="choice_rt")
+        return result.elpd_i.values, result.pareto_k.values
+    except ValueError:  # some trial's largest ratios are all equal: no Pareto tail to fit
+        return _elpd_trial_by_trial(log_likelihood["choice_rt"].values[0], log_corrections[index].T)
+
+
+def _elpd_trial_by_trial(log_lik, corrections):
+    """The PSIS-LOO elpd and Pareto k of each trial, log_lik and corrections (draws, obs), with
+    the raw weights (and k = inf) where the tail of a trial's ratios cannot be fitted, as
+    where a contaminant-only response is faster than most draws' t0."""
+    elpd, khat = np.empty(log_lik.shape[1]), np.empty(log_lik.shape[1])
+    for j in range(log_lik.shape[1]):
+        ratios = corrections[:, j] - log_lik[:, j]
+        ratios = ratios - ratios.max()
+        try:
+            log_weights, khat[j] = array_stats.psislw(-ratios, r_eff=1.0)
+        except ValueError:
+            log_weights, khat[j] = ratios, np.inf
+        elpd[j] = logsumexp(log_lik[:, j] + log_weights - logsumexp(log_weights))
+    return elpd, khat
+
+
+def participant_loo(log_likelihood: xr.Dataset, log_corrections: np.ndarray, participants) -> xr.Dataset:
+    """PSIS-LOO of each participant: ``elpd_loo`` (the sum of their trials' elpd, see
+    :func:`pointwise_elpd` for the arguments), ``elpd_loo_se`` (sqrt(n) x the trials' sd, as
+    ArviZ's) and ``loo_khat_max`` (the largest pointwise Pareto k); 0, 0 and NaN for a
+    participant without a trial in the likelihood."""
+    position = {str(p): i for i, p in enumerate(participants)}
+    index = np.asarray([position[p] for p in log_likelihood["participant"].values], int)
+    elpd_i, pareto_k = pointwise_elpd(log_likelihood, log_corrections, participants)
+    size = len(position)
+    counts = np.bincount(index, minlength=size)
+    n = np.maximum(counts, 1)
+    elpd = np.bincount(index, elpd_i, minlength=size)
+    variance = np.bincount(index, elpd_i ** 2, minlength=size) / n - (elpd / n) ** 2
+    khat = np.full(size, -np.inf)
+    np.fmax.at(khat, index, pareto_k)  # a NaN k (no tail) does not hide the others
+    khat[counts == 0] = np.nan
+    return xr.Dataset({"elpd_loo": ("participant", elpd),
+                       "elpd_loo_se": ("participant", np.sqrt(n * np.maximum(variance, 0.0))),
+                       "loo_khat_max": ("participant", khat)})

@@ -26,13 +26,23 @@ from ..model.likelihood import likelihood_options
 from ..model.task import TaskDesign
 from .checkpoint import OOD_REFERENCE_FILE, InferenceError, check_consistency, read_checkpoint, resolve_checkpoint
 from .data_checks import ood_flags, ood_reference, refuse_unserved
-from .importance import MIN_DRAWS, khat_threshold, log_importance_ratios, proposal_factor, psis, resample
+from .importance import (
+    MIN_DRAWS,
+    khat_threshold,
+    log_importance_ratios,
+    participant_loo,
+    pointwise_group,
+    proposal_factor,
+    psis,
+    resample,
+)
 from .networks import backend, network_kinds
 from .packing import pack, parameter_space
 from .training import training_design, training_settings
 
 CHUNK = 256  # participants per compiled call; a fixed shape avoids recompiling
 INITIAL_PROPOSALS = 2  # proposals per requested draw on a refined posterior's first pass
+NUTS_CHAINS, NUTS_TUNE = 4, 1000  # the NUTS fallback's chains and tuning steps
 
 
 def _chunks(n):
@@ -157,6 +167,17 @@ class AmortizedPosterior:
                                                                  forward=True, log_det_jac=True)
             return theta, log_density + log_jacobian, summary
 
+        def density_at(x, mask, condition, theta):
+            """The log density of unbounded parameter values theta (B * draws, p) under the
+            flow conditioned on each participant's data."""
+            summary = est.summary_network(x, mask=mask, training=False)
+            conditions = keras.ops.concatenate([condition, summary], axis=-1)
+            conditions = keras.ops.repeat(conditions, keras.ops.shape(theta)[0] // keras.ops.shape(x)[0], axis=0)
+            z, log_jacobian = est.standardizer.maybe_standardize(theta, key="inference_variables", stage="inference",
+                                                                 forward=True, log_det_jac=True)
+            _, log_density = est.inference_network(z, conditions=conditions, density=True, training=False)
+            return log_density + log_jacobian
+
         def summaries(x, mask):
             return est.summary_network(x, mask=mask, training=False)
 
@@ -164,6 +185,7 @@ class AmortizedPosterior:
             import jax
 
             self._summaries = jax.jit(summaries)
+            self._density_at = jax.jit(density_at)
             self._compiled_density = jax.jit(unbounded_draws_with_density)
             return jax.jit(unbounded_draws)
         if backend() == "tensorflow":
@@ -174,9 +196,11 @@ class AmortizedPosterior:
                 return tf.function(fn, reduce_retracing=True, autograph=False, jit_compile=True)
 
             self._summaries = compiled(summaries)
+            self._density_at = compiled(density_at)
             self._compiled_density = compiled(unbounded_draws_with_density)
             return compiled(unbounded_draws)
         self._summaries = summaries
+        self._density_at = density_at
         self._compiled_density = unbounded_draws_with_density
         return unbounded_draws
 
@@ -246,6 +270,40 @@ class AmortizedPosterior:
             summaries.append(np.asarray(summary)[: stop - start])
         return out, np.concatenate(summaries).astype(np.float64), log_density
 
+    def unbounded_log_density(self, study: Study, y: np.ndarray) -> np.ndarray:
+        """The flow's log density of unbounded values y (participants, draws, parameters), each
+        participant's under their own data: (participants, draws)."""
+        data = pack(study, self.network, self.design, self.design.max_trials)
+        n, draws, p = y.shape
+        out = np.empty((n, draws))
+        for start, stop, idx in _chunks(n):
+            log_q = self._density_at(data["summary_variables"][idx], data["summary_mask"][idx],
+                                     data["inference_conditions"][idx],
+                                     y[idx].reshape(len(idx) * draws, p).astype(np.float32))
+            out[start:stop] = np.asarray(log_q).reshape(len(idx), draws)[: stop - start]
+        return out
+
+    def log_density(self, study: Study, values: dict) -> np.ndarray:
+        """The amortized posterior's log density of parameter values, on their natural scale.
+
+        Parameters
+        ----------
+        study
+            The data.
+        values
+            Parameter name -> (participants, draws) values inside the network's support (t0
+            below each participant's fastest response).
+
+        Returns
+        -------
+        numpy.ndarray
+            (participants, draws): log q(theta | data), the flow's density of the unbounded
+            values times the transforms' Jacobian.
+        """
+        space = parameter_space(self.config.priors, study, self.network["t0_upper"])
+        y = space.forward(values)
+        return self.unbounded_log_density(study, y) + space.log_abs_det_jacobian(values)
+
     @property
     def density_is_cheap(self) -> bool:
         """Whether the draws' density comes with them: a coupling flow's inverse pass gives it;
@@ -254,7 +312,8 @@ class AmortizedPosterior:
 
     def infer(self, data: Study | pd.DataFrame | str | Path, draws: int = 1000, seed: int | None = None,
               convention: str = "rlddm", model: str | None = None, deadline="design",
-              check: bool | None = None, refine: bool = False) -> xr.DataTree:
+              check: bool | None = None, refine: bool = False, fallback: str | None = None,
+              log_likelihood: bool = False) -> xr.DataTree:
         """The posterior of every participant.
 
         Parameters
@@ -285,12 +344,28 @@ class AmortizedPosterior:
             is below its threshold. Participants whose effective size falls short of `draws`
             get more proposals first (up to 20 per draw); ``importance`` then says how many
             (``proposals``) and the k-hat of the final proposals.
+        fallback
+            ``"nuts"``: participants whose k-hat stays above the threshold are fitted with NUTS
+            on the exact likelihood (:class:`~amortized_rlddm.exact.model.ExactPosterior`, 4
+            chains started from amortized draws, 1,000 tuning steps) and their draws replaced;
+            ``importance`` says which (``method``) and gives their fits' r-hat, bulk ESS and
+            divergences. Implies `check`.
+        log_likelihood
+            Add a ``log_likelihood`` group: variable ``choice_rt`` (chain, draw, obs), each
+            trial's log-likelihood given the participant's history, over the trials that enter
+            the likelihood (coordinates ``participant`` and ``trial``, 1-based), so that
+            ``arviz_stats.loo`` and ``compare`` work on the output. With `check`,
+            ``importance`` also gets each participant's PSIS-LOO (``elpd_loo``,
+            ``elpd_loo_se``, ``loo_khat_max``), with the approximate-posterior correction of
+            :func:`arviz_stats.loo_approximate_posterior` for unrefined draws. Memory:
+            8 bytes x draws x trials x participants.
 
         Returns
         -------
         xarray.DataTree
             ``posterior`` (dimensions chain, draw, participant; one variable per parameter,
-            on its natural scale) and ``data_checks`` (see :meth:`data_checks`).
+            on its natural scale), ``data_checks`` (see :meth:`data_checks`) and, as asked,
+            ``importance`` and ``log_likelihood``.
 
         Raises
         ------
@@ -298,21 +373,39 @@ class AmortizedPosterior:
             Data the network was not trained for (trial count, blocks, missing responses,
             deadline, model).
         """
+        if fallback not in (None, "nuts"):
+            raise ValueError(f"fallback: expected None or 'nuts', got {fallback!r}")
+        if fallback and check is False:
+            raise ValueError("fallback='nuts' acts on the importance check's k-hat; it needs check")
         study = data if isinstance(data, Study) else read_study(data, convention=convention)
         self.check(study, model=model, deadline=deadline)
-        check = refine or (self.density_is_cheap and draws >= MIN_DRAWS if check is None else check)
+        check = refine or fallback is not None or (self.density_is_cheap and draws >= MIN_DRAWS
+                                                   if check is None else check)
         # refinement starts from INITIAL_PROPOSALS per requested draw: most participants then
         # reach the requested effective size in one pass
         proposals = draws * INITIAL_PROPOSALS if refine else draws
         values, log_proposal, summaries = self._draws(study, proposals, seed, density=check)
         participants = np.asarray([str(p) for p in study.participant])
         groups = {"data_checks": self.data_checks(study, summaries).assign_coords(participant=participants)}
+        options = likelihood_options(self.design)
         if check:
-            ratios = log_importance_ratios(values, log_proposal, study, self.config.priors,
-                                           likelihood_options(self.design))
+            ratios = log_importance_ratios(values, log_proposal, study, self.config.priors, options)
             importance = psis(ratios)
+            # the LOO correction of each participant's draws: their log ratios while the draws
+            # are the flow's own, none once they are resampled or NUTS's
+            corrections = np.zeros((study.n_participants, draws)) if refine else ratios
             if refine:
                 values, importance = self._refine(study, values, ratios, importance, draws, seed)
+            importance = importance.assign(method=("participant", np.full(study.n_participants,
+                                                                          "refined" if refine else "amortized")))
+            if fallback:
+                values, importance = self._nuts_fallback(study, values, importance, seed)
+                corrections[importance["method"].values == "nuts"] = 0.0
+        if log_likelihood:
+            groups["log_likelihood"] = pointwise_group(study, values, options)
+            if check:
+                importance = importance.merge(participant_loo(groups["log_likelihood"], corrections, participants))
+        if check:
             groups["importance"] = importance.assign_coords(participant=participants)
         posterior = xr.Dataset(
             {name: (("chain", "draw", "participant"), v.T[None, :, :]) for name, v in values.items()},
@@ -320,6 +413,10 @@ class AmortizedPosterior:
         posterior.attrs.update({"inference_library": "amortized_rlddm / BayesFlow", "checkpoint": self.source,
                                 "backend": backend(), "model": self.config.model,
                                 "refined": "PSIS resampling" if refine else "no"})
+        if check and fallback:
+            nuts = participants[importance["method"].values == "nuts"]
+            posterior.attrs["nuts_fallback"] = (f"{nuts.size} participant(s) fitted with NUTS on the exact likelihood"
+                                                + (f": {', '.join(nuts)}" if nuts.size else ""))
         if self.converted_from:
             posterior.attrs["trained_on_backend"] = self.converted_from
         return xr.DataTree.from_dict({"posterior": posterior, **groups})
@@ -369,3 +466,37 @@ class AmortizedPosterior:
                             attrs={**importance.attrs, "khat_threshold": "min(1 - 1/log10(proposals), 0.7)",
                                    "refined": "draws resampled by PSIS weights"})
         return refined, checks
+
+    def _nuts_fallback(self, study, values, importance, seed):
+        """The values with every participant above the k-hat threshold replaced by a NUTS fit
+        of the exact posterior, its chains started from the participant's draws; the
+        importance check gains ``method`` "nuts" for them and their fits' diagnostics."""
+        from ..exact.model import ExactPosterior  # PyMC loads only when a participant needs it
+
+        flagged = np.flatnonzero(importance["above_threshold"].values)
+        diagnostics = {name: np.full(study.n_participants, np.nan)
+                       for name in ("nuts_rhat_max", "nuts_ess_bulk_min", "nuts_divergences")}
+        method = importance["method"].values.astype(object)
+        if flagged.size:
+            draws = next(iter(values.values())).shape[1]
+            chains = NUTS_CHAINS
+            per_chain = -(-draws // chains)
+            options = {k: v for k, v in likelihood_options(self.design).items() if v is not None}
+            exact = ExactPosterior(self.config.priors, self.config.model, max_trials=study.max_trials,
+                                   n_conditions=study.n_conditions, **options)
+            rng = np.random.default_rng(seed)
+            values = {k: v.copy() for k, v in values.items()}
+            for i in flagged:
+                start = rng.choice(draws, size=chains, replace=False)
+                fit = exact.fit_one(study, int(i), draws=per_chain, tune=NUTS_TUNE, chains=chains,
+                                    seed=None if seed is None else seed + int(i),
+                                    start={k: v[i, start] for k, v in values.items()})
+                posterior = fit.trace["posterior"]
+                for name in values:
+                    values[name][i] = posterior[name].transpose("chain", "draw").values.reshape(-1)[:draws]
+                method[i] = "nuts"
+                diagnostics["nuts_rhat_max"][i] = fit.diagnostics["rhat_max"]
+                diagnostics["nuts_ess_bulk_min"][i] = fit.diagnostics["ess_bulk_min"]
+                diagnostics["nuts_divergences"][i] = fit.diagnostics["divergences"]
+        return values, importance.assign(method=("participant", method.astype(str)),
+                                         **{k: ("participant", v) for k, v in diagnostics.items()})

@@ -25,48 +25,64 @@ from .wiener import log_density, log_survival
 MISSING_CODES = {"deadline": 1, "ignorable": 2}
 
 
+@nb.njit(cache=True)
+def _replay(i, d, q, choice, rt, reward, block, condition, excluded, n_trials, v, a, z, t0, alpha_pos, alpha_neg,
+            q_init, missing, deadline, p_outlier, rt_max, log_keep, log_contaminant, contaminant_missed, terms):
+    """Participant i's log-likelihood under draw d, replaying the Q-values `q` (n_conditions,
+    2); each trial's term is written to terms[t] when `terms` is not empty."""
+    pointwise = terms.size > 0
+    q[:] = q_init[i]
+    total = 0.0
+    for t in range(n_trials[i]):
+        if t > 0 and block[i, t] != block[i, t - 1]:
+            q[:] = q_init[i]  # a new block resets every pair
+        k = condition[i, t]
+        drift = v[i, d] * (q[k, 1] - q[k, 0])
+        c = choice[i, t]
+        if c < 0:
+            if missing == 1 and not excluded[i, t]:
+                survival = log_survival(deadline - t0[i, d], drift, a[i, d], z[i, d])
+                if p_outlier > 0.0:
+                    survival = math.log((1.0 - p_outlier) * math.exp(survival) + contaminant_missed)
+                total += survival
+                if pointwise:
+                    terms[t] = survival
+            continue  # missing: nothing seen, nothing learned
+        if not excluded[i, t]:
+            density = log_density(rt[i, t] - t0[i, d], c == 1, drift, a[i, d], z[i, d])
+            if p_outlier > 0.0:
+                uniform = log_contaminant if rt[i, t] <= rt_max else -math.inf
+                high = max(density + log_keep, uniform)
+                if high > -math.inf:
+                    density = high + math.log(math.exp(density + log_keep - high) + math.exp(uniform - high))
+                else:
+                    density = -math.inf
+            total += density
+            if pointwise:
+                terms[t] = density
+        delta = reward[i, t] - q[k, c]
+        q[k, c] += (alpha_pos[i, d] if delta > 0 else alpha_neg[i, d]) * delta
+    return total
+
+
 @nb.njit(cache=True, parallel=True)
 def _loglik_kernel(choice, rt, reward, block, condition, excluded, n_trials, n_conditions, v, a, z, t0,
-                   alpha_pos, alpha_neg, q_init, missing, deadline, p_outlier, rt_max):
-    """Log-likelihood (participants, draws) of parameter arrays (participants, draws)."""
+                   alpha_pos, alpha_neg, q_init, missing, deadline, p_outlier, rt_max, pointwise):
+    """Log-likelihood (participants, draws) of parameter arrays (participants, draws) and, with
+    `pointwise`, each trial's term (participants, draws, trials; NaN where a trial adds
+    nothing: excluded, an ignorable omission, or past the participant's last trial)."""
     out = np.zeros(v.shape)
+    terms = np.full((v.shape[0], v.shape[1], choice.shape[1] if pointwise else 0), np.nan)
     log_keep = math.log1p(-p_outlier) if p_outlier > 0.0 else 0.0
     log_contaminant = math.log(0.5 * p_outlier / rt_max) if p_outlier > 0.0 else -math.inf
     contaminant_missed = p_outlier * max(0.0, 1.0 - deadline / rt_max)
     for i in nb.prange(v.shape[0]):
         q = np.empty((n_conditions, 2))
         for d in range(v.shape[1]):
-            q[:] = q_init[i]
-            total = 0.0
-            for t in range(n_trials[i]):
-                if t > 0 and block[i, t] != block[i, t - 1]:
-                    q[:] = q_init[i]  # a new block resets every pair
-                k = condition[i, t]
-                drift = v[i, d] * (q[k, 1] - q[k, 0])
-                c = choice[i, t]
-                if c < 0:
-                    if missing == 1 and not excluded[i, t]:
-                        survival = log_survival(deadline - t0[i, d], drift, a[i, d], z[i, d])
-                        if p_outlier > 0.0:
-                            total += math.log((1.0 - p_outlier) * math.exp(survival) + contaminant_missed)
-                        else:
-                            total += survival
-                    continue  # missing: nothing seen, nothing learned
-                if not excluded[i, t]:
-                    density = log_density(rt[i, t] - t0[i, d], c == 1, drift, a[i, d], z[i, d])
-                    if p_outlier > 0.0:
-                        uniform = log_contaminant if rt[i, t] <= rt_max else -math.inf
-                        high = max(density + log_keep, uniform)
-                        if high > -math.inf:
-                            density = high + math.log(math.exp(density + log_keep - high)
-                                                      + math.exp(uniform - high))
-                        else:
-                            density = -math.inf
-                    total += density
-                delta = reward[i, t] - q[k, c]
-                q[k, c] += (alpha_pos[i, d] if delta > 0 else alpha_neg[i, d]) * delta
-            out[i, d] = total
-    return out
+            out[i, d] = _replay(i, d, q, choice, rt, reward, block, condition, excluded, n_trials, v, a, z, t0,
+                                alpha_pos, alpha_neg, q_init, missing, deadline, p_outlier, rt_max, log_keep,
+                                log_contaminant, contaminant_missed, terms[i, d])
+    return out, terms
 
 
 def likelihood_options(design) -> dict:
@@ -148,7 +164,20 @@ def loglik(data: Study | pd.DataFrame | str | Path, params: Mapping[str, np.ndar
     if p["v"].shape[0] != study.n_participants:
         raise ValueError(f"params have {p['v'].shape[0]} value(s) per parameter but the data has "
                          f"{study.n_participants} participant(s)")
-    return _evaluate(study, {k: x[:, None] for k, x in p.items()}, q_init, deadline, missing, p_outlier, rt_max)[:, 0]
+    single_draw = {k: x[:, None] for k, x in p.items()}
+    return _evaluate(study, single_draw, q_init, deadline, missing, p_outlier, rt_max)[0][:, 0]
+
+
+def _draw_arrays(study, draws):
+    """The parameters of (participants, draws) draws, checked, with alpha_pos / alpha_neg."""
+    shapes = {k: np.shape(x) for k, x in draws.items()}
+    if len(set(shapes.values())) != 1 or len(next(iter(shapes.values()))) != 2 \
+            or next(iter(shapes.values()))[0] != study.n_participants:
+        raise ValueError(f"draws must be (participants, draws) arrays for {study.n_participants} participants, "
+                         f"got shapes {shapes}")
+    flat = participant_arrays({k: np.asarray(x, float).ravel() for k, x in draws.items()})
+    shape = next(iter(shapes.values()))
+    return {k: x.reshape(shape) for k, x in flat.items()}
 
 
 def loglik_draws(study: Study, draws: Mapping[str, np.ndarray], q_init: float | None = None,
@@ -170,18 +199,37 @@ def loglik_draws(study: Study, draws: Mapping[str, np.ndarray], q_init: float | 
     numpy.ndarray
         (participants, draws) log-likelihoods.
     """
-    shapes = {k: np.shape(x) for k, x in draws.items()}
-    if len(set(shapes.values())) != 1 or len(next(iter(shapes.values()))) != 2 \
-            or next(iter(shapes.values()))[0] != study.n_participants:
-        raise ValueError(f"draws must be (participants, draws) arrays for {study.n_participants} participants, "
-                         f"got shapes {shapes}")
-    flat = participant_arrays({k: np.asarray(x, float).ravel() for k, x in draws.items()})
-    shape = next(iter(shapes.values()))
-    return _evaluate(study, {k: x.reshape(shape) for k, x in flat.items()}, q_init, deadline, missing, p_outlier,
-                     rt_max)
+    return _evaluate(study, _draw_arrays(study, draws), q_init, deadline, missing, p_outlier, rt_max)[0]
 
 
-def _evaluate(study, p, q_init, deadline, missing, p_outlier, rt_max):
+def pointwise_loglik(study: Study, draws: Mapping[str, np.ndarray], q_init: float | None = None,
+                     deadline: float | None = None, missing: str | None = None, p_outlier: float = 0.0,
+                     rt_max: float = 10.0) -> np.ndarray:
+    """Each trial's log-likelihood given the participant's history, for many draws at once.
+
+    Parameters
+    ----------
+    study
+        The data.
+    draws
+        Parameter name -> (participants, draws) values.
+    q_init, deadline, missing, p_outlier, rt_max
+        As in :func:`loglik`.
+
+    Returns
+    -------
+    numpy.ndarray
+        (participants, draws, trials): log p(choice_t, rt_t | trials before t, parameters)
+        of every trial that enters the likelihood (a response, or a response missed at the
+        deadline); NaN for trials that add nothing (excluded trials, ignorable omissions and
+        the padding after a participant's last trial). Summed over the trials it is
+        :func:`loglik_draws`.
+    """
+    return _evaluate(study, _draw_arrays(study, draws), q_init, deadline, missing, p_outlier, rt_max,
+                     pointwise=True)[1]
+
+
+def _evaluate(study, p, q_init, deadline, missing, p_outlier, rt_max, pointwise=False):
     kind = missing_kind(study, missing, deadline)
     if not 0.0 <= p_outlier < 1.0 or not rt_max > 0:
         raise ValueError(f"p_outlier must lie in [0, 1) and rt_max be > 0, got {p_outlier} and {rt_max}")
@@ -189,4 +237,5 @@ def _evaluate(study, p, q_init, deadline, missing, p_outlier, rt_max):
     return _loglik_kernel(study.choice, rt, study.reward, study.block, study.condition, study.excluded,
                           study.n_trials, study.n_conditions, p["v"], p["a"], p["z"], p["t0"], p["alpha_pos"],
                           p["alpha_neg"], initial_q_values(study, q_init), MISSING_CODES.get(kind, 0),
-                          math.inf if deadline is None else float(deadline), float(p_outlier), float(rt_max))
+                          math.inf if deadline is None else float(deadline), float(p_outlier), float(rt_max),
+                          pointwise)

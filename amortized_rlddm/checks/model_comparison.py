@@ -1,0 +1,164 @@
+"""Single vs dual learning rate, participant by participant, from exact posterior draws.
+
+Two exact criteria per participant and model:
+
+- the log evidence log p(data | model), by importance sampling from a multivariate Student-t
+  fitted to the posterior draws in the unbounded space (PSIS-checked: its k-hat says whether
+  the estimate can be trusted), whose difference is the log Bayes factor;
+- PSIS-LOO, the expected log predictive density of each trial given the others, from the
+  pointwise log-likelihood of the draws (arviz-stats).
+
+The draws may be NUTS's (`rlddm fit-exact`) or refined amortized ones: both are posterior
+draws. The amortized posterior's own check gives the log evidence directly
+(``importance.log_evidence``) once a network of each model exists.
+"""
+
+import ast
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import stats
+
+from ..amortized.importance import participant_loo, pointwise_elpd, pointwise_group, psis
+from ..data.study import Study
+from ..model.likelihood import loglik_draws
+from ..model.priors import ParameterSpace, PriorSet
+
+PROPOSALS = 4000  # importance-sampling draws per participant
+STUDENT_DF = 5  # the proposal's degrees of freedom: tails heavier than the posterior's
+WIDEN = 1.2  # the proposal's scale over the draws' sd
+UNBOUNDED_LIMIT = 30.0  # proposals clipped here: logistic(30) is 1 - 1e-13, still inside (0, 1)
+
+
+def posterior_values(tree: xr.DataTree) -> dict:
+    """Each sampled parameter's draws as (participants, chains x draws)."""
+    post = tree["posterior"].to_dataset()
+    return {name: post[name].transpose("participant", "chain", "draw").values.reshape(post.sizes["participant"], -1)
+            for name in post.data_vars}
+
+
+def fixed_values(tree: xr.DataTree) -> dict:
+    """The parameters the fit held fixed (its ``fixed`` attribute)."""
+    return ast.literal_eval(tree["posterior"].attrs.get("fixed", "{}"))
+
+
+def _with_fixed(values, fixed):
+    shape = next(iter(values.values())).shape
+    return {**values, **{name: np.full(shape, float(value)) for name, value in fixed.items()}}
+
+
+def log_evidence(study: Study, tree: xr.DataTree, priors: PriorSet, options: dict, proposals: int = PROPOSALS,
+                 seed: int = 0) -> xr.Dataset:
+    """Each participant's log evidence by importance sampling from a Student-t fitted to the
+    posterior draws of `tree` (its mean, and WIDEN times its sd; see the module's notes).
+
+    Parameters
+    ----------
+    study
+        The data the posterior was fitted to.
+    tree
+        Its posterior (chain, draw, participant); fixed parameters in its ``fixed`` attribute.
+    priors
+        The model's priors (of every parameter; the fixed ones are left out).
+    options
+        The likelihood's settings (q_init, deadline, missing, p_outlier, rt_max).
+    proposals
+        Importance-sampling draws per participant.
+    seed
+        Seed of the proposals.
+
+    Returns
+    -------
+    xarray.Dataset
+        Per participant ``log_evidence``, ``log_evidence_se``, ``khat`` and ``ess`` (see
+        :func:`~amortized_rlddm.amortized.importance.psis`).
+    """
+    fixed = fixed_values(tree)
+    free = PriorSet(priors.priors, [n for n in priors.names if n not in fixed])
+    values = posterior_values(tree)
+    # t0 below each fastest response, as in the exact model; with contaminants on its prior's support
+    bounded_by_data = "t0" in free.names and options.get("p_outlier", 0.0) == 0
+    space = ParameterSpace.given_data(free, study) if bounded_by_data else ParameterSpace(free)
+    y = space.forward(values)  # (participants, draws, parameters)
+    rng = np.random.default_rng(seed)
+    draws, log_q = np.empty((study.n_participants, proposals, y.shape[-1])), np.empty((study.n_participants, proposals))
+    for i, yi in enumerate(y):
+        proposal = stats.multivariate_t(yi.mean(0), WIDEN ** 2 * np.atleast_2d(np.cov(yi, rowvar=False)),
+                                        df=STUDENT_DF)
+        draws[i] = np.clip(proposal.rvs(proposals, random_state=rng).reshape(proposals, -1),
+                           -UNBOUNDED_LIMIT, UNBOUNDED_LIMIT)
+        log_q[i] = proposal.logpdf(draws[i])
+    natural = space.inverse(draws)
+    log_q = log_q + space.log_abs_det_jacobian(natural)
+    log_target = free.logpdf(natural) + loglik_draws(study, _with_fixed(natural, fixed), **options)
+    result = psis(log_target - log_q)
+    return result[["log_evidence", "log_evidence_se", "khat", "ess"]]
+
+
+def compare_models(study: Study, trees: dict, priors: dict, options: dict, seed: int = 0) -> pd.DataFrame:
+    """Single vs dual per participant: log evidence and PSIS-LOO of each, their differences.
+
+    Parameters
+    ----------
+    study
+        The data.
+    trees
+        ``{"single": DataTree, "dual": DataTree}``: posterior draws of each model.
+    priors
+        Model -> its PriorSet.
+    options
+        The likelihood's settings.
+    seed
+        Seed of the importance-sampling proposals.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per participant: per model ``log_evidence_<model>`` (with ``_se``, ``khat_``),
+        ``elpd_loo_<model>`` (with ``_se``, ``loo_khat_max_``); ``log_bayes_factor`` (dual over
+        single), ``elpd_difference`` (dual - single) and its standard error (sqrt(n) x the sd
+        of the trials' differences), and ``favours`` by each criterion.
+    """
+    participants = np.asarray([str(p) for p in study.participant])
+    table = pd.DataFrame({"participant": participants})
+    pointwise = {}
+    for model in ("single", "dual"):
+        tree = trees[model]
+        evidence = log_evidence(study, tree, priors[model], options, seed=seed)
+        table[f"log_evidence_{model}"] = evidence["log_evidence"].values
+        table[f"log_evidence_se_{model}"] = evidence["log_evidence_se"].values
+        table[f"khat_{model}"] = evidence["khat"].values
+        values = _with_fixed(posterior_values(tree), fixed_values(tree))
+        group = pointwise_group(study, values, options)
+        corrections = np.zeros(next(iter(values.values())).shape)
+        loo = participant_loo(group, corrections, participants)
+        table[f"elpd_loo_{model}"] = loo["elpd_loo"].values
+        table[f"elpd_loo_se_{model}"] = loo["elpd_loo_se"].values
+        table[f"loo_khat_max_{model}"] = loo["loo_khat_max"].values
+        pointwise[model] = (group["participant"].values, pointwise_elpd(group, corrections, participants)[0])
+    table["log_bayes_factor"] = table["log_evidence_dual"] - table["log_evidence_single"]
+    table["log_bayes_factor_se"] = np.hypot(table["log_evidence_se_dual"], table["log_evidence_se_single"])
+    owner, single = pointwise["single"]
+    difference = pd.Series(pointwise["dual"][1] - single).groupby(owner)
+    n = difference.count()
+    se = np.sqrt(n * difference.var(ddof=0))
+    table["elpd_difference"] = table["elpd_loo_dual"] - table["elpd_loo_single"]
+    table["elpd_difference_se"] = table["participant"].map(se).to_numpy()
+    table["favours_by_evidence"] = np.where(table["log_bayes_factor"] > 0, "dual", "single")
+    table["favours_by_loo"] = np.where(table["elpd_difference"] > 0, "dual", "single")
+    return table
+
+
+def comparison_totals(table: pd.DataFrame) -> dict:
+    """The study's verdicts: summed log Bayes factor and elpd difference, and how many
+    participants each criterion gives to the dual-rate model."""
+    n = len(table)
+    total_se = np.sqrt(np.sum(table["elpd_difference_se"] ** 2))  # participants independent
+    return {"participants": n,
+            "log_bayes_factor_total": float(table["log_bayes_factor"].sum()),
+            "dual_by_evidence": int((table["favours_by_evidence"] == "dual").sum()),
+            "elpd_difference_total": float(table["elpd_difference"].sum()),
+            "elpd_difference_total_se": float(total_se),
+            "dual_by_loo": int((table["favours_by_loo"] == "dual").sum()),
+            "evidence_khat_above_0.7": int(((table["khat_single"] > 0.7) | (table["khat_dual"] > 0.7)).sum())}
