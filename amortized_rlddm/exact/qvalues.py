@@ -53,12 +53,15 @@ def q_difference_closed_form(data, alpha_pos, alpha_neg, q_init):
     over the earlier rewarded trials j of that arm of the same pair in the block, where P and
     N count the rewarded and unrewarded updates of the arm before t and P_j, N_j those before j.
     """
-    log_keep_pos = pt.log1p(-alpha_pos)
-    log_keep_neg = pt.log1p(-alpha_neg)
-    kept = pt.exp(data["count_pos"] * log_keep_pos + data["count_neg"] * log_keep_neg)  # (2, T)
+    alpha_pos, alpha_neg, q_init = (pt.as_tensor_variable(x) for x in (alpha_pos, alpha_neg, q_init))
+    # the arrays may carry a leading participant axis ((P, 2, T) and (P, T, T)), the rates and
+    # q_init then one value per participant
+    log_keep_pos = pt.log1p(-alpha_pos)[..., None, None]
+    log_keep_neg = pt.log1p(-alpha_neg)[..., None, None]
+    kept = pt.exp(data["count_pos"] * log_keep_pos + data["count_neg"] * log_keep_neg)  # ([P,] 2, T)
     learned = pt.sum(data["sign"] * pt.exp(data["power_pos"] * log_keep_pos + data["power_neg"] * log_keep_neg),
-                     axis=1)
-    return q_init * (kept[1] - kept[0]) + alpha_pos * learned
+                     axis=-1)
+    return q_init[..., None] * (kept[..., 1, :] - kept[..., 0, :]) + alpha_pos[..., None] * learned
 
 
 def closed_form_arrays(choice, reward, block, condition):
