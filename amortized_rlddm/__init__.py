@@ -10,8 +10,8 @@ The user API::
 The names load on first use, so ``import amortized_rlddm`` does not start TensorFlow.
 The subpackages follow the data path: ``model`` (design, priors, simulator, exact
 likelihood) -> ``data`` (the Study, CSV reading and writing) -> ``amortized`` (packing,
-networks, training, the posterior) -> ``checks`` (diagnostics, comparison with NUTS);
-``exact`` holds the PyMC model (the ``[pymc]`` extra).
+networks, training, the posterior) -> ``group`` (the hierarchical sampler) -> ``checks``
+(diagnostics, comparison with NUTS); ``exact`` holds the PyMC model (the ``[pymc]`` extra).
 """
 
 import importlib
@@ -43,6 +43,8 @@ _API = {
     "read_study": "data.io",
     "write_study": "data.io",
     "DataError": "data.io",
+    "fit_group": "group.fit",
+    "pointwise_loglik": "model.likelihood",
 }
 __all__ = sorted(_API)
 

@@ -253,3 +253,43 @@ def print_bench_infer(result):
                                 ("checked and refined", "refined_", (50, 60))):
         print(f"{label:<20} 1 participant: {result[key + 'one_ms']:8.1f} ms (target < {targets[0]} ms); "
               f"{result['many']:,} participants: {result[key + 'many_s']:7.2f} s (target < {targets[1]} s)")
+
+
+def bench_group(checkpoint, participants=28, n_trials=60, chains=4, draws=1000, seed=0, reference=True):
+    """Warm time of the amortized group sampler on a simulated study of `participants` at the
+    network's design with n_trials trials (the stand-in for HDDM's 28 subjects, whose own design
+    this network does not serve), with the PyMC reference's time
+    (compilation and NUTS, the same chains and draws) beside it."""
+    from .amortized.posterior import AmortizedPosterior
+    from .checks.group import simulate_group_study
+    from .group.fit import fit_group
+
+    posterior = AmortizedPosterior.load(checkpoint)
+    study, _, _ = simulate_group_study(posterior, participants, n_trials, False, seed)
+    fit_group(posterior, study, chains=chains, draws=draws, seed=seed)  # warm-up: compiles the sampler
+    start = time.perf_counter()
+    tree = fit_group(posterior, study, chains=chains, draws=draws, seed=seed + 1)
+    result = {"participants": participants, "trials": n_trials, "chains": chains,
+              "draws": draws, "amortized_s": time.perf_counter() - start,
+              "proposals_s": float(tree["posterior"].attrs["proposals_seconds"]),
+              "acceptance_median": float(tree["acceptance"]["acceptance_rate"].median())}
+    if reference:
+        from .group.model import GroupModel
+        from .group.reference import fit_reference
+
+        trace = fit_reference(study, GroupModel(posterior.config.priors), np.zeros(participants, int),
+                              chains=chains, draws=draws, seed=seed)
+        result["reference_compile_s"] = float(trace["posterior"].attrs["compile_seconds"])
+        result["reference_sample_s"] = float(trace["posterior"].attrs["sample_seconds"])
+    return result
+
+
+def print_bench_group(result):
+    print(f"group level, {result['participants']} participants x {result['trials']} trials, {result['chains']} "
+          f"chains x {result['draws']:,} draws")
+    print(f"amortized Metropolis-within-Gibbs: {result['amortized_s']:.2f} s (proposals "
+          f"{result['proposals_s']:.2f} s; median acceptance {result['acceptance_median']:.2f}; target < 10 s)")
+    if "reference_sample_s" in result:
+        total = result["reference_compile_s"] + result["reference_sample_s"]
+        print(f"PyMC reference (nutpie NUTS): {total:.1f} s ({result['reference_compile_s']:.1f} s compiling, "
+              f"{result['reference_sample_s']:.1f} s sampling): {total / result['amortized_s']:.0f}x")

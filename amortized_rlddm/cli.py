@@ -1,6 +1,7 @@
 """The `rlddm` command line."""
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -155,6 +156,61 @@ def cmd_check(args):
         f"{k} {v:.3f}" for k, v in summary["refined_shift_in_raw_sd"].items()))
     print("refined sd / raw sd (median): " + ", ".join(f"{k} {v:.3f}" for k, v in summary["refined_sd_ratio"].items()))
     print(f"wrote check.csv, check.json, khat_histogram.png and refined_overlays.png to {args.out}")
+
+
+def cmd_group(args):
+    from .amortized.posterior import AmortizedPosterior
+    from .checks.group import plot_group_difference, plot_group_posteriors, plot_shrinkage
+    from .group.fit import fit_group, group_labels
+    from .output import save_posterior
+
+    posterior = AmortizedPosterior.load(args.checkpoint)
+    study = _read_data(args)
+    groups = None
+    if args.group_column:
+        participant_column = {"rlddm": "participant", "hssm": "participant_id", "hddm": "subj_idx"}[args.convention]
+        groups = group_labels(args.data, args.group_column, study.participant, participant_column)
+    tree = fit_group(posterior, study, groups=groups, chains=args.chains, tune=args.tune, draws=args.draws,
+                     seed=args.seed)
+    save_posterior(tree, args.out)
+    post = tree["posterior"]
+    diagnostics = tree["diagnostics"].to_dataset()
+    rhat = max(float(diagnostics[v].max()) for v in diagnostics.data_vars if v.startswith("rhat"))
+    ess = min(float(diagnostics[v].min()) for v in diagnostics.data_vars if v.startswith("ess"))
+    rows = []
+    for var in post.data_vars:
+        if var.startswith(("mu_", "sigma_", "delta_mu_")):
+            extra = [d for d in post[var].dims if d not in ("chain", "draw")]
+            for label in (post[var][extra[0]].values if extra else [None]):
+                x = post[var].sel({extra[0]: label}) if extra else post[var]
+                rows.append({"variable": var if label is None else f"{var}[{label}]",
+                             "mean": float(x.mean()), "sd": float(x.std())})
+    with pd.option_context("display.width", 200):
+        print(pd.DataFrame(rows).round(3).to_string(index=False))
+    rates = tree["acceptance"]["acceptance_rate"].values
+    print(f"{study.n_participants} participants, {args.chains} chains x {args.draws} draws in "
+          f"{post.attrs['seconds']:.1f} s; max r-hat {rhat:.3f}, min bulk ESS {ess:.0f}; acceptance per participant "
+          f"{rates.min():.2f}-{rates.max():.2f} (median {np.median(rates):.2f}); wrote {args.out}")
+    if rhat > 1.01:
+        print(f"warning: r-hat {rhat:.3f} > 1.01: the chains have not mixed (see the diagnostics group); run more "
+              "--draws, and read the group sds with care (docs/group.md)")
+    if args.plots:
+        folder = Path(args.plots)
+        folder.mkdir(parents=True, exist_ok=True)
+        plot_group_posteriors(post.to_dataset(), folder / "group_posteriors.png")
+        plot_shrinkage(posterior, study, tree, folder / "shrinkage.png")
+        if groups is not None and len(set(groups)) > 1:
+            plot_group_difference(post.to_dataset(), folder / "group_difference.png")
+
+
+def cmd_validate_group(args):
+    from .amortized.posterior import AmortizedPosterior
+    from .checks.group import validate
+
+    summary = validate(AmortizedPosterior.load(args.checkpoint), args.out, seed=args.seed,
+                       sbc_studies=args.sbc_studies, progress=not args.quiet)
+    print(json.dumps(summary, indent=1, default=float))
+    print(f"wrote {args.out}")
 
 
 def cmd_diagnose(args):
@@ -323,6 +379,10 @@ def cmd_bench(args):
         from .benchmarks import bench_infer, print_bench_infer
 
         print_bench_infer(bench_infer(args.checkpoint, seed=args.seed))
+    elif args.what == "group":
+        from .benchmarks import bench_group, print_bench_group
+
+        print_bench_group(bench_group(args.checkpoint, seed=args.seed))
 
 
 def build_parser():
@@ -393,6 +453,25 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="rlddm_output/check", help="report directory (default: %(default)s)")
     p.set_defaults(func=cmd_check)
+
+    p = command("group", help="the exact hierarchical posterior of a study, from the per-participant network")
+    p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help=checkpoint_help)
+    _add_data_options(p)
+    p.add_argument("--group-column", help="a column of the data giving each participant's group")
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--tune", type=int, default=500)
+    p.add_argument("--draws", type=int, default=1000, help="draws per chain")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="posterior NetCDF (xarray DataTree)")
+    p.add_argument("--plots", help="directory for the group posteriors, shrinkage and group difference figures")
+    p.set_defaults(func=cmd_group)
+
+    p = command("validate-group", help="the group sampler against the PyMC reference, and its calibration")
+    p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help=checkpoint_help)
+    p.add_argument("--sbc-studies", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="rlddm_output/group", help="report directory (default: %(default)s)")
+    p.set_defaults(func=cmd_validate_group)
 
     p = command("diagnose", help="recovery and calibration of a network on fresh simulations")
     p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help=checkpoint_help)
@@ -482,7 +561,7 @@ def build_parser():
     p.set_defaults(func=cmd_fit_exact)
 
     p = command("bench", help="speed benchmarks")
-    p.add_argument("what", choices=["simulate", "likelihood", "train", "infer"])
+    p.add_argument("what", choices=["simulate", "likelihood", "train", "infer", "group"])
     p.add_argument("--config", default=DEFAULT_CONFIG, help=config_help)
     p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help=checkpoint_help)
     p.add_argument("--participants", type=int, default=20000)

@@ -23,7 +23,7 @@ from ..model.likelihood import likelihood_options, loglik_draws
 from .model import GroupModel
 
 PROPOSAL_BATCH = 1000  # draws per participant per network pass
-PARTICIPANT_STEPS = 4  # independence steps per participant per iteration
+PARTICIPANT_STEPS = 2  # independence steps per participant per iteration
 SIGMA_STEPS = 3  # random-walk steps on each log sd per iteration
 SIGMA_STEP_SCALE = 2.4  # their sd, over the conditional's approximate sd 1 / sqrt(2 n)
 

@@ -1,0 +1,259 @@
+"""Validation of the group level (`rlddm validate-group`): the amortized hierarchical sampler
+against the PyMC reference on simulated studies, simulation-based calibration of the group
+parameters, and the figures of a group posterior (group means and sds, shrinkage, group
+differences)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from tqdm.auto import tqdm
+
+from ..amortized.posterior import AmortizedPosterior
+from ..group.fit import fit_group
+from ..group.model import GroupModel
+from ..model.simulator import simulate
+from .diagnostics import compute_metrics, ecdf_cell
+
+# The simulated studies' group level, on the natural scale of each parameter (its group
+# mean is the transform of this value) and the group sd on the unbounded scale.
+STUDY_CENTRES = {"v": 2.5, "a": 1.2, "z": 0.5, "t0": 0.35, "alpha": 0.3}
+STUDY_SPREADS = {"v": 0.4, "a": 0.15, "z": 0.3, "t0": 0.2, "alpha": 0.6}
+ALPHA_DIFFERENCE = 1.0  # the two-group study: group B's mu_alpha above A's (logit scale)
+STUDIES = (("20 x 60 trials", 20, 60, False), ("50 x 120 trials", 50, 120, False),
+           ("two groups, 2 x 20 x 60 trials", 40, 60, True))
+
+
+def simulate_group_study(posterior: AmortizedPosterior, participants: int, n_trials: int, two_groups: bool,
+                         seed: int):
+    """A study from a known group level (STUDY_CENTRES and STUDY_SPREADS; with two groups,
+    the second half's mu_alpha is ALPHA_DIFFERENCE higher). Returns the study, the group
+    labels and the true group means (group -> parameter -> unbounded mean)."""
+    model = GroupModel(posterior.config.priors)
+    space = model.space
+    centre = space.forward({k: np.array([STUDY_CENTRES[k]]) for k in model.names})[0]
+    spread = np.array([STUDY_SPREADS[k] for k in model.names])
+    labels = np.where(np.arange(participants) < participants // 2, "A", "B") if two_groups \
+        else np.full(participants, "all")
+    means = {g: centre.copy() for g in dict.fromkeys(labels)}
+    if two_groups:
+        means["B"][model.names.index("alpha")] += ALPHA_DIFFERENCE
+    rng = np.random.default_rng(seed)
+    y = np.stack([means[g] for g in labels]) + spread * rng.standard_normal((participants, len(model.names)))
+    values = space.inverse(y)
+    design = posterior.design_with_trials(n_trials)
+    return simulate(values, design, seed=seed + 1), list(labels), means
+
+
+def agreement(ours, reference, names) -> pd.DataFrame:
+    """Per group-level variable: |mean difference| / reference sd and sd ratio."""
+    rows = []
+    for kind in ("mu", "sigma", "delta_mu"):
+        for name in names:
+            var = f"{kind}_{name}"
+            if var not in ours.data_vars:
+                continue
+            a, b = ours[var], reference[var]
+            extra = [d for d in a.dims if d not in ("chain", "draw")]
+            labels = a[extra[0]].values if extra else [None]
+            for label in labels:
+                x = a.sel({extra[0]: label}) if extra else a
+                r = b.sel({extra[0]: label}) if extra else b
+                x, r = x.values.ravel(), r.values.ravel()
+                rows.append({"variable": var if label is None else f"{var}[{label}]",
+                             "mean": x.mean(), "reference_mean": r.mean(), "sd": x.std(), "reference_sd": r.std(),
+                             "abs_mean_difference_in_sd": abs(x.mean() - r.mean()) / r.std(),
+                             "sd_ratio": x.std() / r.std()})
+    return pd.DataFrame(rows)
+
+
+def _reference_tree(study, posterior, labels, seed, draws):
+    from ..group.reference import fit_reference  # PyMC loads only for the reference
+
+    order = list(dict.fromkeys(labels))
+    model = GroupModel(posterior.config.priors, tuple(order))
+    trace = fit_reference(study, model, np.asarray([order.index(g) for g in labels]), seed=seed, draws=draws)
+    post = trace["posterior"].to_dataset()
+    grouped = len(order) > 1
+    for name in model.names:
+        mu = post[f"mu_{name}"]
+        if grouped:
+            post[f"delta_mu_{name}"] = (mu.isel(group=1) - mu.isel(group=0)).expand_dims(contrast=["B - A"], axis=-1)
+        else:
+            post[f"mu_{name}"] = mu.isel(group=0, drop=True)
+    return post, trace["posterior"].attrs
+
+
+def validate(posterior: AmortizedPosterior, out, seed: int = 0, sbc_studies: int = 200, draws: int = 1000,
+             progress: bool = False) -> dict:
+    """Write agreement.csv, sbc.json, report.md and figures to `out`: the three simulated
+    STUDIES fitted by the amortized sampler and the PyMC reference, and SBC of the group
+    parameters over `sbc_studies` studies of 20 x 60 trials."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tables, timings = [], []
+    for k, (label, participants, n_trials, two_groups) in enumerate(tqdm(STUDIES, desc="group studies",
+                                                                      disable=not progress)):
+        study, groups, truth = simulate_group_study(posterior, participants, n_trials, two_groups, seed + k)
+        tree = fit_group(posterior, study, groups=groups if two_groups else None, draws=draws, seed=seed + k)
+        reference, attrs = _reference_tree(study, posterior, groups, seed + k, draws)
+        table = agreement(tree["posterior"].to_dataset(), reference, posterior.parameter_names)
+        table.insert(0, "study", label)
+        tables.append(table)
+        acceptance = tree["acceptance"]["acceptance_rate"].values
+        timings.append({"study": label, "amortized_seconds": tree["posterior"].attrs["seconds"],
+                        "reference_seconds": attrs["compile_seconds"] + attrs["sample_seconds"],
+                        "reference_divergences": attrs["divergences"],
+                        "acceptance_median": float(np.median(acceptance)), "acceptance_min": float(acceptance.min()),
+                        "rhat_max": float(tree["diagnostics"].to_dataset()[[v for v in tree["diagnostics"].data_vars
+                                                                            if v.startswith("rhat")]]
+                                          .to_array().max())})
+        if k == 0:
+            plot_group_posteriors(tree["posterior"].to_dataset(), out / "group_posteriors.png", reference=reference)
+            plot_shrinkage(posterior, study, tree, out / "shrinkage.png")
+        if two_groups:
+            plot_group_difference(tree["posterior"].to_dataset(), out / "group_difference.png",
+                                  truth={"alpha": ALPHA_DIFFERENCE}, reference=reference)
+    agreement_table = pd.concat(tables, ignore_index=True)
+    agreement_table.to_csv(out / "agreement.csv", index=False)
+    pd.DataFrame(timings).to_csv(out / "timing.csv", index=False)
+    sbc = calibrate(posterior, sbc_studies, seed=seed + 100, progress=progress)
+    (out / "sbc.json").write_text(json.dumps(sbc, indent=1) + "\n")
+    return write_report(out)
+
+
+def write_report(out) -> dict:
+    """summary.json and report.md from a validation's agreement.csv, timing.csv and sbc.json."""
+    out = Path(out)
+    table, timing = pd.read_csv(out / "agreement.csv"), pd.read_csv(out / "timing.csv")
+    sbc = json.loads((out / "sbc.json").read_text())
+    studies = {}
+    for study, rows in table.groupby("study", sort=False):
+        worst = rows.loc[rows["abs_mean_difference_in_sd"].idxmax()]
+        studies[study] = {"median_abs_mean_difference_in_sd": float(rows["abs_mean_difference_in_sd"].median()),
+                          "max_abs_mean_difference_in_sd": float(worst["abs_mean_difference_in_sd"]),
+                          "worst_variable": worst["variable"], "median_sd_ratio": float(rows["sd_ratio"].median()),
+                          "sd_ratio_range": [float(rows["sd_ratio"].min()), float(rows["sd_ratio"].max())]}
+    summary = {"agreement": studies, "timing": timing.to_dict(orient="records"),
+               "sbc": {"studies": sbc["studies"], "participants": sbc["participants"], "trials": sbc["trials"],
+                       "calibration_error": {k: v["calibration_error"] for k, v in sbc["parameters"].items()},
+                       "ecdf_in_band": {k: v["ecdf_inside_95_band"] for k, v in sbc["parameters"].items()},
+                       "acceptance_median": sbc["acceptance_median"], "seconds_per_study": sbc["seconds_per_study"]}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    lines = ["# The group level against the PyMC reference", "",
+             "Amortized Metropolis-within-Gibbs (4 chains x 1,000 draws after 500) against the same hierarchical model "
+             "in PyMC with the exact likelihood (nutpie, 4 chains x 1,000 draws after 1,000), on simulated studies "
+             "of the network's design. Per group variable: |mean difference| / reference sd and sd ratio "
+             "([`agreement.csv`](agreement.csv)); times in [`timing.csv`](timing.csv).", "",
+             "| study | median abs(mean diff.) / ref. sd | max (variable) | median sd ratio | sd ratio range | "
+             "amortized s | reference s | max r-hat | median acceptance |", "|---|---|---|---|---|---|---|---|---|"]
+    for (study, row), (_, t) in zip(studies.items(), timing.iterrows()):
+        lines.append(f"| {study} | {row['median_abs_mean_difference_in_sd']:.3f} | "
+                     f"{row['max_abs_mean_difference_in_sd']:.3f} ({row['worst_variable']}) | "
+                     f"{row['median_sd_ratio']:.3f} | {row['sd_ratio_range'][0]:.2f}-{row['sd_ratio_range'][1]:.2f} | "
+                     f"{t['amortized_seconds']:.1f} | {t['reference_seconds']:.0f} | {t['rhat_max']:.3f} | "
+                     f"{t['acceptance_median']:.2f} |")
+    lines += ["", "## Simulation-based calibration of the group parameters", "",
+              f"{sbc['studies']} studies of {sbc['participants']} participants x {sbc['trials']} trials from the "
+              f"hierarchical prior, each fitted by the amortized sampler (2 chains x 500 draws after 300; "
+              f"{sbc['seconds_per_study']:.1f} s per study, median acceptance {sbc['acceptance_median']:.2f}).", "",
+              "| variable | calibration error | coverage 50 / 90 / 95% | ECDF in 95% band |", "|---|---|---|---|"]
+    for name, m in sbc["parameters"].items():
+        coverage = " / ".join(f"{m['coverage'][k]:.2f}" for k in ("50", "90", "95"))
+        lines.append(f"| {name} | {m['calibration_error']:.3f} | {coverage} | {ecdf_cell(m)} |")
+    lines += ["", "Figures: group_posteriors.png, shrinkage.png, group_difference.png.", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    return summary
+
+
+def calibrate(posterior: AmortizedPosterior, studies: int, participants: int = 20, n_trials: int = 60, seed: int = 0,
+              draws: int = 500, progress: bool = False) -> dict:
+    """Simulation-based calibration of the group parameters: studies simulated from the
+    hierarchical prior (mu ~ Normal(m, s), sigma ~ HalfNormal(s), participants from the group
+    normal) at the network's design with n_trials trials, each fitted by the amortized sampler."""
+    model = GroupModel(posterior.config.priors)
+    m, s = model.hyperpriors()
+    rng = np.random.default_rng(seed)
+    truth, samples, acceptance, seconds = {}, {}, [], []
+    for k in tqdm(range(studies), desc="group SBC", disable=not progress):
+        mu = rng.normal(m, s)
+        sigma = np.abs(rng.normal(0.0, s))
+        y = mu + sigma * rng.standard_normal((participants, len(m)))
+        study = simulate(model.space.inverse(y), posterior.design_with_trials(n_trials), seed=int(rng.integers(2**31)))
+        tree = fit_group(posterior, study, draws=draws, tune=300, chains=2, seed=int(rng.integers(2**31)))
+        post = tree["posterior"]
+        for j, name in enumerate(model.names):
+            for kind, value in (("mu", mu[j]), ("sigma", sigma[j])):
+                truth.setdefault(f"{kind}_{name}", []).append(value)
+                samples.setdefault(f"{kind}_{name}", []).append(post[f"{kind}_{name}"].values.ravel())
+        acceptance.append(float(np.median(tree["acceptance"]["acceptance_rate"])))
+        seconds.append(float(post.attrs["seconds"]))
+    metrics = compute_metrics({k: np.stack(v) for k, v in samples.items()},
+                              {k: np.asarray(v) for k, v in truth.items()})
+    return {"studies": studies, "participants": participants, "trials": n_trials,
+            "parameters": metrics, "acceptance_median": float(np.median(acceptance)),
+            "seconds_per_study": float(np.mean(seconds))}
+
+
+def plot_group_posteriors(post, path, reference=None):
+    """Each group mean's and sd's posterior (unbounded scale), with the reference's."""
+    names = [v[3:] for v in post.data_vars if v.startswith("mu_")]
+    fig = Figure(figsize=(2.8 * len(names), 4.8))
+    axes = fig.subplots(2, len(names), squeeze=False)
+    for col, name in enumerate(names):
+        for row, kind in enumerate(("mu", "sigma")):
+            ax, var = axes[row][col], f"{kind}_{name}"
+            x = post[var].values.ravel()
+            bins = np.histogram_bin_edges(x, bins=40)
+            ax.hist(x, bins=bins, density=True, color="C0", alpha=0.6, label="amortized group sampler")
+            if reference is not None:
+                ax.hist(reference[var].values.ravel(), bins=bins, density=True, histtype="step", color="k",
+                        label="PyMC reference (NUTS)")
+            ax.set_title(var, fontsize=9)
+            ax.set_yticks([])
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def plot_shrinkage(posterior: AmortizedPosterior, study, tree, path):
+    """Each participant's posterior mean alone (the amortized posterior) and within the
+    group (the hierarchical posterior): the shrinkage toward the group."""
+    alone = posterior.infer(study, draws=1000, seed=0, check=False)["posterior"]
+    grouped = tree["posterior"]
+    names = list(posterior.parameter_names)
+    fig = Figure(figsize=(2.8 * len(names), 3.0))
+    axes = fig.subplots(1, len(names), squeeze=False)[0]
+    for ax, name in zip(axes, names):
+        a = alone[name].mean(("chain", "draw")).values
+        g = grouped[name].mean(("chain", "draw")).values
+        ax.scatter(a, g, s=10)
+        lo, hi = min(a.min(), g.min()), max(a.max(), g.max())
+        ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8, ls="--")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("alone")
+    axes[0].set_ylabel("within the group")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def plot_group_difference(post, path, truth=None, reference=None):
+    """The posterior of each contrast of group means, with the true difference where known."""
+    names = [v[9:] for v in post.data_vars if v.startswith("delta_mu_")]
+    fig = Figure(figsize=(2.8 * len(names), 2.8))
+    axes = fig.subplots(1, len(names), squeeze=False)[0]
+    for ax, name in zip(axes, names):
+        x = post[f"delta_mu_{name}"].values.ravel()
+        bins = np.histogram_bin_edges(x, bins=40)
+        ax.hist(x, bins=bins, density=True, color="C0", alpha=0.6)
+        if reference is not None:
+            ax.hist(reference[f"delta_mu_{name}"].values.ravel(), bins=bins, density=True, histtype="step", color="k")
+        if truth and name in truth:
+            ax.axvline(truth[name], color="C3", ls="--")
+        ax.axvline(0.0, color="grey", lw=0.6)
+        ax.set_title(f"mu_{name}: {post['contrast'].values[0]}", fontsize=9)
+        ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
