@@ -8,7 +8,9 @@ generalized Pareto fit whose shape k-hat says whether the weights can be trusted
 min(1 - 1 / log10(S), 0.7) for S draws (Vehtari et al. 2024), the importance-sampling
 estimates (and the draws resampled by the weights) approach the exact posterior's.
 Refinement draws more proposals where the effective sample size falls short and resamples
-the requested number of draws by the weights.
+the requested number of draws by the weights. The pointwise log-likelihood of the draws
+(:func:`pointwise_group`) gives each participant's PSIS-LOO (:func:`participant_loo`), with
+the approximate-posterior correction for the flow's own draws.
 """
 
 import warnings

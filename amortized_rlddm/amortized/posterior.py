@@ -270,6 +270,26 @@ class AmortizedPosterior:
             summaries.append(np.asarray(summary)[: stop - start])
         return out, np.concatenate(summaries).astype(np.float64), log_density
 
+    def sample_with_density(self, study: Study, draws: int, seed: int | None = None) -> tuple[dict, np.ndarray]:
+        """Draws on the parameters' own scale with their log density under the flow.
+
+        Parameters
+        ----------
+        study
+            The data.
+        draws
+            Draws per participant.
+        seed
+            Seed of the base draws.
+
+        Returns
+        -------
+        tuple
+            name -> (participants, draws) values, and their (participants, draws) log density.
+        """
+        values, log_q, _ = self._draws(study, draws, seed, density=True)
+        return values, log_q
+
     def unbounded_log_density(self, study: Study, y: np.ndarray) -> np.ndarray:
         """The flow's log density of unbounded values y (participants, draws, parameters), each
         participant's under their own data: (participants, draws)."""

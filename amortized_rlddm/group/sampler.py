@@ -34,7 +34,7 @@ def proposals(posterior: AmortizedPosterior, study: Study, count: int, seed: int
     values, log_q = {}, []
     for start in range(0, count, PROPOSAL_BATCH):
         batch = min(PROPOSAL_BATCH, count - start)
-        draws, log_density, _ = posterior._draws(study, batch, seed + start, density=True)
+        draws, log_density = posterior.sample_with_density(study, batch, seed + start)
         for name, x in draws.items():
             values.setdefault(name, []).append(x)
         log_q.append(log_density)
