@@ -133,8 +133,7 @@ def pointwise_elpd(log_likelihood: xr.Dataset, log_corrections: np.ndarray, part
     posterior draws); each trial gets its own participant's correction, as
     :func:`arviz_stats.loo_approximate_posterior` prescribes.
     """
-    position = {str(p): i for i, p in enumerate(participants)}
-    index = np.asarray([position[p] for p in log_likelihood["participant"].values], int)
+    index = _owner_index(log_likelihood, participants)
     per_obs = xr.DataArray(log_corrections[index].T[None], dims=("chain", "draw", "obs"))
     tree = xr.DataTree.from_dict({"log_likelihood": log_likelihood})
     try:
@@ -163,15 +162,20 @@ def _elpd_trial_by_trial(log_lik, corrections):
     return elpd, khat
 
 
-def participant_loo(log_likelihood: xr.Dataset, log_corrections: np.ndarray, participants) -> xr.Dataset:
-    """PSIS-LOO of each participant: ``elpd_loo`` (the sum of their trials' elpd, see
-    :func:`pointwise_elpd` for the arguments), ``elpd_loo_se`` (sqrt(n) x the trials' sd, as
-    ArviZ's) and ``loo_khat_max`` (the largest pointwise Pareto k); 0, 0 and NaN for a
-    participant without a trial in the likelihood."""
+def _owner_index(log_likelihood, participants):
+    """Each obs's participant, as a position in `participants` (the study's order)."""
     position = {str(p): i for i, p in enumerate(participants)}
-    index = np.asarray([position[p] for p in log_likelihood["participant"].values], int)
-    elpd_i, pareto_k = pointwise_elpd(log_likelihood, log_corrections, participants)
-    size = len(position)
+    return np.asarray([position[p] for p in log_likelihood["participant"].values], int)
+
+
+def participant_loo(log_likelihood: xr.Dataset, pointwise: tuple, participants) -> xr.Dataset:
+    """PSIS-LOO of each participant from the trials' (elpd, Pareto k) that
+    :func:`pointwise_elpd` gives: ``elpd_loo`` (the sum of their trials' elpd),
+    ``elpd_loo_se`` (sqrt(n) x the trials' sd, as ArviZ's) and ``loo_khat_max`` (the largest
+    pointwise Pareto k); 0, 0 and NaN for a participant without a trial in the likelihood."""
+    index = _owner_index(log_likelihood, participants)
+    elpd_i, pareto_k = pointwise
+    size = len(participants)
     counts = np.bincount(index, minlength=size)
     n = np.maximum(counts, 1)
     elpd = np.bincount(index, elpd_i, minlength=size)

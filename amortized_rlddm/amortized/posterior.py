@@ -31,6 +31,7 @@ from .importance import (
     khat_threshold,
     log_importance_ratios,
     participant_loo,
+    pointwise_elpd,
     pointwise_group,
     proposal_factor,
     psis,
@@ -142,11 +143,15 @@ class AmortizedPosterior:
     def _compile(self):
         est = self.estimator
 
-        def unbounded_draws(x, mask, condition, base):
+        def conditions_per_draw(x, mask, condition, rows):
+            """The summaries and the flow's conditions, repeated for each participant's draws
+            (`rows` of them in all)."""
             summary = est.summary_network(x, mask=mask, training=False)
             conditions = keras.ops.concatenate([condition, summary], axis=-1)
-            draws_per = keras.ops.shape(base)[0] // keras.ops.shape(x)[0]
-            conditions = keras.ops.repeat(conditions, draws_per, axis=0)
+            return summary, keras.ops.repeat(conditions, keras.ops.shape(rows)[0] // keras.ops.shape(x)[0], axis=0)
+
+        def unbounded_draws(x, mask, condition, base):
+            summary, conditions = conditions_per_draw(x, mask, condition, base)
             theta = est.inference_network(base, conditions=conditions, inverse=True, training=False)
             theta = est.standardizer.maybe_standardize(theta, key="inference_variables", stage="inference",
                                                        forward=False)
@@ -155,10 +160,7 @@ class AmortizedPosterior:
         def unbounded_draws_with_density(x, mask, condition, base):
             """The draws and their log density in the unbounded space (the flow's density of
             the standardized draws and the standardization's log-Jacobian)."""
-            summary = est.summary_network(x, mask=mask, training=False)
-            conditions = keras.ops.concatenate([condition, summary], axis=-1)
-            draws_per = keras.ops.shape(base)[0] // keras.ops.shape(x)[0]
-            conditions = keras.ops.repeat(conditions, draws_per, axis=0)
+            summary, conditions = conditions_per_draw(x, mask, condition, base)
             theta, log_density = est.inference_network(base, conditions=conditions, inverse=True, density=True,
                                                        training=False)
             theta = est.standardizer.maybe_standardize(theta, key="inference_variables", stage="inference",
@@ -170,9 +172,7 @@ class AmortizedPosterior:
         def density_at(x, mask, condition, theta):
             """The log density of unbounded parameter values theta (B * draws, p) under the
             flow conditioned on each participant's data."""
-            summary = est.summary_network(x, mask=mask, training=False)
-            conditions = keras.ops.concatenate([condition, summary], axis=-1)
-            conditions = keras.ops.repeat(conditions, keras.ops.shape(theta)[0] // keras.ops.shape(x)[0], axis=0)
+            _, conditions = conditions_per_draw(x, mask, condition, theta)
             z, log_jacobian = est.standardizer.maybe_standardize(theta, key="inference_variables", stage="inference",
                                                                  forward=True, log_det_jac=True)
             _, log_density = est.inference_network(z, conditions=conditions, density=True, training=False)
@@ -424,7 +424,8 @@ class AmortizedPosterior:
         if log_likelihood:
             groups["log_likelihood"] = pointwise_group(study, values, options)
             if check:
-                importance = importance.merge(participant_loo(groups["log_likelihood"], corrections, participants))
+                pointwise = pointwise_elpd(groups["log_likelihood"], corrections, participants)
+                importance = importance.merge(participant_loo(groups["log_likelihood"], pointwise, participants))
         if check:
             groups["importance"] = importance.assign_coords(participant=participants)
         posterior = xr.Dataset(

@@ -122,7 +122,7 @@ def compare_models(study: Study, trees: dict, priors: dict, options: dict, seed:
     """
     participants = np.asarray([str(p) for p in study.participant])
     table = pd.DataFrame({"participant": participants})
-    pointwise = {}
+    elpd_i = {}  # each trial's elpd, per model (the same trials: the data decide which enter)
     for model in ("single", "dual"):
         tree = trees[model]
         evidence = log_evidence(study, tree, priors[model], options, seed=seed)
@@ -132,15 +132,15 @@ def compare_models(study: Study, trees: dict, priors: dict, options: dict, seed:
         values = _with_fixed(posterior_values(tree), fixed_values(tree))
         group = pointwise_group(study, values, options)
         corrections = np.zeros(next(iter(values.values())).shape)
-        loo = participant_loo(group, corrections, participants)
+        trials = pointwise_elpd(group, corrections, participants)  # (elpd, Pareto k) of each trial
+        loo = participant_loo(group, trials, participants)
         table[f"elpd_loo_{model}"] = loo["elpd_loo"].values
         table[f"elpd_loo_se_{model}"] = loo["elpd_loo_se"].values
         table[f"loo_khat_max_{model}"] = loo["loo_khat_max"].values
-        pointwise[model] = (group["participant"].values, pointwise_elpd(group, corrections, participants)[0])
+        elpd_i[model] = trials[0]
     table["log_bayes_factor"] = table["log_evidence_dual"] - table["log_evidence_single"]
     table["log_bayes_factor_se"] = np.hypot(table["log_evidence_se_dual"], table["log_evidence_se_single"])
-    owner, single = pointwise["single"]
-    difference = pd.Series(pointwise["dual"][1] - single).groupby(owner)
+    difference = pd.Series(elpd_i["dual"] - elpd_i["single"]).groupby(group["participant"].values)
     n = difference.count()
     se = np.sqrt(n * difference.var(ddof=0))
     table["elpd_difference"] = table["elpd_loo_dual"] - table["elpd_loo_single"]
