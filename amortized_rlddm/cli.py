@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from .data.io import DataError, write_study
 from .data.study import Study
 from .model.config import load_config
+from .model.designs import NAMED_DESIGNS, named_design
 from .model.simulator import simulate
 
 DEFAULT_CONFIG = "default"  # the shipped config and network, found by name (amortized_rlddm.resources)
@@ -59,6 +60,9 @@ def cmd_demo(args):
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.data:
+        _demo_on_data(args, out)
+        return
     posterior = AmortizedPosterior.load(args.checkpoint)
     config = load_config(args.config)
     study, truth = _simulate_study(config, args.participants, args.seed)
@@ -89,6 +93,37 @@ def cmd_demo(args):
           f"{out / 'summary.csv'} and {out / 'recovery.png'}")
 
 
+def _demo_on_data(args, out):
+    """The demo on a data file: infer every participant (checked by PSIS), print the
+    posterior means and k-hats, write the posterior, the summary and the figure."""
+    from .amortized.posterior import AmortizedPosterior
+    from .checks.plots import plot_posteriors
+    from .output import save_posterior, summarize
+
+    posterior = AmortizedPosterior.load(args.checkpoint)
+    study, excluded = _apply_exclusions(_read_data(args), args)
+    settings = {"deadline": "design" if args.deadline is None and args.missing is None else args.deadline,
+                "missing": args.missing, "q_init": args.q_init, "p_outlier": args.p_outlier, "rt_max": args.rt_max}
+    posterior.infer(study.select([0]), draws=args.draws, seed=args.seed, **settings)  # warm-up: compiles
+    start = time.perf_counter()
+    tree = posterior.infer(study, draws=args.draws, seed=args.seed, **settings)
+    elapsed = time.perf_counter() - start
+    save_posterior(tree, out / "posterior.nc")
+    summary = summarize(tree)
+    summary.to_csv(out / "summary.csv", index=False)
+    plot_posteriors(summary, out / "posteriors.png")
+    table = summary.pivot(index="participant", columns="parameter", values="mean")[list(posterior.parameter_names)]
+    table["k-hat"] = tree["importance"]["khat"].to_series().reindex(table.index).values
+    with pd.option_context("display.width", 160, "display.max_rows", 500):
+        print(f"posterior means of {study.n_participants} participants of {args.data} "
+              f"({', '.join(f'{k}: {int(v.sum())} trials excluded' for k, v in excluded.items()) or 'no exclusions'})")
+        print(table.round(3).to_string())
+    _print_importance(tree)
+    print(f"inferred {study.n_participants} participants x {args.draws} draws in {elapsed:.2f} s "
+          f"({elapsed * 1000 / study.n_participants:.1f} ms per participant, checked by PSIS)")
+    print(f"wrote {out / 'posterior.nc'}, {out / 'summary.csv'} and {out / 'posteriors.png'}")
+
+
 def _print_importance(tree):
     """One line on the importance-sampling check of every participant's draws."""
     if "importance" not in tree.children:
@@ -116,15 +151,26 @@ def cmd_train(args):
 
 
 def cmd_infer(args):
+    from .amortized.checkpoint import checkpoint_for_model
     from .amortized.posterior import AmortizedPosterior
     from .checks.plots import plot_posteriors
     from .output import save_posterior, summarize
 
-    posterior = AmortizedPosterior.load(args.checkpoint)
-    study = _read_data(args)
+    posterior = AmortizedPosterior.load(checkpoint_for_model(args.checkpoint, args.model))
+    if args.design:
+        if any(getattr(args, k) is not None for k in ("deadline", "missing", "q_init", "p_outlier", "rt_max")):
+            raise ValueError("--design sets the deadline, missing kind, q_init and contaminants; give it or them")
+        settings = {"design": named_design(args.design)}
+        args.exclude_first = args.exclude_first or settings["design"].exclude_first
+    else:
+        settings = {"deadline": "design" if args.deadline is None and args.missing is None else args.deadline,
+                    "missing": args.missing, "q_init": args.q_init, "p_outlier": args.p_outlier,
+                    "rt_max": args.rt_max}
+    study, _ = _apply_exclusions(_read_data(args), args)
     start = time.perf_counter()
     tree = posterior.infer(study, draws=args.draws, seed=args.seed, model=args.model, check=args.check,
-                           refine=args.refine, fallback=args.fallback, log_likelihood=args.log_likelihood)
+                           refine=args.refine, fallback=args.fallback, log_likelihood=args.log_likelihood,
+                           **settings)
     elapsed = time.perf_counter() - start
     save_posterior(tree, args.out)
     summary = summarize(tree)
@@ -144,9 +190,11 @@ def cmd_check(args):
     from .checks.posterior_check import check_posteriors, fresh_simulations
 
     posterior = AmortizedPosterior.load(args.checkpoint)
-    study = _read_data(args) if args.data else fresh_simulations(posterior, args.participants, args.seed)
-    summary = check_posteriors(posterior, study, args.out, draws=args.draws, seed=args.seed)
-    source = args.data or f"{args.participants} fresh simulations of the network's design"
+    design = named_design(args.design) if args.design else None
+    study = _read_data(args) if args.data else fresh_simulations(posterior, args.participants, args.seed, design)
+    summary = check_posteriors(posterior, study, args.out, draws=args.draws, seed=args.seed, design=design)
+    source = args.data or (f"{args.participants} fresh simulations of "
+                           + (f"design {args.design}" if args.design else "the network's design"))
     print(f"{summary['participants']} participants ({source}), {summary['draws']} draws each: "
           f"{100 * summary['share_above_threshold']:.1f}% above the k-hat threshold "
           f"{summary['khat_threshold']:.2f} (median k-hat {summary['khat_quantiles']['0.5']:.2f}, "
@@ -219,7 +267,7 @@ def cmd_diagnose(args):
 
     metrics = diagnose(AmortizedPosterior.load(args.checkpoint), args.datasets, args.seed, args.out,
                        draws=args.draws, replications=args.replications, progress=not args.quiet,
-                       refine=args.refine)
+                       refine=args.refine, design=args.design)
     print(metrics_table(metrics["parameters"]))
     if "refined_parameters" in metrics:
         print("\nrefined (PSIS-resampled) posteriors of the same datasets:\n"
@@ -250,6 +298,18 @@ def cmd_ablate(args):
     print((Path(args.out) / "ablation.md").read_text())
 
 
+def cmd_validate_designs(args):
+    from .amortized.posterior import AmortizedPosterior
+    from .checks.by_design import validate_designs
+
+    table = validate_designs(AmortizedPosterior.load(args.checkpoint), args.out, designs=args.designs,
+                             datasets=args.datasets, compare_datasets=args.compare_datasets, draws=args.draws,
+                             seed=args.seed, tune=args.tune, draws_per_chain=args.draws_per_chain,
+                             progress=not args.quiet)
+    print(table)
+    print(f"\nwrote the reports and {Path(args.out) / 'table.md'}")
+
+
 def cmd_headline(args):
     from .checks.compare import headline_table
 
@@ -263,7 +323,8 @@ def cmd_compare(args):
     summary, timing = compare(AmortizedPosterior.load(args.checkpoint), args.out, n_datasets=args.datasets,
                               seed=args.seed, data=args.data, convention=args.convention, draws=args.draws,
                               chains=args.chains, draws_per_chain=args.draws_per_chain, tune=args.tune,
-                              nuts_backend=args.nuts_backend, n_trials=args.trials, progress=not args.quiet)
+                              nuts_backend=args.nuts_backend, n_trials=args.trials, progress=not args.quiet,
+                              design=args.design)
     with pd.option_context("display.width", 200):
         print(summary.round(3).to_string(index=False))
     print(f"\nper participant: amortized {timing['amortized_s_per_participant'] * 1000:.1f} ms, NUTS "
@@ -292,6 +353,32 @@ def _add_data_options(p, required=True):
                    help="with --columns: what the trial column counts within")
 
 
+def _add_settings_options(p, hddm=False):
+    """The likelihood settings of a study (and its exclusions), for infer and fit-exact."""
+    p.add_argument("--missing", choices=["deadline", "ignorable"], help="what missing responses are")
+    p.add_argument("--deadline", type=float, help="the response deadline in seconds (implies --missing deadline)")
+    p.add_argument("--q-init", type=float, help="initial Q-values (default: the data's q_init column, else 0.5)")
+    p.add_argument("--p-outlier", type=float, help="probability of a contaminant response (default 0"
+                                                   + ("; 0.05 with --hddm-compatible)" if hddm else ")"))
+    p.add_argument("--rt-max", type=float, help="contaminant RTs are uniform on [0, rt-max] s (default 10"
+                                                + ("; 5 with --hddm-compatible)" if hddm else ")"))
+    p.add_argument("--min-rt", type=float, help="exclude responses faster than this (s) from the likelihood")
+    p.add_argument("--exclude-first", action="store_true",
+                   help="exclude each participant's first trial of every pair from the likelihood (HDDM's convention)")
+
+
+def _apply_exclusions(study, args):
+    """The study with the exclusions the options ask for, and their counts per participant by rule."""
+    from .data.exclusions import exclude_fast_responses, exclude_first_trial_of_each_condition
+
+    excluded = {}
+    if args.min_rt is not None:
+        study, excluded["faster than --min-rt"] = exclude_fast_responses(study, args.min_rt)
+    if args.exclude_first or getattr(args, "hddm_compatible", False):
+        study, excluded["first trial of each pair (HDDM)"] = exclude_first_trial_of_each_condition(study)
+    return study, excluded
+
+
 def _pair_reward_probs(study, text):
     """--pair-reward-probs 'p0/p1,...' (one pair per condition label, in label order) as the
     study's per-trial arm probabilities."""
@@ -306,7 +393,6 @@ def cmd_fit_exact(args):
     from dataclasses import replace
 
     from .checks.real_data import write_real_data_report
-    from .data.exclusions import exclude_fast_responses, exclude_first_trial_of_each_condition
     from .exact.fit import fit_study, refit_failed, subject_table
     from .model.config import MODELS
     from .model.priors import PriorSet
@@ -315,11 +401,7 @@ def cmd_fit_exact(args):
     study = _read_data(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    excluded = {}
-    if args.min_rt is not None:
-        study, excluded["faster than --min-rt"] = exclude_fast_responses(study, args.min_rt)
-    if args.hddm_compatible:
-        study, excluded["first trial of each pair (HDDM)"] = exclude_first_trial_of_each_condition(study)
+    study, excluded = _apply_exclusions(study, args)
     if args.pair_reward_probs:
         study = replace(study, arm_probs=_pair_reward_probs(study, args.pair_reward_probs))
     # HDDM's RL-DDM: z = 0.5, and HDDM's default contaminants (p_outlier 0.05 at the density
@@ -396,6 +478,8 @@ def build_parser():
 
     config_help = "a YAML config, or the name of a shipped one (default: %(default)s)"
     checkpoint_help = "a checkpoint directory, or the name of a shipped network (default: %(default)s)"
+    design_help = ("a named design (amortized_rlddm.model.designs) to simulate and infer with its settings; "
+                   "a general network needs one (default: the network's own design)")
 
     p = command("simulate", help="simulate a study from a config's design and priors")
     p.add_argument("--config", default=DEFAULT_CONFIG, help=config_help)
@@ -405,13 +489,16 @@ def build_parser():
     p.add_argument("--truth", help="CSV of the true parameters, one row per participant")
     p.set_defaults(func=cmd_simulate)
 
-    p = command("demo", help="simulate 20 participants and infer them with the shipped network")
+    p = command("demo", help="simulate 20 participants and infer them with the shipped network (or, with --data, "
+                             "infer a data file)")
     p.add_argument("--config", default=DEFAULT_CONFIG, help=config_help)
     p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help=checkpoint_help)
     p.add_argument("--participants", type=int, default=20)
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--out", default="demo_output")
+    _add_data_options(p, required=False)
+    _add_settings_options(p)
     p.set_defaults(func=cmd_demo)
 
     p = command("train", help="train a network online from a YAML config")
@@ -430,7 +517,13 @@ def build_parser():
     p.add_argument("--out", required=True, help="posterior NetCDF (xarray DataTree)")
     p.add_argument("--summary", help="CSV of mean, sd and 94%% HDI per participant and parameter")
     p.add_argument("--plots", help="directory for figures")
-    p.add_argument("--model", choices=["single", "dual"], help="refuse if the network is not this model")
+    p.add_argument("--model", choices=["single", "dual"],
+                   help="the model: a shipped network's sibling of this model (general -> general-dual), "
+                        "else refused if the network is not this model")
+    _add_settings_options(p)
+    p.add_argument("--design", choices=sorted(NAMED_DESIGNS),
+                   help="a named design's settings instead of --deadline, --missing, --q-init, --p-outlier, "
+                        "--rt-max (and its exclusions)")
     p.add_argument("--no-check", dest="check", action="store_const", const=False, default=None,
                    help="skip the exact-likelihood importance-sampling check of each participant")
     p.add_argument("--refine", action="store_true",
@@ -449,6 +542,7 @@ def build_parser():
     _add_data_options(p, required=False)
     p.add_argument("--participants", type=int, default=1000,
                    help="without --data: participants simulated from the network's design (default %(default)s)")
+    p.add_argument("--design", choices=sorted(NAMED_DESIGNS), help=design_help)
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="rlddm_output/check", help="report directory (default: %(default)s)")
@@ -475,6 +569,7 @@ def build_parser():
 
     p = command("diagnose", help="recovery and calibration of a network on fresh simulations")
     p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help=checkpoint_help)
+    p.add_argument("--design", choices=sorted(NAMED_DESIGNS), help=design_help)
     p.add_argument("--datasets", type=int, default=1000)
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
@@ -509,6 +604,7 @@ def build_parser():
 
     p = command("compare", help="amortized vs exact-likelihood NUTS posteriors on shared datasets")
     p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help=checkpoint_help)
+    p.add_argument("--design", choices=sorted(NAMED_DESIGNS), help=design_help)
     p.add_argument("--datasets", type=int, default=50, help="simulated datasets (ignored with --data)")
     p.add_argument("--data", help="a data CSV to compare on instead of simulations")
     p.add_argument("--trials", type=int, help="trials per simulated dataset (default: the config's design)")
@@ -522,6 +618,19 @@ def build_parser():
     p.add_argument("--out", default="rlddm_output/compare", help="report directory (default: %(default)s)")
     p.set_defaults(func=cmd_compare)
 
+    p = command("validate-designs", help="a general network design by design: calibration (raw and refined), "
+                                         "k-hat, agreement with NUTS; one table")
+    p.add_argument("--checkpoint", default="general", help=checkpoint_help)
+    p.add_argument("--designs", nargs="+", choices=sorted(NAMED_DESIGNS), help="default: all named designs")
+    p.add_argument("--datasets", type=int, default=1000, help="datasets for calibration and the k-hat share")
+    p.add_argument("--compare-datasets", type=int, default=50, help="shared datasets fitted by NUTS")
+    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--tune", type=int, default=1000, help="NUTS tuning steps")
+    p.add_argument("--draws-per-chain", type=int, default=1000, help="NUTS draws per chain")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="rlddm_output/designs", help="report directory (default: %(default)s)")
+    p.set_defaults(func=cmd_validate_designs)
+
     p = command("headline", help="the README's headline table from the diagnose and compare reports")
     p.add_argument("--diagnostics", default="reports/default", help="an `rlddm diagnose` report directory")
     p.add_argument("--compare", default="reports/compare", help="an `rlddm compare` report directory")
@@ -533,14 +642,7 @@ def build_parser():
     p.add_argument("--config", help="a YAML config or shipped name for the priors (default: the built-in "
                                     "priors for human data, docs/model.md)")
     p.add_argument("--model", nargs="+", default=["single", "dual"], choices=["single", "dual"])
-    p.add_argument("--missing", choices=["deadline", "ignorable"], help="what missing responses are")
-    p.add_argument("--deadline", type=float, help="the response deadline in seconds (implies --missing deadline)")
-    p.add_argument("--q-init", type=float, help="initial Q-values (default: the data's q_init column, else 0.5)")
-    p.add_argument("--p-outlier", type=float, help="probability of a contaminant response (default 0; "
-                                                   "0.05 with --hddm-compatible)")
-    p.add_argument("--rt-max", type=float, help="contaminant RTs are uniform on [0, rt-max] s (default 10; "
-                                                "5 with --hddm-compatible)")
-    p.add_argument("--min-rt", type=float, help="exclude responses faster than this (s) from the likelihood")
+    _add_settings_options(p, hddm=True)
     p.add_argument("--hddm-compatible", action="store_true",
                    help="HDDM's RL-DDM choices: z fixed at 0.5, each pair's first trial left out, "
                         "HDDM's contaminants (p_outlier 0.05, RTs uniform on [0, 5] s)")

@@ -1,6 +1,7 @@
 """The group level: the Metropolis-within-Gibbs sampler against a hierarchical posterior known
 by quadrature, and the study-level call on a network."""
 
+import arviz_stats
 import numpy as np
 import pytest
 import xarray as xr
@@ -11,38 +12,105 @@ from amortized_rlddm.group.fit import group_labels
 from amortized_rlddm.group.sampler import metropolis_within_gibbs
 
 
-def test_the_sampler_gives_a_hierarchical_posterior_known_by_quadrature():
-    """Normal observations x_i ~ N(y_i, 1) of participants y_i ~ N(mu_g, sigma) in two groups,
-    with proposals from a deliberately wrong N(x_i + 0.3, 1.4): the chains must give the
-    posterior of (mu_1, mu_2, sigma) that a grid over the marginal likelihood gives."""
-    rng = np.random.default_rng(0)
-    group_index = np.repeat([0, 1], 6)
-    x = rng.normal(np.where(group_index == 0, -1.0, 1.5), np.sqrt(0.8 ** 2 + 1.0))
+def normal_hierarchy(seed, sds, per_group, count):
+    """Per parameter k, normal observations x_ik ~ N(y_ik, 1) of participants y_ik ~ N(mu_gk,
+    sds[k]) in two groups (true means -1 and 1.5), with `count` proposals each from a
+    deliberately wrong N(x_i + 0.3, 1.4): the data (participants, parameters), the proposals
+    (participants, count, parameters), their log weights, and the moves' log-likelihood and
+    proposal density of values (chains, participants, parameters)."""
+    rng = np.random.default_rng(seed)
+    group_index = np.repeat([0, 1], per_group)
+    x = rng.normal(np.where(group_index == 0, -1.0, 1.5)[:, None], np.sqrt(np.square(sds) + 1.0))
+    proposal = stats.norm(x[:, None] + 0.3, 1.4)
+    y = proposal.rvs(size=(x.shape[0], count, x.shape[1]), random_state=rng)
+    log_weight = (stats.norm(y, 1.0).logpdf(x[:, None]) - proposal.logpdf(y)).sum(-1)
+
+    def log_likelihood(values):  # log N(x; y, 1), as in the weights (scipy is slow per call)
+        return (-0.5 * (x - values) ** 2 - 0.5 * np.log(2 * np.pi)).sum(-1)
+
+    def log_proposal(values):  # log N(y; x + 0.3, 1.4)
+        return (-0.5 * ((values - x - 0.3) / 1.4) ** 2 - np.log(1.4) - 0.5 * np.log(2 * np.pi)).sum(-1)
+
+    return x, group_index, y, log_weight, {"log_likelihood": log_likelihood, "log_proposal": log_proposal}
+
+
+def quadrature(x, group_index, m, s, mu, sigma):
+    """Mean and sd of mu_1, mu_2 and sigma of one parameter under the exact posterior, on a grid
+    (mu_1, mu_2, sigma) with the participants integrated out: x_i ~ N(mu_g, sqrt(sigma^2 + 1)).
+    The log density is a(mu_1, sigma) + b(mu_2, sigma) + c(sigma), so each marginal is a sum
+    over 2-d grids."""
+    grid_mu, grid_sigma = np.meshgrid(mu, sigma, indexing="ij")
+    spread = np.sqrt(grid_sigma[..., None] ** 2 + 1)
+    part = [stats.norm(m, s).logpdf(grid_mu)
+            + stats.norm(grid_mu[..., None], spread).logpdf(x[group_index == g]).sum(-1) for g in (0, 1)]  # (mu, sigma)
+    c = stats.halfnorm(scale=s).logpdf(sigma)
+    evidence = [logsumexp(a, axis=0) for a in part]  # (sigma,): each group's mean integrated out
+    log_marginals = {"mu1": logsumexp(part[0] + c + evidence[1], axis=1),
+                     "mu2": logsumexp(part[1] + c + evidence[0], axis=1), "sigma": c + evidence[0] + evidence[1]}
+    out = {}
+    for name, log_marginal in log_marginals.items():
+        grid = sigma if name == "sigma" else mu
+        weight = np.exp(log_marginal - logsumexp(log_marginal))
+        mean = (weight * grid).sum()
+        out[name] = mean, np.sqrt((weight * (grid - mean) ** 2).sum())
+    return out
+
+
+def assert_matches(chain, exact, k=0, tolerance=0.1):
+    """The chains' mean within `tolerance` posterior sds of the exact one, their sd within
+    `tolerance` of it, for mu_1, mu_2 and sigma of parameter k."""
+    for name, draws_of in (("mu1", chain["mu"][..., 0, k]), ("mu2", chain["mu"][..., 1, k]),
+                           ("sigma", chain["sigma"][..., k])):
+        mean, sd_exact = exact[name]
+        assert draws_of.mean() == pytest.approx(mean, abs=tolerance * sd_exact), (k, name)
+        assert draws_of.std() == pytest.approx(sd_exact, rel=tolerance), (k, name)
+
+
+@pytest.mark.parametrize("moves", [False, True])
+def test_the_sampler_gives_a_hierarchical_posterior_known_by_quadrature(moves):
+    """Two groups of normal participants with a deliberately wrong proposal: the chains must give
+    the posterior of (mu_1, mu_2, sigma) that a grid over the marginal likelihood gives, with
+    the independence steps alone and with the scale and shift moves."""
     m, s = np.array([0.0]), np.array([2.0])
     chains, tune, draws, steps = 4, 300, 3000, 2
     count = chains * ((tune + draws) * steps + 1)
-    proposal = stats.norm(x[:, None] + 0.3, 1.4)
-    y = proposal.rvs(size=(x.size, count), random_state=rng)
-    log_weight = stats.norm(y, 1.0).logpdf(x[:, None]) - proposal.logpdf(y)
-    chain = metropolis_within_gibbs(y[..., None], log_weight, group_index, 2, m, s, chains=chains, tune=tune,
-                                    draws=draws, seed=1, participant_steps=steps)
-    # the exact marginal posterior of (mu_1, mu_2, sigma) on a grid: y integrated out
-    mu = np.linspace(-6, 6, 121)
-    sigma = np.linspace(0.005, 6, 120)
-    m1, m2, sd = np.meshgrid(mu, mu, sigma, indexing="ij")
-    centre = np.where(group_index == 0, m1[..., None], m2[..., None])
-    log_post = (stats.norm(0, 2).logpdf(m1) + stats.norm(0, 2).logpdf(m2) + stats.halfnorm(scale=2).logpdf(sd)
-                + stats.norm(centre, np.sqrt(sd[..., None] ** 2 + 1)).logpdf(x).sum(-1))
-    weight = np.exp(log_post - logsumexp(log_post))
-    for grid, draws_of in ((m1, chain["mu"][..., 0, 0]), (m2, chain["mu"][..., 1, 0]), (sd, chain["sigma"][..., 0])):
-        mean = (weight * grid).sum()
-        sd_exact = np.sqrt((weight * (grid - mean) ** 2).sum())
-        assert draws_of.mean() == pytest.approx(mean, abs=0.1 * sd_exact)
-        assert draws_of.std() == pytest.approx(sd_exact, rel=0.1)
+    x, group_index, y, log_weight, functions = normal_hierarchy(0, [0.8], 6, count)
+    chain = metropolis_within_gibbs(y, log_weight, group_index, 2, m, s, chains=chains, tune=tune, draws=draws,
+                                    seed=1, participant_steps=steps, **(functions if moves else {}))
+    assert_matches(chain, quadrature(x[:, 0], group_index, 0.0, 2.0, np.linspace(-6, 6, 121),
+                                     np.linspace(0.005, 6, 120)))
     # each participant's values: its posterior mean given the data, shrunk toward its group
-    held = y[np.arange(x.size)[None, None, :], chain["index"]]  # (chains, draws, participants)
-    assert np.abs(held.mean(axis=(0, 1)) - x).max() < np.abs(x - x.mean()).max()
-    assert 0.2 < chain["accepted"].sum() / (chains * draws * steps * x.size) < 1.0
+    held = chain["y"][..., 0]  # (chains, draws, participants)
+    if not moves:  # the proposals each participant holds
+        np.testing.assert_array_equal(held, y[np.arange(x.shape[0])[None, None, :], chain["index"], 0])
+    assert np.abs(held.mean(axis=(0, 1)) - x[:, 0]).max() < np.abs(x - x.mean()).max()
+    assert 0.2 < chain["accepted"].sum() / (chains * draws * steps * x.shape[0]) < 1.0
+    if moves:  # tuned toward MOVE_TARGET
+        assert 0.2 < chain["scale_acceptance"].mean() < 0.5 and 0.2 < chain["shift_acceptance"].mean() < 0.5
+        assert chain["scale_acceptance"].shape == (chains, 1) and chain["shift_acceptance"].shape == (chains, 2, 1)
+
+
+@pytest.mark.parametrize("move_steps", [1, 2])
+def test_the_moves_mix_a_small_group_sd_where_the_independence_steps_stick(move_steps):
+    """The funnel: a true sd of 0.05 under noisy data (parameter 0), so each participant must sit
+    near their group mean where the wrong proposal seldom lands; a second parameter with a
+    wide sd and other hyperpriors rides along. At the same seed the moves multiply the ESS of
+    sigma_0, and their chains still give each parameter's posterior by quadrature."""
+    m, s = np.array([0.0, 0.5]), np.array([2.0, 1.5])
+    chains, tune, draws, steps = 4, 300, 2000, 2
+    x, group_index, y, log_weight, functions = normal_hierarchy(1, [0.05, 0.8], 10,
+                                                                chains * ((tune + draws) * steps + 1))
+    fits = {moves: metropolis_within_gibbs(y, log_weight, group_index, 2, m, s, chains=chains, tune=tune,
+                                           draws=draws, seed=1, participant_steps=steps,
+                                           **({**functions, "move_steps": move_steps} if moves else {}))
+            for moves in (False, True)}
+    ess = {moves: float(arviz_stats.ess(fit["sigma"][..., 0])) for moves, fit in fits.items()}
+    rhat = {moves: float(arviz_stats.rhat(fit["sigma"][..., 0])) for moves, fit in fits.items()}
+    assert ess[True] > 5 * ess[False] and ess[True] > 100 * move_steps
+    assert rhat[True] < 1.02 < rhat[False]
+    for k in (0, 1):
+        assert_matches(fits[True], quadrature(x[:, k], group_index, m[k], s[k], np.linspace(-6, 6, 481),
+                                              np.linspace(0.0005, 4, 1600)), k)
 
 
 def test_group_labels_come_from_a_column_constant_within_each_participant(tmp_path):
@@ -69,6 +137,30 @@ def smoke(tmp_path_factory):
     return out, AmortizedPosterior.load(out)
 
 
+def test_the_moves_densities_are_the_exact_likelihood_and_the_flow_density_on_the_group_scale(smoke):
+    """density_function is log_density at conditions computed once; the moves' functions give,
+    at the network's own draws, the log-likelihood of the proposals and log weights equal to
+    those of group_weights (the Jacobian of the group scale on the right side)."""
+    from amortized_rlddm.group.model import GroupModel
+    from amortized_rlddm.group.sampler import group_weights, move_densities, proposals
+    from amortized_rlddm.model.simulator import simulate
+
+    _, posterior = smoke
+    study = simulate(posterior.config.priors.sample(np.random.default_rng(4), 5), posterior.design, seed=5)
+    values, log_q, log_likelihood = proposals(posterior, study, 3, seed=6)
+    log_q_at = posterior.density_function(study, draws=3)
+    np.testing.assert_allclose(log_q_at(values), posterior.log_density(study, values), atol=1e-4)
+    np.testing.assert_allclose(log_q_at(values), log_q, atol=1e-3)  # the inverse pass's density
+    with pytest.raises(ValueError, match="expected"):
+        log_q_at({k: v[:, :2] for k, v in values.items()})
+    model = GroupModel(posterior.config.priors)
+    y, weight = group_weights(model, values, log_q, log_likelihood)
+    chain_y = np.swapaxes(y, 0, 1)  # the draws as 3 chains: (chains, participants, parameters)
+    move_log_likelihood, move_log_proposal = move_densities(posterior, study, model, chains=3)
+    np.testing.assert_allclose(move_log_likelihood(chain_y), log_likelihood.T, rtol=1e-9)
+    np.testing.assert_allclose(move_log_likelihood(chain_y) - move_log_proposal(chain_y), weight.T, atol=1e-3)
+
+
 def test_rlddm_group_writes_a_datatree_with_groups_contrasts_and_acceptance(smoke, tmp_path, capsys):
     from amortized_rlddm.cli import main
     from amortized_rlddm.data.io import write_study
@@ -93,11 +185,18 @@ def test_rlddm_group_writes_a_datatree_with_groups_contrasts_and_acceptance(smok
     assert post["sigma_v"].shape == (2, 100) and post["alpha"].shape == (2, 100, 6)
     np.testing.assert_allclose(post["delta_mu_v"].sel(contrast="patient - control"),
                                post["mu_v"].sel(group="patient") - post["mu_v"].sel(group="control"))
-    # the participants' values are amortized draws of their own, inside the supports
+    # the participants' values lie inside the supports
     assert ((post["alpha"] > 0) & (post["alpha"] < 1)).all()
     # (the smoke network is a poor proposal: its acceptance rates are low, and they say so)
     assert ((tree["acceptance"]["acceptance_rate"] >= 0) & (tree["acceptance"]["acceptance_rate"] <= 1)).all()
     assert tree["acceptance"]["acceptance_rate_by_chain"].shape == (2, 6)
+    # the scale and shift moves: a rate and a tuned step per parameter
+    moves = tree["acceptance"]
+    assert list(moves["parameter"].values) == list(posterior.parameter_names)
+    assert moves["scale_move_acceptance_rate_by_chain"].shape == (2, len(posterior.parameter_names))
+    for name in ("scale_move_acceptance_rate", "shift_move_acceptance_rate"):
+        assert ((moves[name] >= 0) & (moves[name] <= 1)).all()
+    assert (moves["scale_move_step"] > 0).all() and (moves["shift_move_step"] > 0).all()
     assert np.isfinite(tree["diagnostics"]["rhat_mu_v"]).all()
     assert (tmp_path / "figures" / "group_difference.png").stat().st_size > 0
 

@@ -58,6 +58,20 @@ def resolve_checkpoint(checkpoint: str | Path) -> Path:
     return found
 
 
+def checkpoint_for_model(checkpoint: str | Path, model: str | None) -> str | Path:
+    """The shipped network of `model` in the family `checkpoint` names: a shipped network
+    "NAME" (single-rate) has its dual-rate sibling "NAME-dual", so ``--checkpoint general
+    --model dual`` picks ``general-dual`` and the reverse. Anything else is returned as is
+    (a wrong model is then refused by inference)."""
+    shipped = shipped_checkpoints()
+    name = str(checkpoint)
+    if model is None or Path(name).is_dir() or name not in shipped:
+        return checkpoint
+    base = name.removesuffix("-dual")
+    wanted = f"{base}-dual" if model == "dual" else base
+    return wanted if wanted in shipped else checkpoint
+
+
 def check_consistency(path, config, network, design, metadata, estimator):
     """Refuse a config.yaml that does not belong to the saved networks: it decides the
     packing, the priors and the parameter transforms, so a mismatch would be silent."""

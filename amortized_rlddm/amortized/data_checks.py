@@ -1,13 +1,17 @@
 """What a network may be asked: refusals of data it was not trained for, and flags on data
 that look unlike its training simulations (out-of-distribution checks)."""
 
+from dataclasses import replace
+
 import numpy as np
 import xarray as xr
 
+from ..data.exclusions import exclude_first_trial_of_each_condition
 from ..data.study import Study
 from ..model.config import Config
-from ..model.simulator import simulate
-from ..model.task import TaskDesign
+from ..model.family import DesignFamily
+from ..model.simulator import simulate, simulate_family
+from ..model.task import DesignSettings, TaskDesign
 from .checkpoint import InferenceError
 
 # Out-of-distribution check: reference simulations and the quantiles that set its thresholds.
@@ -17,57 +21,145 @@ OOD_DISTANCE_QUANTILE = 0.99  # designed false-alarm rate of the summary-distanc
 OOD_RT_QUANTILE = 0.9999
 
 
-def refuse_unserved(study: Study, config: Config, design: TaskDesign, model=None, deadline="design"):
+def refuse_unserved(study: Study, config: Config, served, design: TaskDesign, model=None):
     """Raise an InferenceError naming the first participant (or request) the network was not
-    trained for: another model, another deadline, a trial count outside its range, missing
-    responses without a deadline, another number of blocks, more stimulus pairs, excluded
-    trials, another initial Q-value."""
+    trained for. `served`: the network's design or family of designs; `design`: the study's
+    (its deadline, missing kind, q_init and contaminants, as the caller states them).
+
+    A network for one design refuses another model, another deadline, missing kind, q_init
+    or contaminants, a trial count outside its range, missing responses without a deadline,
+    another number of blocks, more stimulus pairs and excluded trials. A network for a
+    family refuses what lies outside the family's ranges (:func:`refuse_outside_family`).
+    """
     if model is not None and model != config.model:
         raise InferenceError(f"a {model}-rate model was requested but this network is "
                              f"{config.model}-rate (parameters {list(config.parameter_names)})")
-    if deadline != "design" and deadline != design.deadline:
-        raise InferenceError(f"the data's response deadline ({deadline}) differs from the one the "
-                             f"network was trained with ({design.deadline}); train a network for this design")
-    lo, hi = design.min_trials, design.max_trials
-    bad = np.flatnonzero((study.n_trials < lo) | (study.n_trials > hi))
-    if bad.size:
-        i = bad[0]
-        raise InferenceError(f"participant {study.participant[i]!r} has {study.n_trials[i]} trials; "
-                             f"this network serves {lo} to {hi} trials")
-    if design.deadline is None and study.missing.any():
+    if isinstance(served, DesignFamily):
+        refuse_outside_family(study, served, design)
+        return
+    for name in ("deadline", "missing", "p_outlier", "rt_max"):
+        if getattr(design, name) != getattr(served, name):
+            raise InferenceError(f"the data's {name} ({getattr(design, name)}) differs from the one the network "
+                                 f"was trained with ({getattr(served, name)}); train a network for this design, "
+                                 "or use a general network")
+    _refuse_trial_counts(study, served)
+    if served.deadline is None and served.missing is None and study.missing.any():
         i = int(np.flatnonzero(study.missing.any(1))[0])
         raise InferenceError(f"participant {study.participant[i]!r} has missing responses, but this "
                              "network was trained on a design without a response deadline and has "
                              "never seen one; train a network whose design sets the deadline")
     blocks = study.block.max(1) + 1
-    bad = np.flatnonzero(blocks != design.n_blocks)
+    bad = np.flatnonzero(blocks != served.n_blocks)
     if bad.size:
         i = bad[0]
         raise InferenceError(f"participant {study.participant[i]!r} has {blocks[i]} block(s); this "
-                             f"network was trained on designs with {design.n_blocks}")
-    pairs = np.where(study.valid, study.condition, 0).max(1) + 1
-    bad = np.flatnonzero(pairs > len(design.stimulus_pairs))
-    if bad.size:
-        i = bad[0]
-        raise InferenceError(f"participant {study.participant[i]!r} has {pairs[i]} stimulus pairs "
-                             f"(conditions); this network was trained on designs with {len(design.stimulus_pairs)}")
+                             f"network was trained on designs with {served.n_blocks}")
+    _refuse_pairs(study, len(served.stimulus_pairs))
     if (study.excluded & study.valid).any():
         i = int(np.flatnonzero((study.excluded & study.valid).any(1))[0])
         raise InferenceError(f"participant {study.participant[i]!r} has trials excluded from the likelihood; "
                              "this network reads every trial and was not trained on exclusions")
-    if study.q_init is not None and not np.allclose(study.q_init, design.q_init):
-        i = int(np.flatnonzero(~np.isclose(study.q_init, design.q_init))[0])
-        raise InferenceError(f"participant {study.participant[i]!r} starts with Q-values {study.q_init[i]:g}; "
-                             f"this network was trained with q_init = {design.q_init:g}")
+    q_init = DesignSettings.of(design, study).q_init
+    if not np.allclose(q_init, served.q_init):
+        i = int(np.flatnonzero(~np.isclose(q_init, served.q_init))[0])
+        raise InferenceError(f"participant {study.participant[i]!r} starts with Q-values {q_init[i]:g}; "
+                             f"this network was trained with q_init = {served.q_init:g}")
 
 
-def ood_reference(summary_statistics, config: Config, design: TaskDesign) -> dict:
-    """Reference summaries of simulated data (fixed seed): their mean and precision, and the
-    thresholds of the checks. summary_statistics: Study -> (participants, summary_dim)."""
+def _refuse_trial_counts(study, served):
+    lo, hi = served.min_trials, served.max_trials
+    bad = np.flatnonzero((study.n_trials < lo) | (study.n_trials > hi))
+    if bad.size:
+        i = bad[0]
+        raise InferenceError(f"participant {study.participant[i]!r} has {study.n_trials[i]} trials; "
+                             f"this network serves {lo} to {hi} trials")
+
+
+def _refuse_pairs(study, most):
+    pairs = np.where(study.valid, study.condition, 0).max(1) + 1
+    bad = np.flatnonzero(pairs > most)
+    if bad.size:
+        i = bad[0]
+        raise InferenceError(f"participant {study.participant[i]!r} has {pairs[i]} stimulus pairs "
+                             f"(conditions); this network was trained on designs with up to {most}")
+
+
+def refuse_outside_family(study: Study, family: DesignFamily, design: TaskDesign):
+    """Raise an InferenceError for data or settings outside a family's ranges: trial counts,
+    pairs, blocks (and their shortest length), q_init, the deadline, the missing kind, the
+    contaminants, and exclusions beyond the first trial of each pair at the family's highest
+    rate. (Reward schedules never enter the likelihood and are not checked.)"""
+    def outside(name, value, bounds, unit=""):
+        raise InferenceError(f"the data's {name} ({value:g}{unit}) lies outside the {bounds[0]:g}-{bounds[1]:g}"
+                             f"{unit} this network was trained on")
+
+    _refuse_trial_counts(study, family)
+    _refuse_pairs(study, family.n_pairs[1])
+    blocks = study.block.max(1) + 1
+    bad = np.flatnonzero(blocks > family.n_blocks[1])
+    if bad.size:
+        raise InferenceError(f"participant {study.participant[bad[0]]!r} has {blocks[bad[0]]} blocks; this network "
+                             f"was trained on up to {family.n_blocks[1]}")
+    rows, cols = np.nonzero(study.valid)
+    lengths = np.zeros((study.n_participants, int(study.block.max(initial=0)) + 1), np.int64)
+    np.add.at(lengths, (rows, study.block[rows, cols]), 1)
+    shortest = np.where(lengths > 0, lengths, np.iinfo(np.int64).max).min(1)
+    bad = np.flatnonzero((blocks > 1) & (shortest < family.min_block_trials))
+    if bad.size:
+        raise InferenceError(f"participant {study.participant[bad[0]]!r} has a block of {shortest[bad[0]]} trials; "
+                             f"this network was trained on blocks of at least {family.min_block_trials}")
+    q_init = DesignSettings.of(design, study).q_init
+    bad = np.flatnonzero(~np.isclose(q_init[:, None], np.asarray(family.q_init)[None, :]).any(1))
+    if bad.size:
+        raise InferenceError(f"participant {study.participant[bad[0]]!r} starts with Q-values {q_init[bad[0]]:g}; "
+                             f"this network was trained with q_init in {list(family.q_init)}")
+    if design.deadline is not None:
+        if "deadline" not in family.missing:
+            raise InferenceError("the data have a response deadline; this network was trained without one")
+        if not family.deadline[0] <= design.deadline <= family.deadline[1]:
+            outside("deadline", design.deadline, family.deadline, " s")
+    if design.missing == "ignorable" and "ignorable" not in family.missing:
+        raise InferenceError("the data's missing responses are ignorable omissions; this network was trained "
+                             "without them")
+    if design.missing is None and study.missing.any():
+        i = int(np.flatnonzero(study.missing.any(1))[0])
+        raise InferenceError(f"participant {study.participant[i]!r} has missing responses: say what they are "
+                             "(a deadline, or missing 'ignorable')")
+    if design.p_outlier > 0:
+        if family.lapses == 0:
+            raise InferenceError("contaminant responses were asked for; this network was trained without them")
+        if not family.p_outlier[0] <= design.p_outlier <= family.p_outlier[1]:
+            outside("contaminant probability p_outlier", design.p_outlier, family.p_outlier)
+        if not family.rt_max[0] <= design.rt_max <= family.rt_max[1]:
+            outside("contaminant RT range rt_max", design.rt_max, family.rt_max, " s")
+    first = np.zeros_like(study.excluded)
+    if family.exclude_first > 0:
+        unexcluded = replace(study, excluded=np.zeros_like(study.excluded))
+        first = exclude_first_trial_of_each_condition(unexcluded)[0].excluded
+    responded = study.valid & (study.choice >= 0)
+    further = (study.excluded & responded & ~first).sum(1)
+    most = family.excluded_rate[1] if family.excluded_share > 0 else 0.0
+    # the family excludes responses at up to `most` of the trials; allow its binomial spread
+    allowed = np.floor(most * study.n_trials + 3.0 * np.sqrt(most * (1 - most) * study.n_trials))
+    bad = np.flatnonzero(further > allowed)
+    if bad.size:
+        i = bad[0]
+        raise InferenceError(f"participant {study.participant[i]!r} has {further[i]} excluded responses (besides "
+                             f"the first trial of each pair); this network was trained on up to about "
+                             f"{most:.0%} of the trials")
+
+
+def ood_reference(summary_statistics, config: Config, design: TaskDesign | DesignFamily) -> dict:
+    """Reference summaries of data simulated from the network's design or family (fixed
+    seed): their mean and precision, and the thresholds of the checks.
+    summary_statistics: (Study, design or settings) -> (participants, summary_dim)."""
     rng = np.random.default_rng(OOD_REFERENCE_SEED)
     params = config.priors.sample(rng, OOD_REFERENCE_DATASETS)
-    study = simulate(params, design, seed=int(rng.integers(2**63)))
-    s = summary_statistics(study)
+    if isinstance(design, DesignFamily):
+        study, settings = simulate_family(params, design, seed=int(rng.integers(2**63)))
+    else:
+        study, settings = simulate(params, design, seed=int(rng.integers(2**63))), design
+    s = summary_statistics(study, settings)
     mean = s.mean(0)
     cov = np.cov(s, rowvar=False) + 1e-6 * np.eye(s.shape[1])
     precision = np.linalg.inv(cov)

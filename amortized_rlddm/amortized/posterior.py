@@ -22,6 +22,7 @@ import xarray as xr
 from ..data.io import read_study
 from ..data.study import Study
 from ..model.config import Config
+from ..model.family import DesignFamily
 from ..model.likelihood import likelihood_options
 from ..model.task import TaskDesign
 from .checkpoint import OOD_REFERENCE_FILE, InferenceError, check_consistency, read_checkpoint, resolve_checkpoint
@@ -44,6 +45,15 @@ from .training import training_design, training_settings
 CHUNK = 256  # participants per compiled call; a fixed shape avoids recompiling
 INITIAL_PROPOSALS = 2  # proposals per requested draw on a refined posterior's first pass
 NUTS_CHAINS, NUTS_TUNE = 4, 1000  # the NUTS fallback's chains and tuning steps
+
+
+def study_likelihood_options(study: Study, design: TaskDesign) -> dict:
+    """The likelihood's keyword arguments for a study under its design's settings; the data's
+    own q_init column, when there is one, wins (as in the networks' inputs)."""
+    options = likelihood_options(design)
+    if study.q_init is not None:
+        options["q_init"] = None
+    return options
 
 
 def _chunks(n):
@@ -127,9 +137,46 @@ class AmortizedPosterior:
         np.savez(f"{path}.tmp.npz", **self._ood_reference())
         Path(f"{path}.tmp.npz").replace(path)
 
+    @property
+    def serves_family(self) -> bool:
+        """Whether the network was trained over a family of designs (a general network)."""
+        return isinstance(self.design, DesignFamily)
+
+    def study_design(self, deadline="design", missing: str | None = None, q_init: float | None = None,
+                     p_outlier: float | None = None, rt_max: float | None = None) -> TaskDesign:
+        """The settings of a study's likelihood, as a TaskDesign: the network's own, with the
+        options given replacing them (a network for one design then refuses any change).
+
+        Parameters
+        ----------
+        deadline
+            The response deadline in seconds, or None; ``"design"`` keeps the network's (a
+            general network's: none).
+        missing
+            ``"deadline"`` or ``"ignorable"``: what missing responses are.
+        q_init, p_outlier, rt_max
+            Initial Q-values (the data's q_init column wins), the contaminant probability
+            and the contaminants' RT range; None keeps the network's (a general network's:
+            0.5, no contaminants).
+        """
+        base = self.design if not self.serves_family else TaskDesign(n_trials=self.design.n_trials)
+        changes = {name: value for name, value in (("q_init", q_init), ("p_outlier", p_outlier),
+                                                    ("rt_max", rt_max)) if value is not None}
+        if deadline != "design":
+            changes.update(deadline=deadline, missing=missing, omission_rate=0.0)
+        elif missing is not None:
+            changes.update(missing=missing, omission_rate=0.0)
+        try:
+            return replace(base, **changes)
+        except ValueError as err:
+            raise InferenceError(str(err)) from None
+
     def design_with_trials(self, n_trials: int) -> TaskDesign:
         """The network's design with n_trials trials per participant, for simulating at one
         count of the range the network serves; a count outside that range is refused."""
+        if self.serves_family:
+            raise InferenceError("this network serves a family of designs: name the design to simulate "
+                                 "(amortized_rlddm.model.designs.NAMED_DESIGNS, or a TaskDesign)")
         lo, hi = self.design.min_trials, self.design.max_trials
         if not lo <= n_trials <= hi:
             raise ValueError(f"trial count {n_trials} is outside the {lo}-{hi} this network serves")
@@ -169,14 +216,19 @@ class AmortizedPosterior:
                                                                  forward=True, log_det_jac=True)
             return theta, log_density + log_jacobian, summary
 
-        def density_at(x, mask, condition, theta):
-            """The log density of unbounded parameter values theta (B * draws, p) under the
-            flow conditioned on each participant's data."""
-            _, conditions = conditions_per_draw(x, mask, condition, theta)
+        def flow_density(conditions, theta):
+            """The log density of unbounded parameter values theta (rows, p) under the flow
+            given each row's conditions (cached summaries: see density_function)."""
             z, log_jacobian = est.standardizer.maybe_standardize(theta, key="inference_variables", stage="inference",
                                                                  forward=True, log_det_jac=True)
             _, log_density = est.inference_network(z, conditions=conditions, density=True, training=False)
             return log_density + log_jacobian
+
+        def density_at(x, mask, condition, theta):
+            """The log density of unbounded parameter values theta (B * draws, p) under the
+            flow conditioned on each participant's data."""
+            _, conditions = conditions_per_draw(x, mask, condition, theta)
+            return flow_density(conditions, theta)
 
         def summaries(x, mask):
             return est.summary_network(x, mask=mask, training=False)
@@ -186,6 +238,7 @@ class AmortizedPosterior:
 
             self._summaries = jax.jit(summaries)
             self._density_at = jax.jit(density_at)
+            self._flow_density = jax.jit(flow_density)
             self._compiled_density = jax.jit(unbounded_draws_with_density)
             return jax.jit(unbounded_draws)
         if backend() == "tensorflow":
@@ -197,20 +250,25 @@ class AmortizedPosterior:
 
             self._summaries = compiled(summaries)
             self._density_at = compiled(density_at)
+            self._flow_density = compiled(flow_density)
             self._compiled_density = compiled(unbounded_draws_with_density)
             return compiled(unbounded_draws)
         self._summaries = summaries
         self._density_at = density_at
+        self._flow_density = flow_density
         self._compiled_density = unbounded_draws_with_density
         return unbounded_draws
 
-    def check(self, study: Study, model: str | None = None, deadline="design") -> None:
-        """Refuse data and requests the network was not trained for (an InferenceError)."""
-        refuse_unserved(study, self.config, self.design, model=model, deadline=deadline)
+    def check(self, study: Study, model: str | None = None, design: TaskDesign | None = None) -> None:
+        """Refuse data and requests the network was not trained for (an InferenceError);
+        `design`: the study's settings (default: :meth:`study_design`)."""
+        refuse_unserved(study, self.config, self.design, design or self.study_design(), model=model)
 
-    def summary_statistics(self, study: Study) -> np.ndarray:
-        """The summary network's output for each participant, (participants, summary_dim)."""
-        data = pack(study, self.network, self.design, self.design.max_trials)
+    def summary_statistics(self, study: Study, design=None) -> np.ndarray:
+        """The summary network's output for each participant, (participants, summary_dim).
+        `design`: the study's settings (a TaskDesign or per-participant DesignSettings;
+        default: :meth:`study_design`)."""
+        data = pack(study, self.network, design or self.study_design(), self.design.max_trials)
         parts = [np.asarray(self._summaries(data["summary_variables"][idx], data["summary_mask"][idx]))[: stop - start]
                  for start, stop, idx in _chunks(study.n_participants)]
         return np.concatenate(parts).astype(np.float64)
@@ -221,7 +279,8 @@ class AmortizedPosterior:
             self._reference = ood_reference(self.summary_statistics, self.config, self.design)
         return self._reference
 
-    def data_checks(self, study: Study, summaries: np.ndarray | None = None) -> xr.Dataset:
+    def data_checks(self, study: Study, summaries: np.ndarray | None = None,
+                    design: TaskDesign | None = None) -> xr.Dataset:
         """Per participant, whether the data look unlike the training simulations.
 
         Parameters
@@ -230,6 +289,8 @@ class AmortizedPosterior:
             The data.
         summaries
             The study's summary statistics when already computed.
+        design
+            The study's settings (default: :meth:`study_design`).
 
         Returns
         -------
@@ -240,19 +301,20 @@ class AmortizedPosterior:
             percentile of simulated data, an RT is faster than any non-decision time the
             prior allows, or an RT is slower than 99.99% of simulated RTs.
         """
-        s = self.summary_statistics(study) if summaries is None else summaries
+        s = self.summary_statistics(study, design) if summaries is None else summaries
         return ood_flags(study, s, self._ood_reference(), self.config)
 
-    def sample_unbounded(self, study: Study, draws: int, seed: int | None = None) -> np.ndarray:
+    def sample_unbounded(self, study: Study, draws: int, seed: int | None = None,
+                         design: TaskDesign | None = None) -> np.ndarray:
         """Draws in the unbounded space, shape (participants, draws, parameters)."""
-        return self._sample(study, draws, seed)[0]
+        return self._sample(study, draws, seed, design=design)[0]
 
-    def _sample(self, study: Study, draws, seed, density=False):
+    def _sample(self, study: Study, draws, seed, density=False, design=None):
         """Unbounded draws (participants, draws, parameters), summary statistics
         (participants, summary_dim) and, with `density`, the draws' log density in the
         unbounded space (participants, draws), from one pass of the compiled sampler."""
         rng = np.random.default_rng(seed)
-        data = pack(study, self.network, self.design, self.design.max_trials)
+        data = pack(study, self.network, design or self.study_design(), self.design.max_trials)
         n, p = study.n_participants, len(self.parameter_names)
         base = rng.standard_normal((n, draws, p)).astype(np.float32)
         out = np.empty((n, draws, p), np.float32)
@@ -270,7 +332,8 @@ class AmortizedPosterior:
             summaries.append(np.asarray(summary)[: stop - start])
         return out, np.concatenate(summaries).astype(np.float64), log_density
 
-    def sample_with_density(self, study: Study, draws: int, seed: int | None = None) -> tuple[dict, np.ndarray]:
+    def sample_with_density(self, study: Study, draws: int, seed: int | None = None,
+                            design: TaskDesign | None = None) -> tuple[dict, np.ndarray]:
         """Draws on the parameters' own scale with their log density under the flow.
 
         Parameters
@@ -281,19 +344,21 @@ class AmortizedPosterior:
             Draws per participant.
         seed
             Seed of the base draws.
+        design
+            The study's settings (default: :meth:`study_design`).
 
         Returns
         -------
         tuple
             name -> (participants, draws) values, and their (participants, draws) log density.
         """
-        values, log_q, _ = self._draws(study, draws, seed, density=True)
+        values, log_q, _ = self._draws(study, draws, seed, density=True, design=design)
         return values, log_q
 
-    def unbounded_log_density(self, study: Study, y: np.ndarray) -> np.ndarray:
+    def unbounded_log_density(self, study: Study, y: np.ndarray, design: TaskDesign | None = None) -> np.ndarray:
         """The flow's log density of unbounded values y (participants, draws, parameters), each
         participant's under their own data: (participants, draws)."""
-        data = pack(study, self.network, self.design, self.design.max_trials)
+        data = pack(study, self.network, design or self.study_design(), self.design.max_trials)
         n, draws, p = y.shape
         out = np.empty((n, draws))
         for start, stop, idx in _chunks(n):
@@ -303,7 +368,53 @@ class AmortizedPosterior:
             out[start:stop] = np.asarray(log_q).reshape(len(idx), draws)[: stop - start]
         return out
 
-    def log_density(self, study: Study, values: dict) -> np.ndarray:
+    def density_function(self, study: Study, design: TaskDesign | None = None, draws: int = 1):
+        """The amortized posterior's log density as a function, for evaluating it many times at
+        new values of one study (the group sampler calls it once per iteration).
+
+        The summary network's output and the flow's conditions are computed here, once; each
+        call of the returned function is then one compiled pass of the flow per chunk of
+        participants.
+
+        Parameters
+        ----------
+        study
+            The data.
+        design
+            The study's settings (default: :meth:`study_design`).
+        draws
+            Values per participant in each call (fixed: the compiled pass has one shape).
+
+        Returns
+        -------
+        callable
+            ``log_q(values)``: name -> (participants, draws) natural values (as in
+            :meth:`log_density`) -> (participants, draws) log q(theta | data), the flow's density
+            of the unbounded values times the transforms' Jacobian.
+        """
+        design = design or self.study_design()
+        space = parameter_space(self.config.priors, study, self.network["t0_upper"], design)
+        data = pack(study, self.network, design, self.design.max_trials)
+        n, p = study.n_participants, len(self.parameter_names)
+        conditions = []  # per chunk: its rows, and the flow conditions with each row repeated `draws` times
+        for start, stop, idx in _chunks(n):
+            summary = np.asarray(self._summaries(data["summary_variables"][idx], data["summary_mask"][idx]))
+            rows = np.concatenate([data["inference_conditions"][idx], summary.astype(np.float32)], axis=-1)
+            conditions.append((start, stop, idx, np.repeat(rows, draws, axis=0)))
+        def log_q(values: dict) -> np.ndarray:
+            y = space.forward(values)
+            if y.shape != (n, draws, p):
+                raise ValueError(f"values: expected (participants, draws) = ({n}, {draws}) arrays, got "
+                                 f"{y.shape[:-1]}")
+            out = np.empty((n, draws))
+            for start, stop, idx, rows in conditions:
+                log_density = self._flow_density(rows, y[idx].reshape(len(idx) * draws, p).astype(np.float32))
+                out[start:stop] = np.asarray(log_density).reshape(len(idx), draws)[: stop - start]
+            return out + space.log_abs_det_jacobian(values)
+
+        return log_q
+
+    def log_density(self, study: Study, values: dict, design: TaskDesign | None = None) -> np.ndarray:
         """The amortized posterior's log density of parameter values, on their natural scale.
 
         Parameters
@@ -313,6 +424,8 @@ class AmortizedPosterior:
         values
             Parameter name -> (participants, draws) values inside the network's support (t0
             below each participant's fastest response).
+        design
+            The study's settings (default: :meth:`study_design`).
 
         Returns
         -------
@@ -320,9 +433,10 @@ class AmortizedPosterior:
             (participants, draws): log q(theta | data), the flow's density of the unbounded
             values times the transforms' Jacobian.
         """
-        space = parameter_space(self.config.priors, study, self.network["t0_upper"])
+        design = design or self.study_design()
+        space = parameter_space(self.config.priors, study, self.network["t0_upper"], design)
         y = space.forward(values)
-        return self.unbounded_log_density(study, y) + space.log_abs_det_jacobian(values)
+        return self.unbounded_log_density(study, y, design) + space.log_abs_det_jacobian(values)
 
     @property
     def density_is_cheap(self) -> bool:
@@ -332,8 +446,9 @@ class AmortizedPosterior:
 
     def infer(self, data: Study | pd.DataFrame | str | Path, draws: int = 1000, seed: int | None = None,
               convention: str = "rlddm", model: str | None = None, deadline="design",
-              check: bool | None = None, refine: bool = False, fallback: str | None = None,
-              log_likelihood: bool = False) -> xr.DataTree:
+              missing: str | None = None, q_init: float | None = None, p_outlier: float | None = None,
+              rt_max: float | None = None, design: TaskDesign | None = None, check: bool | None = None,
+              refine: bool = False, fallback: str | None = None, log_likelihood: bool = False) -> xr.DataTree:
         """The posterior of every participant.
 
         Parameters
@@ -349,9 +464,15 @@ class AmortizedPosterior:
             ``"rlddm"``, ``"hssm"`` or ``"hddm"`` (data given as a DataFrame or CSV).
         model
             ``"single"`` or ``"dual"``: refuse unless the network is this model.
-        deadline
-            The data's response deadline in seconds (or None); refused unless it is the
-            network's. The default, ``"design"``, takes the network's.
+        deadline, missing, q_init, p_outlier, rt_max
+            The study's likelihood settings (see :meth:`study_design`): the response deadline
+            in seconds (or None; ``"design"``: the network's), what missing responses are,
+            the initial Q-values, the contaminant probability and RT range. A network for
+            one design refuses any other; a general network, any outside its family.
+        design
+            The study's design, instead of those keywords: its deadline, missing kind,
+            q_init and contaminants are the settings (e.g. a design of
+            :data:`~amortized_rlddm.model.designs.NAMED_DESIGNS`).
         check
             Check every participant's draws against the exact posterior by Pareto-smoothed
             importance sampling (an ``importance`` group: ``khat``, ``ess``, ``log_evidence``
@@ -398,16 +519,20 @@ class AmortizedPosterior:
         if fallback and check is False:
             raise ValueError("fallback='nuts' acts on the importance check's k-hat; it needs check")
         study = data if isinstance(data, Study) else read_study(data, convention=convention)
-        self.check(study, model=model, deadline=deadline)
+        if design is None:
+            design = self.study_design(deadline, missing, q_init, p_outlier, rt_max)
+        elif deadline != "design" or any(x is not None for x in (missing, q_init, p_outlier, rt_max)):
+            raise ValueError("give the study's settings either as a design or as keywords, not both")
+        self.check(study, model=model, design=design)
         check = refine or fallback is not None or (self.density_is_cheap and draws >= MIN_DRAWS
                                                    if check is None else check)
         # refinement starts from INITIAL_PROPOSALS per requested draw: most participants then
         # reach the requested effective size in one pass
         proposals = draws * INITIAL_PROPOSALS if refine else draws
-        values, log_proposal, summaries = self._draws(study, proposals, seed, density=check)
+        values, log_proposal, summaries = self._draws(study, proposals, seed, density=check, design=design)
         participants = np.asarray([str(p) for p in study.participant])
         groups = {"data_checks": self.data_checks(study, summaries).assign_coords(participant=participants)}
-        options = likelihood_options(self.design)
+        options = study_likelihood_options(study, design)
         if check:
             ratios = log_importance_ratios(values, log_proposal, study, self.config.priors, options)
             importance = psis(ratios)
@@ -415,11 +540,11 @@ class AmortizedPosterior:
             # are the flow's own, none once they are resampled or NUTS's
             corrections = np.zeros((study.n_participants, draws)) if refine else ratios
             if refine:
-                values, importance = self._refine(study, values, ratios, importance, draws, seed)
+                values, importance = self._refine(study, values, ratios, importance, draws, seed, design)
             importance = importance.assign(method=("participant", np.full(study.n_participants,
                                                                           "refined" if refine else "amortized")))
             if fallback:
-                values, importance = self._nuts_fallback(study, values, importance, seed)
+                values, importance = self._nuts_fallback(study, values, importance, seed, design)
                 corrections[importance["method"].values == "nuts"] = 0.0
         if log_likelihood:
             groups["log_likelihood"] = pointwise_group(study, values, options)
@@ -442,18 +567,19 @@ class AmortizedPosterior:
             posterior.attrs["trained_on_backend"] = self.converted_from
         return xr.DataTree.from_dict({"posterior": posterior, **groups})
 
-    def _draws(self, study, draws, seed, density):
+    def _draws(self, study, draws, seed, density, design=None):
         """Draws over the parameters, name -> (participants, draws), their log density under the
         flow (with `density`; the unbounded density times |dy / dtheta|) and the summaries."""
-        y, summaries, log_density = self._sample(study, draws, seed, density=density)
+        design = design or self.study_design()
+        y, summaries, log_density = self._sample(study, draws, seed, density=density, design=design)
         if not np.all(np.isfinite(y)):
             raise InferenceError("the network produced non-finite draws; the checkpoint may be damaged")
-        space = parameter_space(self.config.priors, study, self.network["t0_upper"])
+        space = parameter_space(self.config.priors, study, self.network["t0_upper"], design)
         values = space.inverse(y)
         log_proposal = log_density + space.log_abs_det_jacobian(values) if density else None
         return values, log_proposal, summaries
 
-    def _refine(self, study, values, ratios, importance, draws, seed):
+    def _refine(self, study, values, ratios, importance, draws, seed, design):
         """Draws resampled by their PSIS weights; participants whose proposals' effective size
         falls short of `draws` get proposal_factor times as many proposals first (one batch
         per factor). Returns the resampled values and the importance check of the final
@@ -467,9 +593,10 @@ class AmortizedPosterior:
         for k, more in enumerate(sorted({int(f) * first for f in factor if f > 1})):
             short = np.flatnonzero(factor * first == more)
             sub = study.select(short)
-            sub_values, sub_log_q, _ = self._draws(sub, more, None if seed is None else seed + 1 + k, density=True)
+            sub_values, sub_log_q, _ = self._draws(sub, more, None if seed is None else seed + 1 + k, density=True,
+                                                   design=design)
             again = psis(log_importance_ratios(sub_values, sub_log_q, sub, self.config.priors,
-                                               likelihood_options(self.design)))
+                                               study_likelihood_options(sub, design)))
             for j, i in enumerate(short):
                 proposals[i] = more
                 for name in final:
@@ -488,7 +615,7 @@ class AmortizedPosterior:
                                    "refined": "draws resampled by PSIS weights"})
         return refined, checks
 
-    def _nuts_fallback(self, study, values, importance, seed):
+    def _nuts_fallback(self, study, values, importance, seed, design):
         """The values with every participant above the k-hat threshold replaced by a NUTS fit
         of the exact posterior, its chains started from the participant's draws; the
         importance check gains ``method`` "nuts" for them and their fits' diagnostics."""
@@ -502,7 +629,7 @@ class AmortizedPosterior:
             draws = next(iter(values.values())).shape[1]
             chains = NUTS_CHAINS
             per_chain = -(-draws // chains)
-            options = {k: v for k, v in likelihood_options(self.design).items() if v is not None}
+            options = {k: v for k, v in study_likelihood_options(study, design).items() if v is not None}
             exact = ExactPosterior(self.config.priors, self.config.model, max_trials=study.max_trials,
                                    n_conditions=study.n_conditions, **options)
             rng = np.random.default_rng(seed)

@@ -21,7 +21,7 @@ import yaml
 
 from .. import __version__
 from ..model.config import Config
-from ..model.simulator import simulate
+from ..model.simulator import simulate, simulate_family
 from .checkpoint import CONFIG_FILE, LOG_FILE, LOSS_PLOT, METADATA_FILE, MODEL_FILE, STATE_FILE
 from .networks import backend, build_estimator, network_kinds
 from .packing import DEFAULT_CONDITIONS, DEFAULT_FEATURES, T0_UPPER_CHOICES, check_conditions, pack, parameter_space
@@ -80,7 +80,8 @@ def trial_buckets(network, count):
 
 
 def training_design(config: Config, network):
-    """The design the network is trained on: the config's, with the trial-count range it serves."""
+    """The design (or family of designs) the network is trained on: the config's, with the
+    trial-count range it serves."""
     return replace(config.design, n_trials=tuple(int(n) for n in network["n_trials"]))
 
 
@@ -92,9 +93,12 @@ def simulate_packed(config: Config, network, rng, n, trials=None):
     design = training_design(config, network)
     band = design if trials is None else replace(design, n_trials=tuple(trials))
     params = config.priors.sample(rng, n)
-    study = simulate(params, band, seed=int(rng.integers(2**63)))
-    space = parameter_space(config.priors, study, network["t0_upper"])
-    data = pack(study, network, design, band.max_trials, params, space)
+    if config.is_family:
+        study, settings = simulate_family(params, band, seed=int(rng.integers(2**63)))
+    else:
+        study, settings = simulate(params, band, seed=int(rng.integers(2**63))), design
+    space = parameter_space(config.priors, study, network["t0_upper"], settings)
+    data = pack(study, network, settings, band.max_trials, params, space)
     for key, value in data.items():
         if not np.all(np.isfinite(value)):
             raise TrainingError(f"simulation produced non-finite values in '{key}'; "

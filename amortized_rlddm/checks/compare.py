@@ -13,6 +13,7 @@ datasets ordered by how informative the exact posterior is.
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +21,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
+from ..amortized.posterior import study_likelihood_options
 from ..data.io import read_study
 from ..exact.model import ExactPosterior, posterior_tree
-from ..model.likelihood import likelihood_options
+from ..model.designs import named_design
 from ..model.simulator import simulate
 
 OVERLAY_DATASETS = 4
@@ -134,7 +136,7 @@ def plot_overlays(amortized, exact, names, participants, path, truth=None):
 
 def compare(posterior, out_dir, n_datasets=50, seed=0, data=None, convention="rlddm", draws=1000,
             chains=4, draws_per_chain=1000, tune=1000, nuts_backend="nutpie", n_trials=None, progress=False,
-            gate=True):
+            gate=True, design=None):
     """Run both methods on shared datasets (simulated from the network's priors and the
     config's design, with n_trials trials each if given, or the participants of `data`) and
     write the comparison to out_dir. draws: amortized draws per participant; NUTS runs
@@ -142,11 +144,18 @@ def compare(posterior, out_dir, n_datasets=50, seed=0, data=None, convention="rl
     where a fit fails the convergence gate; with `gate`, a fit that still fails is left out
     of the agreement figures and named in the report. progress: say what runs, with a
     progress bar over the NUTS fits. The amortized draws are compared raw and refined
-    (resampled by their PSIS weights)."""
+    (resampled by their PSIS weights). design: a name of NAMED_DESIGNS or a TaskDesign, to
+    simulate from and fit with its settings (default: the network's own; a general network
+    needs one)."""
     config = posterior.config
     if n_trials is not None and data is not None:
         raise ValueError("a trial count applies to simulated datasets only, not to a data file")
-    design = config.design if n_trials is None else posterior.design_with_trials(n_trials)
+    design = named_design(design) if isinstance(design, str) else design
+    if design is None:
+        design = posterior.design_with_trials(n_trials) if n_trials is not None or posterior.serves_family \
+            else config.design
+    elif n_trials is not None:
+        design = replace(design, n_trials=int(n_trials))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     truth = None
@@ -159,14 +168,14 @@ def compare(posterior, out_dir, n_datasets=50, seed=0, data=None, convention="rl
     else:
         study = read_study(data, convention=convention)
         participants = [str(p) for p in study.participant]
-    posterior.infer(study, draws=draws, seed=seed)  # warm-up (compilation)
+    posterior.infer(study, draws=draws, seed=seed, design=design)  # warm-up (compilation)
     start = time.perf_counter()
-    amortized = posterior.infer(study, draws=draws, seed=seed)
+    amortized = posterior.infer(study, draws=draws, seed=seed, design=design)
     amortized_s = (time.perf_counter() - start) / study.n_participants
 
     exact = ExactPosterior(config.priors, model=config.model, max_trials=study.max_trials,
                            n_conditions=study.n_conditions, backend=nuts_backend,
-                           **likelihood_options(config.design))
+                           **{k: v for k, v in study_likelihood_options(study, design).items() if v is not None})
     if progress:
         print(f"amortized: {study.n_participants} participants in {amortized_s * study.n_participants:.2f} s; "
               f"compiling the exact model ({nuts_backend}, once)", file=sys.stderr, flush=True)
@@ -175,7 +184,7 @@ def compare(posterior, out_dir, n_datasets=50, seed=0, data=None, convention="rl
     compile_s = time.perf_counter() - start
     fits = exact.fit(study, draws=draws_per_chain, tune=tune, chains=chains, seed=seed, progress=progress,
                      retry=True)
-    refined = posterior.infer(study, draws=draws, seed=seed, refine=True)
+    refined = posterior.infer(study, draws=draws, seed=seed, refine=True, design=design)
 
     nuts = posterior_tree(fits)
     nuts_s = float(np.mean([f.diagnostics["wall_time_s"] for f in fits]))

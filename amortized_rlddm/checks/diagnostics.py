@@ -9,6 +9,7 @@ simultaneous band, and the learning rate's recovery split by |v| and by trial co
 
 import json
 import logging
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from scipy.stats import binom
 from tqdm.auto import tqdm
 
 from ..logs import native_logs_withheld
+from ..model.designs import named_design
 from ..model.simulator import simulate
 
 with native_logs_withheld():  # TensorFlow's import prints native log lines; see amortized_rlddm.logs
@@ -27,15 +29,20 @@ COVERAGE_LEVELS = (0.5, 0.9, 0.95)
 DRIFT_BINS = (0.0, 0.5, 1.0, 2.0, 3.0, np.inf)
 
 
-def simulate_and_infer(posterior, n_datasets, seed, draws=1000, n_trials=None, refine=False):
+def simulate_and_infer(posterior, n_datasets, seed, draws=1000, n_trials=None, refine=False, design=None):
     """Draw truths from the priors, simulate, infer (refined: PSIS-resampled; the same data
-    and truths as unrefined for one seed). Returns (truth dict of (n,), draws dict of
-    (n, draws), trial counts)."""
+    and truths as unrefined for one seed). `design`: a TaskDesign to simulate and infer with
+    its settings (default: the network's own, which a general network lacks). Returns
+    (truth dict of (n,), draws dict of (n, draws), trial counts)."""
     rng = np.random.default_rng(seed)
     truth = posterior.config.priors.sample(rng, n_datasets)
-    design = posterior.design if n_trials is None else posterior.design_with_trials(n_trials)
+    if design is None:
+        design = posterior.design_with_trials(n_trials) if n_trials is not None or posterior.serves_family \
+            else posterior.design
+    elif n_trials is not None:
+        design = replace(design, n_trials=int(n_trials))
     study = simulate(truth, design, seed=int(rng.integers(2**63)))
-    tree = posterior.infer(study, draws=draws, seed=int(rng.integers(2**63)), refine=refine)
+    tree = posterior.infer(study, draws=draws, seed=int(rng.integers(2**63)), refine=refine, design=design)
     post = tree["posterior"]
     samples = {name: post[name].isel(chain=0).transpose("participant", "draw").values for name in truth}
     return truth, samples, study.n_trials
@@ -229,17 +236,18 @@ def _trial_bins(n_trials):
     return np.unique(np.linspace(lo, hi, 5).round().astype(int))
 
 
-def calibration_replications(posterior, n_datasets, seed, replications, draws=1000, first=None, done=None):
+def calibration_replications(posterior, n_datasets, seed, replications, draws=1000, first=None, done=None,
+                             design=None):
     """Repeat the calibration check on `replications` independent sets of n_datasets fresh
     datasets (seeds seed, seed + 1, ...): per parameter, replication_summary, plus the pooled
     tail counts within bins of the trial count (the one design quantity that varies between
     datasets, so conditioning on it keeps the ranks uniform under calibration). `first`, the
     (truth, samples, trial counts) of seed's set when already inferred, is reused. done: called
-    after each set (a progress bar's update)."""
+    after each set (a progress bar's update). design: as in simulate_and_infer."""
     ranks, exits, errors, trials = {}, {}, {}, []
     for r in range(replications):
         truth, samples, n_trials = first if (r == 0 and first is not None) else \
-            simulate_and_infer(posterior, n_datasets, seed + r, draws)
+            simulate_and_infer(posterior, n_datasets, seed + r, draws, design=design)
         trials.append(n_trials)
         metrics = compute_metrics(samples, truth)
         if done is not None and not (r == 0 and first is not None):
@@ -267,8 +275,11 @@ def calibration_replications(posterior, n_datasets, seed, replications, draws=10
             "pooled_tails_by_trials": by_trials}
 
 
-def diagnose(posterior, n_datasets, seed, out_dir, draws=1000, replications=1, progress=False, refine=False):
+def diagnose(posterior, n_datasets, seed, out_dir, draws=1000, replications=1, progress=False, refine=False,
+             design=None):
     """Simulate, infer, write figures, metrics.json and report.md; returns the metrics.
+    design: a name of NAMED_DESIGNS or a TaskDesign to simulate (default: the network's own;
+    a general network needs one).
     With replications > 1 the calibration check is repeated on that many independent sets
     of n_datasets (the first is the report's own; see calibration_replications). With
     refine, the first set's PSIS-refined posteriors are scored too, beside the raw ones.
@@ -279,19 +290,23 @@ def diagnose(posterior, n_datasets, seed, out_dir, draws=1000, replications=1, p
     out.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=replications + 1, desc=f"diagnose: sets of {n_datasets} datasets, then figures",
                disable=not progress)
-    truth, samples, n_trials = simulate_and_infer(posterior, n_datasets, seed, draws)
+    design_name = design if isinstance(design, str) else None
+    design = named_design(design) if isinstance(design, str) else design
+    truth, samples, n_trials = simulate_and_infer(posterior, n_datasets, seed, draws, design=design)
     bar.update()
     metrics = {"checkpoint": posterior.source, "datasets": n_datasets, "draws": draws, "seed": seed,
+               "design": design_name or ("the network's" if design is None else design.to_dict()),
                "trial_range": [int(n_trials.min()), int(n_trials.max())],
                "parameters": compute_metrics(samples, truth),
                "alpha_by_abs_v": _binned_recovery(samples, truth, np.abs(truth["v"]), DRIFT_BINS, "abs_v"),
                "alpha_by_trials": _binned_recovery(samples, truth, n_trials, _trial_bins(n_trials), "trials")}
     if refine:
-        _, refined, _ = simulate_and_infer(posterior, n_datasets, seed, draws, refine=True)
+        _, refined, _ = simulate_and_infer(posterior, n_datasets, seed, draws, refine=True, design=design)
         metrics["refined_parameters"] = compute_metrics(refined, truth)
     if replications > 1:
         metrics["replications"] = calibration_replications(posterior, n_datasets, seed, replications, draws,
-                                                           first=(truth, samples, n_trials), done=bar.update)
+                                                           first=(truth, samples, n_trials), done=bar.update,
+                                                           design=design)
     write_figures(samples, truth, n_trials, out)
     bar.update()
     bar.close()
@@ -312,9 +327,17 @@ def metrics_table(parameters):
     return "\n".join(lines)
 
 
+def _design_words(design):
+    """How a report names the design its datasets came from."""
+    if design is None or design == "the network's":
+        return "design"
+    return f"design `{design}`" if isinstance(design, str) else f"design {design}"
+
+
 def report_markdown(metrics):
     lines = [f"# Diagnostics of `{metrics['checkpoint']}`", "",
-             f"{metrics['datasets']} datasets simulated from the network's priors and design "
+             f"{metrics['datasets']} datasets simulated from the network's priors and "
+             f"{_design_words(metrics.get('design'))} "
              f"({metrics['trial_range'][0]}-{metrics['trial_range'][1]} trials), {metrics['draws']} posterior "
              f"draws each, seed {metrics['seed']}.", "", metrics_table(metrics["parameters"]), "",
              "NRMSE is normalised by the range of the true values; contraction is 1 - posterior "

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..amortized.checkpoint import InferenceError
 from ..amortized.importance import khat_threshold
 from ..amortized.posterior import AmortizedPosterior
 from ..data.study import Study
@@ -21,25 +22,29 @@ from ..model.simulator import simulate
 OVERLAID = 4  # participants in the overlay figure: those with the highest k-hat
 
 
-def fresh_simulations(posterior: AmortizedPosterior, participants: int, seed: int) -> Study:
-    """Participants simulated from the network's priors and design: data it was trained for."""
+def fresh_simulations(posterior: AmortizedPosterior, participants: int, seed: int, design=None) -> Study:
+    """Participants simulated from the network's priors and design (or `design`, a TaskDesign;
+    a general network needs one): data it was trained for."""
+    if design is None and posterior.serves_family:
+        raise InferenceError("this network serves a family of designs: name the design to simulate (--design)")
     params = posterior.config.priors.sample(np.random.default_rng(seed), participants)
-    return simulate(params, posterior.design, seed=seed + 1)
+    return simulate(params, posterior.design if design is None else design, seed=seed + 1)
 
 
 def check_posteriors(posterior: AmortizedPosterior, study: Study, out: str | Path, draws: int = 1000,
-                     seed: int = 0) -> dict:
+                     seed: int = 0, design=None) -> dict:
     """Check and refine every participant's posterior; write check.csv, check.json,
     khat_histogram.png and refined_overlays.png to `out`.
 
     Returns the summary written to check.json: participants, draws, the k-hat threshold, the
     share of participants above it, k-hat quantiles, and per parameter the median |refined
-    mean - raw mean| / raw sd and median refined sd / raw sd.
+    mean - raw mean| / raw sd and median refined sd / raw sd. `design`: the study's settings
+    (a TaskDesign; default: the network's).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    raw = posterior.infer(study, draws=draws, seed=seed, check=True)
-    refined = posterior.infer(study, draws=draws, seed=seed, refine=True)
+    raw = posterior.infer(study, draws=draws, seed=seed, check=True, design=design)
+    refined = posterior.infer(study, draws=draws, seed=seed, refine=True, design=design)
     checks = raw["importance"].to_dataset()
     table = pd.DataFrame({"participant": checks["participant"].values, "khat": checks["khat"].values,
                           "ess": checks["ess"].values, "above_threshold": checks["above_threshold"].values,

@@ -14,7 +14,14 @@ from ..amortized.posterior import AmortizedPosterior
 from ..data.io import read_study
 from ..data.study import Study
 from .model import GroupModel
-from .sampler import PARTICIPANT_STEPS, contrast_labels, group_weights, metropolis_within_gibbs, proposals
+from .sampler import (
+    PARTICIPANT_STEPS,
+    contrast_labels,
+    group_weights,
+    metropolis_within_gibbs,
+    move_densities,
+    proposals,
+)
 
 
 def group_labels(data: pd.DataFrame | str | Path, column: str, participants, participant_column: str = "participant"):
@@ -39,7 +46,7 @@ def group_labels(data: pd.DataFrame | str | Path, column: str, participants, par
 
 def fit_group(posterior: AmortizedPosterior, data: Study | pd.DataFrame | str | Path, groups=None, chains: int = 4,
               tune: int = 500, draws: int = 1000, seed: int = 0, convention: str = "rlddm",
-              participant_steps: int = PARTICIPANT_STEPS) -> xr.DataTree:
+              participant_steps: int = PARTICIPANT_STEPS, moves: bool = True, move_steps: int = 1) -> xr.DataTree:
     """The exact hierarchical posterior of a study (see :mod:`amortized_rlddm.group.model`).
 
     Parameters
@@ -58,6 +65,15 @@ def fit_group(posterior: AmortizedPosterior, data: Study | pd.DataFrame | str | 
         Column convention of a DataFrame or CSV.
     participant_steps
         Independence steps per participant per iteration, each with a fresh amortized draw.
+    moves
+        End every iteration with the scale and shift moves (see
+        :mod:`amortized_rlddm.group.sampler`): one parameter's group sd, or each group's
+        mean, moved with the participants' values, at the cost of two exact likelihoods and
+        one flow density per participant and chain per iteration. False: the independence
+        steps and the group updates alone.
+    move_steps
+        Parameters moved so per iteration, cycling through them (more mix the weakly
+        identified sds faster per iteration, at two exact likelihoods each).
 
     Returns
     -------
@@ -66,8 +82,9 @@ def fit_group(posterior: AmortizedPosterior, data: Study | pd.DataFrame | str | 
         (chain, draw) on the unbounded scale, ``delta_mu_<parameter>`` (chain, draw, contrast)
         with groups, and the participants' parameters on their natural scale (chain, draw,
         participant); ``acceptance``: each participant's acceptance rate, over all chains and
-        by chain; ``diagnostics``: r-hat and bulk ESS of every variable. Attributes give the
-        hyperpriors and the time taken.
+        by chain, and with `moves` the scale and shift moves' acceptance rates and tuned step
+        sizes per parameter; ``diagnostics``: r-hat and bulk ESS of every variable. Attributes
+        give the hyperpriors and the time taken.
     """
     start = time.perf_counter()
     study = data if isinstance(data, Study) else read_study(data, convention=convention)
@@ -79,19 +96,25 @@ def fit_group(posterior: AmortizedPosterior, data: Study | pd.DataFrame | str | 
     model = GroupModel(posterior.config.priors, order)
     m, s = model.hyperpriors()
     count = chains * ((tune + draws) * participant_steps + 1)
-    values, log_q, log_likelihood = proposals(posterior, study, count, seed)
+    design = posterior.study_design()
+    values, log_q, log_likelihood = proposals(posterior, study, count, seed, design)
     y, weight = group_weights(model, values, log_q, log_likelihood)
+    functions = {}  # the moves' exact log-likelihood and flow density, of the chains' current values
+    if moves:
+        functions["log_likelihood"], functions["log_proposal"] = move_densities(posterior, study, model, chains,
+                                                                                design)
+        functions["proposal_log_likelihood"] = log_likelihood
     prepared = time.perf_counter() - start
     chain = metropolis_within_gibbs(y, weight, np.asarray([order.index(g) for g in labels]), len(order), m, s,
                                     chains=chains, tune=tune, draws=draws, seed=seed + 1,
-                                    participant_steps=participant_steps)
-    tree = _tree(study, model, values, chain, m, s, participant_steps)
+                                    participant_steps=participant_steps, move_steps=move_steps, **functions)
+    tree = _tree(study, model, chain, m, s, participant_steps)
     tree["posterior"].attrs.update({"proposals_seconds": prepared, "seconds": time.perf_counter() - start,
                                     "checkpoint": posterior.source, "tune": tune})
     return tree
 
 
-def _tree(study, model, values, chain, m, s, participant_steps):
+def _tree(study, model, chain, m, s, participant_steps):
     participants = np.asarray([str(p) for p in study.participant])
     chains, draws, n_groups, _ = chain["mu"].shape
     grouped = n_groups > 1
@@ -104,9 +127,8 @@ def _tree(study, model, values, chain, m, s, participant_steps):
             pairs = [(i, j) for i in range(n_groups) for j in range(i + 1, n_groups)]
             data[f"delta_mu_{name}"] = (("chain", "draw", "contrast"),
                                         np.stack([mu[..., j] - mu[..., i] for i, j in pairs], axis=-1))
-    rows = np.arange(study.n_participants)
-    for name, x in values.items():
-        data[name] = (("chain", "draw", "participant"), x[rows[None, None, :], chain["index"]])
+    for name, x in model.space.inverse(chain["y"]).items():
+        data[name] = (("chain", "draw", "participant"), x)
     coords = {"chain": np.arange(chains), "draw": np.arange(draws), "participant": participants}
     if grouped:
         coords.update(group=list(model.groups), contrast=contrast_labels(model.groups))
@@ -121,6 +143,14 @@ def _tree(study, model, values, chain, m, s, participant_steps):
     acceptance = xr.Dataset({"acceptance_rate": (("participant",), rate.mean(axis=0)),
                              "acceptance_rate_by_chain": (("chain", "participant"), rate)},
                             coords={"participant": participants, "chain": np.arange(chains)})
+    if "scale_acceptance" in chain:  # the scale and shift moves, per parameter (shift: over the groups)
+        acceptance = acceptance.assign(
+            scale_move_acceptance_rate=(("parameter",), chain["scale_acceptance"].mean(axis=0)),
+            scale_move_acceptance_rate_by_chain=(("chain", "parameter"), chain["scale_acceptance"]),
+            shift_move_acceptance_rate=(("parameter",), chain["shift_acceptance"].mean(axis=(0, 1))),
+            shift_move_acceptance_rate_by_chain=(("chain", "parameter"), chain["shift_acceptance"].mean(axis=1)),
+            scale_move_step=(("parameter",), chain["scale_step"]),
+            shift_move_step=(("parameter",), chain["shift_step"])).assign_coords(parameter=list(model.names))
     group_vars = [v for v in post.data_vars if v.startswith(("mu_", "sigma_", "delta_mu_"))]
     rhat = arviz_stats.rhat(post[group_vars])
     ess = arviz_stats.ess(post[group_vars], method="bulk")

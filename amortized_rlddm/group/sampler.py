@@ -8,48 +8,125 @@ Metropolis-within-Gibbs, several chains at once:
    normal, so the chain's stationary distribution is the exact hierarchical posterior and the
    network's error only lowers the acceptance rate (reported per participant);
 2. each group mean by its conjugate normal update given the participants' values;
-3. each group sd by random-walk Metropolis steps on its log.
+3. each group sd by random-walk Metropolis steps on its log;
+4. optionally (given the exact log-likelihood and the proposal density as functions), two
+   moves that need no network draw, for one parameter k per iteration (k cycling): a scale
+   move of sigma_k with every participant's value of k, and a shift move of each group's
+   mu_gk with its participants' values of k. Where a group's sd is small, the network's draws
+   seldom land near the group mean and steps 1 and 3 alone stick (a funnel); these moves
+   carry the participants along with the group level.
+
+The target, on the unbounded scale y (no Jacobian: the data depend on theta(y) alone):
+
+    pi(mu, sigma, y) = prod_gk N(mu_gk; m_k, s_k) prod_k HalfNormal(sigma_k; s_k)
+                       prod_ik N(y_ik; mu_{g(i)k}, sigma_k) prod_i p(data_i | theta(y_i))
+
+and an amortized draw has density q_y(y) = q(theta) / |dy/dtheta| there, so the weight of
+step 1 is log w = log p(data | theta) + log |dy/dtheta| - log q(theta) = l(y) - log q_y(y).
+
+Scale move, parameter k: u ~ N(0, 1), c = exp(eps_k u), sigma_k' = c sigma_k and
+y'_ik = mu_{g(i)k} + c (y_ik - mu_{g(i)k}) for every participant i. In the coordinates
+(log sigma_k, y_.k) the map has Jacobian c^n and is undone by -u, so the log acceptance ratio
+is log pi' - log pi + n log c with the density of log sigma (the half-normal times sigma).
+Each group normal factor becomes N(y_ik; mu, sigma_k) / c, and the n factors cancel c^n:
+
+    log r = sum_i [l_i(y'_i) - l_i(y_i)] - (sigma_k'^2 - sigma_k^2) / (2 s_k^2) + log c.
+
+Shift move, parameter k, each group g at once (disjoint participants): delta ~ N(0, (eps2_k
+sigma_k / sqrt(n_g))^2), mu_gk' = mu_gk + delta and y'_ik = y_ik + delta for the group's
+participants: a translation (Jacobian 1), symmetric, and y - mu is unchanged, so
+
+    log r = sum_{i in g} [l_i(y'_i) - l_i(y_i)] - ((mu_gk' - m_k)^2 - (mu_gk - m_k)^2) / (2 s_k^2).
+
+After the moves the weights of the participants' current values are recomputed,
+l(y) - log q_y(y), with one pass of the flow, for the next iteration's step 1. The step sizes
+eps_k and eps2_k are tuned during the tuning iterations toward MOVE_TARGET acceptance, then
+fixed, so the kept draws come from one fixed, exact kernel.
 
 The proposals, their flow densities and their exact likelihoods are computed before the
 chains run, in vectorized calls (one network pass per batch of draws, one parallel Numba
-call); the chains then only evaluate normal densities.
+call); the chains then only evaluate normal densities, and with the moves two exact
+likelihoods and one flow density per participant and chain per iteration.
 """
 
+import numba
 import numpy as np
 
-from ..amortized.posterior import AmortizedPosterior
+from ..amortized.posterior import AmortizedPosterior, study_likelihood_options
 from ..data.study import Study
-from ..model.likelihood import likelihood_options, loglik_draws
+from ..model.likelihood import loglik_draws
 from .model import GroupModel
 
 PROPOSAL_BATCH = 1000  # draws per participant per network pass
 PARTICIPANT_STEPS = 2  # independence steps per participant per iteration
 SIGMA_STEPS = 3  # random-walk steps on each log sd per iteration
 SIGMA_STEP_SCALE = 2.4  # their sd, over the conditional's approximate sd 1 / sqrt(2 n)
+MOVE_TARGET = 0.35  # acceptance rate the scale and shift moves' step sizes are tuned toward
+SCALE_STEP = 0.3  # the scale move's initial sd of log c
+SHIFT_STEP = 1.0  # the shift move's initial sd, in units of sigma_k / sqrt(n_g)
+SINGLE_THREAD_BELOW = 20_000  # trials x draws under which the moves' likelihood runs on one thread
 
 
-def proposals(posterior: AmortizedPosterior, study: Study, count: int, seed: int):
+def proposals(posterior: AmortizedPosterior, study: Study, count: int, seed: int, design=None):
     """`count` draws per participant from the amortized posterior: natural values (name ->
-    (participants, count)), their log density under the flow and their exact log-likelihood."""
+    (participants, count)), their log density under the flow and their exact log-likelihood.
+    `design`: the study's settings (default: the posterior's study_design())."""
+    design = design or posterior.study_design()
     values, log_q = {}, []
     for start in range(0, count, PROPOSAL_BATCH):
         batch = min(PROPOSAL_BATCH, count - start)
-        draws, log_density = posterior.sample_with_density(study, batch, seed + start)
+        draws, log_density = posterior.sample_with_density(study, batch, seed + start, design)
         for name, x in draws.items():
             values.setdefault(name, []).append(x)
         log_q.append(log_density)
     values = {name: np.concatenate(parts, axis=1) for name, parts in values.items()}
     log_q = np.concatenate(log_q, axis=1)
-    return values, log_q, loglik_draws(study, values, **likelihood_options(posterior.design))
+    return values, log_q, loglik_draws(study, values, **study_likelihood_options(study, design))
 
 
 def _normal_logpdf(y, mean, sd):
     return -0.5 * ((y - mean) / sd) ** 2 - np.log(sd) - 0.5 * np.log(2 * np.pi)
 
 
+def move_densities(posterior: AmortizedPosterior, study: Study, model: GroupModel, chains: int, design=None):
+    """The two functions the scale and shift moves need, of the chains' current values y
+    (chains, participants, parameters) on the group model's unbounded scale, each giving
+    (chains, participants): the exact log-likelihood log p(data_i | theta(y_i)) (with the
+    likelihood options of :func:`proposals`), and the amortized posterior's log density on
+    that scale, log q(theta) - log |dy/dtheta| (one compiled flow pass per call)."""
+    design = design or posterior.study_design()
+    options = study_likelihood_options(study, design)
+    log_q = posterior.density_function(study, design, draws=chains)
+    single = chains * int(np.sum(study.n_trials)) < SINGLE_THREAD_BELOW
+
+    def natural(y):  # participants x chains as the draws axis
+        return model.space.inverse(np.swapaxes(y, 0, 1))
+
+    def log_likelihood(y):
+        values = natural(y)
+        if not single:
+            return loglik_draws(study, values, **options).T
+        # a small call: waking the worker threads costs more than it saves, much more on a
+        # busy machine
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            return loglik_draws(study, values, **options).T
+        finally:
+            numba.set_num_threads(threads)
+
+    def log_proposal(y):
+        values = natural(y)
+        return (log_q(values) - model.log_jacobian(values)).T
+
+    return log_likelihood, log_proposal
+
+
 def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: np.ndarray, n_groups: int,
                             hyper_mean: np.ndarray, hyper_sd: np.ndarray, chains: int = 4, tune: int = 500,
-                            draws: int = 1000, seed: int = 0, participant_steps: int = PARTICIPANT_STEPS) -> dict:
+                            draws: int = 1000, seed: int = 0, participant_steps: int = PARTICIPANT_STEPS,
+                            log_likelihood=None, log_proposal=None, proposal_log_likelihood=None,
+                            move_steps: int = 1) -> dict:
     """Run the chains on precomputed proposals.
 
     Parameters
@@ -72,14 +149,30 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
         Seed of the sampler's random numbers.
     participant_steps
         Independence steps per participant per iteration (each with a fresh proposal).
+    log_likelihood, log_proposal
+        Functions of values y (chains, participants, parameters) on the unbounded scale, each
+        giving (chains, participants): log p(data_i | theta(y_i)), and the proposals' log
+        density on the unbounded scale, log q(theta) - log |dy/dtheta| (so that their
+        difference is the log weight). Given both, every iteration ends with the scale and
+        shift moves of the module notes; None (the default): no moves.
+    proposal_log_likelihood
+        (participants, proposals): the proposals' log p(data_i | theta), optional with the
+        moves; it spares the moves one call of `log_likelihood` per iteration.
+    move_steps
+        Parameters given a scale and a shift move per iteration, cycling through them (each
+        costs two calls of `log_likelihood`; `log_proposal` is called once per iteration).
 
     Returns
     -------
     dict
         ``mu`` (chains, draws, groups, parameters), ``sigma`` (chains, draws, parameters),
-        ``index`` (chains, draws, participants): which proposal each participant holds, and
+        ``y`` (chains, draws, participants, parameters): the participants' values, and
         ``accepted`` (chains, participants): accepted proposals after tuning (out of draws x
-        participant_steps).
+        participant_steps). Without the moves, ``index`` (chains, draws, participants): which
+        proposal each participant holds. With them, ``scale_acceptance`` (chains,
+        parameters) and ``shift_acceptance`` (chains, groups, parameters): the moves'
+        acceptance rates after tuning (NaN for a parameter never moved then), and their
+        tuned step sizes ``scale_step`` and ``shift_step`` (parameters,).
     """
     n, k, p = y.shape
     steps = tune + draws
@@ -87,6 +180,11 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
     if k < chains * per_chain:
         raise ValueError(f"{k} proposals per participant; {chains} chains x (({tune} + {draws}) x "
                          f"{participant_steps} + 1) need {chains * per_chain}")
+    if (log_likelihood is None) != (log_proposal is None):
+        raise ValueError("the moves need both log_likelihood and log_proposal")
+    moves = log_likelihood is not None
+    if moves and not 1 <= move_steps <= p:
+        raise ValueError(f"move_steps: expected 1 to {p} parameters per iteration, got {move_steps}")
     rng = np.random.default_rng(seed)
     members = np.eye(n_groups)[group_index]  # (participants, groups)
     counts = members.sum(axis=0)
@@ -96,13 +194,23 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
     base = np.arange(chains)[:, None] * per_chain  # chain c uses proposals c x per_chain onwards
     index = np.broadcast_to(base, (chains, n)).copy()
     current_y, current_w = y[participants, index], log_weight[participants, index]  # (chains, n, p), (chains, n)
+    tracked = moves and proposal_log_likelihood is not None  # the current values' log-likelihood, followed
+    if tracked:
+        current_ll = proposal_log_likelihood[participants, index]
     mu = np.einsum("cnp,ng->cgp", current_y, members) / counts[None, :, None]
     sigma = np.maximum(current_y.std(axis=1), 0.1 * hyper_sd) if n > 1 else np.broadcast_to(hyper_sd, (chains, p))
     sigma = np.array(sigma, float)
     step = SIGMA_STEP_SCALE / np.sqrt(2.0 * n)
     kept = {"mu": np.empty((chains, draws, n_groups, p)), "sigma": np.empty((chains, draws, p)),
-            "index": np.empty((chains, draws, n), np.int64)}
+            "y": np.empty((chains, draws, n, p))}
+    if not moves:
+        kept["index"] = np.empty((chains, draws, n), np.int64)
     accepted = np.zeros((chains, n), np.int64)
+    if moves:
+        scale_step, shift_step = np.full(p, SCALE_STEP), np.full(p, SHIFT_STEP)
+        adapted = np.zeros(p, np.int64)  # tuning updates per parameter
+        tries = np.zeros(p, np.int64)  # moves per parameter after tuning
+        scale_accepted, shift_accepted = np.zeros((chains, p)), np.zeros((chains, n_groups, p))
     for t in range(steps):
         # 1. every participant: independence steps, each with a fresh amortized draw
         centre = mu[:, group_index]  # (chains, n, p)
@@ -114,6 +222,8 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
             accept = np.log(rng.random((chains, n))) < new_w + new_log_normal - current_w - current_log_normal
             current_y = np.where(accept[..., None], new_y, current_y)
             current_w = np.where(accept, new_w, current_w)
+            if tracked:
+                current_ll = np.where(accept, proposal_log_likelihood[participants, proposal], current_ll)
             current_log_normal = np.where(accept, new_log_normal, current_log_normal)
             index = np.where(accept, proposal, index)
             if t >= tune:
@@ -136,10 +246,79 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
             move = np.log(rng.random(log_sd.shape)) < log_conditional(candidate) - log_conditional(log_sd)
             log_sd = np.where(move, candidate, log_sd)
         sigma = np.exp(log_sd)
+        if moves:
+            # 4. the scale and shift moves of move_steps parameters (cycling), then the current
+            # values' weights for the next iteration's independence steps
+            if not tracked:
+                current_ll = log_likelihood(current_y)
+            for par in (t * move_steps + np.arange(move_steps)) % p:
+                current_y, current_ll, scale_rate, shift_rate = _scale_and_shift(
+                    par, current_y, current_ll, mu, sigma, group_index, counts, hyper_mean[par], hyper_sd[par],
+                    scale_step[par], shift_step[par], log_likelihood, rng)
+                if t < tune:  # Robbins-Monro on the log step sizes, toward MOVE_TARGET
+                    gain = (adapted[par] + 1.0) ** -0.6
+                    adapted[par] += 1
+                    scale_step[par] *= np.exp(gain * (scale_rate[0].mean() - MOVE_TARGET))
+                    shift_step[par] *= np.exp(gain * (shift_rate[0].mean() - MOVE_TARGET))
+                else:
+                    tries[par] += 1
+                    scale_accepted[:, par] += scale_rate[1]
+                    shift_accepted[:, :, par] += shift_rate[1]
+            with np.errstate(invalid="ignore"):
+                log_q = log_proposal(current_y)
+                current_w = np.where(np.isnan(log_q), np.inf, current_ll - log_q)  # no flow density: +inf
         if t >= tune:
-            kept["mu"][:, t - tune], kept["sigma"][:, t - tune], kept["index"][:, t - tune] = mu, sigma, index
+            kept["mu"][:, t - tune], kept["sigma"][:, t - tune], kept["y"][:, t - tune] = mu, sigma, current_y
+            if not moves:
+                kept["index"][:, t - tune] = index
     kept["accepted"] = accepted
+    if moves:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            kept["scale_acceptance"] = scale_accepted / tries
+            kept["shift_acceptance"] = shift_accepted / tries
+        kept["scale_step"], kept["shift_step"] = scale_step, shift_step
     return kept
+
+
+def _scale_and_shift(k, current_y, current_ll, mu, sigma, group_index, counts, m, s, scale_step, shift_step,
+                     log_likelihood, rng):
+    """The scale move of sigma_k and the shift moves of each group's mu_gk (see the module
+    notes), updating mu and sigma in place. Returns the participants' new values, their
+    log-likelihood and, per move, its acceptance probabilities and acceptances ((chains,) for
+    the scale move, (chains, groups) for the shift)."""
+    chains = current_y.shape[0]
+    centre = mu[:, group_index, k]  # (chains, n)
+    # the scale move: sigma_k and every participant's distance to their group mean, times c
+    log_c = scale_step * rng.standard_normal(chains)
+    new_sigma = sigma[:, k] * np.exp(log_c)
+    candidate = current_y.copy()
+    candidate[..., k] = centre + np.exp(log_c)[:, None] * (current_y[..., k] - centre)
+    new_ll = log_likelihood(candidate)
+    with np.errstate(invalid="ignore"):
+        log_ratio = (new_ll - current_ll).sum(axis=1) - 0.5 * (new_sigma ** 2 - sigma[:, k] ** 2) / s ** 2 + log_c
+    log_ratio = np.where(np.isnan(log_ratio), -np.inf, log_ratio)
+    accept = np.log(rng.random(chains)) < log_ratio
+    scale = (np.exp(np.minimum(log_ratio, 0.0)), accept)
+    current_y = np.where(accept[:, None, None], candidate, current_y)
+    current_ll = np.where(accept[:, None], new_ll, current_ll)
+    sigma[:, k] = np.where(accept, new_sigma, sigma[:, k])
+    # the shift move: each group's mean and its participants' values, by one delta
+    delta = shift_step * sigma[:, k, None] / np.sqrt(counts) * rng.standard_normal((chains, counts.size))
+    new_mu = mu[..., k] + delta
+    candidate = current_y.copy()
+    candidate[..., k] += delta[:, group_index]
+    new_ll = log_likelihood(candidate)
+    gain = np.zeros((chains, counts.size))
+    with np.errstate(invalid="ignore"):
+        np.add.at(gain, (slice(None), group_index), new_ll - current_ll)  # per group, -inf kept
+        log_ratio = gain - 0.5 * ((new_mu - m) ** 2 - (mu[..., k] - m) ** 2) / s ** 2
+    log_ratio = np.where(np.isnan(log_ratio), -np.inf, log_ratio)
+    accept = np.log(rng.random(log_ratio.shape)) < log_ratio
+    shift = (np.exp(np.minimum(log_ratio, 0.0)), accept)
+    mu[..., k] = np.where(accept, new_mu, mu[..., k])
+    take = accept[:, group_index]  # (chains, n)
+    current_y = np.where(take[..., None], candidate, current_y)
+    return current_y, np.where(take, new_ll, current_ll), scale, shift
 
 
 def group_weights(model: GroupModel, values: dict, log_q: np.ndarray, log_likelihood: np.ndarray):

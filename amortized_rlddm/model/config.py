@@ -1,5 +1,5 @@
-"""YAML configurations: the model variant, the task design and the priors (plus, for
-training, the sections the training module reads)."""
+"""YAML configurations: the model variant, the task design (or a family of designs) and
+the priors (plus, for training, the sections the training module reads)."""
 
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -7,19 +7,21 @@ from pathlib import Path
 import yaml
 
 from ..resources import config_path
+from .family import DesignFamily
 from .priors import DUAL_RATE, SINGLE_RATE, PriorSet
 from .task import TaskDesign
 
 MODELS = {"single": SINGLE_RATE, "dual": DUAL_RATE}
-_KNOWN_SECTIONS = {"model", "design", "priors", "network", "training"}
+_KNOWN_SECTIONS = {"model", "design", "family", "priors", "network", "training"}
 
 
 @dataclass
 class Config:
-    """A validated configuration: model variant, task design, priors and the other sections."""
+    """A validated configuration: model variant, task design (a `design` section) or family
+    of designs (a `family` section), priors and the other sections."""
 
     model: str
-    design: TaskDesign
+    design: TaskDesign | DesignFamily
     priors: PriorSet
     sections: dict = field(default_factory=dict)  # the other top-level sections, verbatim
 
@@ -27,8 +29,13 @@ class Config:
     def parameter_names(self):
         return MODELS[self.model]
 
+    @property
+    def is_family(self) -> bool:
+        """Whether the config draws a design per participant (a network for many designs)."""
+        return isinstance(self.design, DesignFamily)
+
     def to_dict(self):
-        return {"model": self.model, "design": self.design.to_dict(),
+        return {"model": self.model, ("family" if self.is_family else "design"): self.design.to_dict(),
                 "priors": self.priors.to_dict(), **self.sections}
 
 
@@ -42,12 +49,18 @@ def config_from_dict(spec, source="config"):
     model = spec.get("model", "single")
     if model not in MODELS:
         raise ValueError(f"{source}: model '{model}' unknown, expected one of {sorted(MODELS)}")
+    if "design" in spec and "family" in spec:
+        raise ValueError(f"{source}: give either a 'design' section (one design) or a 'family' section "
+                         "(designs drawn per participant), not both")
     try:
-        design = TaskDesign.from_dict(spec.get("design"))
+        if "family" in spec:
+            design = DesignFamily.from_dict(spec["family"])
+        else:
+            design = TaskDesign.from_dict(spec.get("design"))
         priors = PriorSet.from_dict(spec.get("priors"), MODELS[model])
     except (TypeError, ValueError) as err:
         raise ValueError(f"{source}: {err}") from None
-    sections = {k: v for k, v in spec.items() if k not in ("model", "design", "priors")}
+    sections = {k: v for k, v in spec.items() if k not in ("model", "design", "family", "priors")}
     return Config(model=model, design=design, priors=priors, sections=sections)
 
 

@@ -191,16 +191,18 @@ class ParameterSpace:
         self.bounds = [(supports or {}).get(n, priors.support(n)) for n in self.names]
 
     @classmethod
-    def given_data(cls, priors, study):
+    def given_data(cls, priors, study, contaminated=None):
         """The space whose t0 lies below each participant's fastest response that enters the
         likelihood (and inside the prior's support). The posterior has all its mass there,
         piled against that edge; mapping the edge to infinity spares the flow modelling a
         cliff, and no draw can exceed a response time. A participant without responses keeps
-        the prior's bound. (With contaminants t0 is unbounded by the data: use the prior's
-        space.)"""
+        the prior's bound, and so do the participants `contaminated` marks (a (participants,)
+        bool array): with contaminant responses, t0 is not bounded by the data."""
         lo, hi = priors.support("t0")
         responded = study.valid & (study.choice >= 0) & ~study.excluded
         fastest = np.where(responded, study.rt, np.inf).min(axis=1)
+        if contaminated is not None:
+            fastest = np.where(contaminated, np.inf, fastest)
         return cls(priors, supports={"t0": (np.full(fastest.shape, lo, np.float64), np.minimum(fastest, hi))})
 
     @staticmethod

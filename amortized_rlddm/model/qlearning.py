@@ -108,10 +108,10 @@ def _correlation(x, y):
 
 
 @nb.njit(cache=True)
-def _profile_kernel(dq, choice, rt, n_trials, ridge, out):
+def _profile_kernel(dq, choice, rt, excluded, n_trials, ridge, out):
     n_rates = dq.shape[2]
     for i in range(dq.shape[0]):
-        seen = np.nonzero(choice[i, :n_trials[i]] >= 0)[0]
+        seen = np.nonzero((choice[i, :n_trials[i]] >= 0) & ~excluded[i, :n_trials[i]])[0]
         if seen.size == 0:
             continue
         y = choice[i][seen].astype(np.float64)
@@ -134,8 +134,9 @@ def q_profile(study: Study, learning_rates, q_init):
     The diffusion's choice probability is logistic in the drift when z = 1/2 (slope: the
     boundary separation), so the first block is nearly a profile likelihood of the choices
     over alpha: the learning-rate information, in a form the inference network reads directly.
+    Excluded trials update the Q-values but, as in the likelihood, are not fitted.
     """
     dq = q_differences(study, learning_rates, q_init)
     out = np.zeros((study.n_participants, 3 * dq.shape[2]))
-    _profile_kernel(dq, study.choice, study.rt, study.n_trials.astype(np.int64), PROFILE_RIDGE, out)
+    _profile_kernel(dq, study.choice, study.rt, study.excluded, study.n_trials.astype(np.int64), PROFILE_RIDGE, out)
     return out

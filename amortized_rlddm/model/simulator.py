@@ -13,15 +13,17 @@ from collections.abc import Mapping
 import numba as nb
 import numpy as np
 
+from ..data.exclusions import exclude_first_trial_of_each_condition
 from ..data.study import Study
+from .family import DesignFamily
 from .fast_random import new_state, uniform
-from .task import TaskDesign
+from .task import DesignSettings, TaskDesign
 from .wiener import sample_first_passage
 
 
 @nb.njit(cache=True)
 def _simulate_kernel(v, a, z, t0, alpha_pos, alpha_neg, q_init, deadline, omission_rate, p_outlier, rt_max,
-                     n_trials, block, condition, n_conditions, arm_probs, state, choice, rt, reward, outcomes):
+                     n_trials, block, condition, n_conditions, arm_probs, state, choice, rt, reward, outcomes, omitted):
     q = np.empty((n_conditions, 2))
     for i in range(v.shape[0]):
         q[:] = q_init[i]
@@ -33,15 +35,16 @@ def _simulate_kernel(v, a, z, t0, alpha_pos, alpha_neg, q_init, deadline, omissi
                 outcomes[i, t, arm] = 1 if uniform(state) < arm_probs[i, t, arm] else 0
             # random draws only where a rate asks for them: designs without omissions or
             # contaminants keep the random stream (and the studies) of earlier versions
-            if omission_rate > 0.0 and uniform(state) < omission_rate:
+            if omission_rate[i] > 0.0 and uniform(state) < omission_rate[i]:
+                omitted[i, t] = True
                 continue  # an ignorable omission: nothing seen, nothing learned
-            if p_outlier > 0.0 and uniform(state) < p_outlier:
+            if p_outlier[i] > 0.0 and uniform(state) < p_outlier[i]:
                 upper = uniform(state) < 0.5
-                response_time = rt_max * uniform(state)
+                response_time = rt_max[i] * uniform(state)
             else:
                 upper, decision_time = sample_first_passage(v[i] * (q[k, 1] - q[k, 0]), a[i], z[i], state)
                 response_time = t0[i] + decision_time
-            if response_time > deadline:
+            if response_time > deadline[i]:
                 continue  # missing response: nothing seen, nothing learned
             c = 1 if upper else 0
             r = outcomes[i, t, c]
@@ -109,6 +112,9 @@ def simulate(params: Mapping[str, np.ndarray], design: TaskDesign, seed: int,
     Study
         Choices, RTs and rewards, plus both arms' potential outcomes (``outcomes``).
     """
+    if isinstance(design, DesignFamily):
+        raise TypeError("simulate takes one design; a family of designs draws one per participant: "
+                        "use simulate_family")
     p = participant_arrays(params)
     n = p["v"].shape[0]
     rng = np.random.default_rng(seed)
@@ -122,17 +128,23 @@ def simulate(params: Mapping[str, np.ndarray], design: TaskDesign, seed: int,
     return simulate_trials(params, n_trials, block, condition, arm_probs, seed=int(rng.integers(2**63)),
                            q_init=design.q_init, deadline=design.deadline, omission_rate=design.omission_rate,
                            p_outlier=design.p_outlier, rt_max=design.rt_max, participant_ids=participant_ids,
-                           condition_labels=tuple(range(len(design.stimulus_pairs))))
+                           condition_labels=tuple(range(len(design.stimulus_pairs))),
+                           exclude_omissions=design.deadline is not None, exclude_first=design.exclude_first)
 
 
 def simulate_trials(params: Mapping[str, np.ndarray], n_trials: np.ndarray, block: np.ndarray, condition: np.ndarray,
-                    arm_probs: np.ndarray, seed: int, q_init: float | np.ndarray = 0.5, deadline: float | None = None,
-                    omission_rate: float = 0.0, p_outlier: float = 0.0, rt_max: float = 10.0,
-                    participant_ids: np.ndarray | None = None, condition_labels: tuple | None = None) -> Study:
+                    arm_probs: np.ndarray, seed: int, q_init: float | np.ndarray = 0.5,
+                    deadline: float | np.ndarray | None = None, omission_rate: float | np.ndarray = 0.0,
+                    p_outlier: float | np.ndarray = 0.0, rt_max: float | np.ndarray = 10.0,
+                    participant_ids: np.ndarray | None = None, condition_labels: tuple | None = None,
+                    exclude_omissions: bool | np.ndarray = False, exclude_first: bool | np.ndarray = False) -> Study:
     """Simulate given trial structures: each participant's blocks, stimulus pairs and arms'
     reward probabilities per trial ((participants, max_trials) arrays, (..., 2) for the
     probabilities), as a design lays them out or as a real study had them (posterior
-    predictive checks). q_init: a number or one per participant. The rest as in the design.
+    predictive checks). q_init, deadline (inf or None: none), omission_rate, p_outlier and
+    rt_max: a number, or one per participant; the rest as in the design.
+    exclude_omissions: the participants whose omissions the data mark (excluded trials);
+    exclude_first: the participants whose first trial of each pair is excluded (HDDM).
     """
     p = participant_arrays(params)
     n = p["v"].shape[0]
@@ -147,13 +159,44 @@ def simulate_trials(params: Mapping[str, np.ndarray], n_trials: np.ndarray, bloc
     reward = np.full((n, max_trials), -1, np.int8)
     rt = np.full((n, max_trials), np.nan)
     outcomes = np.full((n, max_trials, 2), -1, np.int8)
-    q_start = np.broadcast_to(np.asarray(q_init, np.float64), (n,)).copy()
-    _simulate_kernel(p["v"], p["a"], p["z"], p["t0"], p["alpha_pos"], p["alpha_neg"], q_start,
-                     math.inf if deadline is None else float(deadline), float(omission_rate), float(p_outlier),
-                     float(rt_max), n_trials, block.astype(np.int32), condition.astype(np.int32), len(labels),
-                     np.asarray(arm_probs, np.float64), new_state(int(seed)), choice, rt, reward, outcomes)
+    omitted = np.zeros((n, max_trials), bool)
+
+    def per_participant(value, dtype=np.float64):
+        return np.broadcast_to(np.asarray(math.inf if value is None else value, dtype), (n,)).copy()
+
+    _simulate_kernel(p["v"], p["a"], p["z"], p["t0"], p["alpha_pos"], p["alpha_neg"], per_participant(q_init),
+                     per_participant(deadline), per_participant(omission_rate), per_participant(p_outlier),
+                     per_participant(rt_max), n_trials, block.astype(np.int32), condition.astype(np.int32), len(labels),
+                     np.asarray(arm_probs, np.float64), new_state(int(seed)), choice, rt, reward, outcomes, omitted)
     if participant_ids is None:
         participant_ids = np.arange(1, n + 1)
-    return Study(participant=np.asarray(participant_ids), n_trials=n_trials, choice=choice, rt=rt,
-                 reward=reward, block=block.astype(np.int32), outcomes=outcomes, condition=condition.astype(np.int32),
-                 condition_labels=labels)
+    study = Study(participant=np.asarray(participant_ids), n_trials=n_trials, choice=choice, rt=rt,
+                  reward=reward, block=block.astype(np.int32), outcomes=outcomes, condition=condition.astype(np.int32),
+                  excluded=omitted & per_participant(exclude_omissions, bool)[:, None], condition_labels=labels)
+    first = per_participant(exclude_first, bool)
+    if first.any():
+        marked, _ = exclude_first_trial_of_each_condition(study)
+        study.excluded |= marked.excluded & first[:, None]
+    return study
+
+
+def simulate_family(params: Mapping[str, np.ndarray], family: DesignFamily, seed: int,
+                    n_trials: int | np.ndarray | None = None) -> tuple[Study, DesignSettings]:
+    """Simulate a study whose participants each have a design drawn from `family`.
+
+    Returns the study (its q_init: each participant's) and each participant's settings
+    (q_init, deadline, missing kind, contaminants), which the network reads with the trials.
+    """
+    n = participant_arrays(params)["v"].shape[0]
+    rng = np.random.default_rng(seed)
+    draw = family.sample(rng, n, n_trials)
+    settings = draw.settings
+    study = simulate_trials(params, draw.n_trials, draw.block, draw.condition, draw.arm_probs,
+                            seed=int(rng.integers(2**63)), q_init=settings.q_init, deadline=settings.deadline,
+                            omission_rate=draw.omission_rate, p_outlier=settings.p_outlier, rt_max=settings.rt_max,
+                            condition_labels=tuple(range(family.n_pairs[1])),
+                            exclude_omissions=np.isfinite(settings.deadline), exclude_first=draw.exclude_first)
+    responded = study.valid & (study.choice >= 0)
+    study.excluded |= responded & (rng.random(study.choice.shape) < draw.excluded_rate[:, None])
+    study.q_init = settings.q_init.copy()
+    return study, settings

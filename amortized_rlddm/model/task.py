@@ -40,7 +40,7 @@ class Pair:
 # Keys added in version 0.4; a design at their defaults writes none of them, so the designs
 # (and checkpoints) of earlier versions read and compare exactly as before.
 _OPTIONAL_DEFAULTS = {"pairs": None, "presentation": "interleaved", "missing": None, "omission_rate": 0.0,
-                      "p_outlier": 0.0, "rt_max": 10.0}
+                      "p_outlier": 0.0, "rt_max": 10.0, "exclude_first": False}
 
 
 @dataclass(frozen=True)
@@ -60,11 +60,15 @@ class TaskDesign:
         b mod len(pairs) only).
     missing: what a missing response means: "deadline" (slower than `deadline`, the default
         when a deadline is set) or "ignorable" (an omission unrelated to the parameters).
-    omission_rate: with missing "ignorable", the probability that a trial's response is
-        omitted (simulation).
+    omission_rate: the probability that a trial's response is omitted, unrelated to the
+        parameters (simulation). With a deadline, the data mark these omissions: they are
+        excluded trials, which add nothing to the likelihood (the other missing responses
+        are censored by the deadline).
     p_outlier: the probability that a response is a contaminant: its RT uniform on
         [0, rt_max] seconds and its choice random. A contaminant still updates the Q-values.
     rt_max: the upper end of the contaminants' RTs (seconds).
+    exclude_first: each participant's first trial of every pair is excluded from the
+        likelihood (HDDM's convention; it still updates the Q-values).
     """
 
     n_trials: int | tuple[int, int] = 60
@@ -79,6 +83,7 @@ class TaskDesign:
     omission_rate: float = 0.0
     p_outlier: float = 0.0
     rt_max: float = 10.0
+    exclude_first: bool = False
 
     def __post_init__(self):
         n = self.n_trials
@@ -114,9 +119,12 @@ class TaskDesign:
             raise ValueError("design.missing: 'deadline' needs design.deadline (seconds), and a deadline makes "
                              f"missing responses 'deadline'; got missing = {self.missing!r}, deadline = "
                              f"{self.deadline!r}")
-        if not 0.0 <= self.omission_rate < 1.0 or (self.omission_rate > 0 and self.missing != "ignorable"):
+        if not 0.0 <= self.omission_rate < 1.0 or (self.omission_rate > 0 and self.missing is None):
             raise ValueError(f"design.omission_rate: expected a probability in [0, 1), above 0 only with "
-                             f"missing 'ignorable'; got {self.omission_rate!r} with missing {self.missing!r}")
+                             f"missing 'ignorable' or a deadline; got {self.omission_rate!r} with missing "
+                             f"{self.missing!r}")
+        if not isinstance(self.exclude_first, bool):
+            raise ValueError(f"design.exclude_first: expected true or false, got {self.exclude_first!r}")
         if not 0.0 <= self.p_outlier < 1.0:
             raise ValueError(f"design.p_outlier: expected a probability in [0, 1), got {self.p_outlier!r}")
         if not self.rt_max > 0:
@@ -225,3 +233,37 @@ class TaskDesign:
         if isinstance(spec.get("n_trials"), list):
             spec["n_trials"] = tuple(spec["n_trials"])
         return cls(**spec)
+
+
+@dataclass(frozen=True)
+class DesignSettings:
+    """Per participant, what of the design besides the trials enters the likelihood: the
+    initial Q-values, the response deadline (inf: none), whether missing responses are
+    ignorable omissions, and the contaminants' probability and RT range.
+
+    A design fixes one value for everyone (:meth:`of`); a family of designs draws one per
+    participant (:class:`~amortized_rlddm.model.family.DesignFamily`).
+    """
+
+    q_init: np.ndarray
+    deadline: np.ndarray
+    ignorable: np.ndarray
+    p_outlier: np.ndarray
+    rt_max: np.ndarray
+
+    @classmethod
+    def of(cls, design: TaskDesign, study) -> "DesignSettings":
+        """The design's settings for each participant of `study`; the data's own q_init wins."""
+        n = study.n_participants
+        q_init = study.q_init if study.q_init is not None else design.q_init
+
+        def full(value, dtype=float):
+            return np.broadcast_to(np.asarray(value, dtype), (n,)).copy()
+
+        return cls(q_init=full(q_init), deadline=full(np.inf if design.deadline is None else design.deadline),
+                   ignorable=full(design.missing == "ignorable", bool), p_outlier=full(design.p_outlier),
+                   rt_max=full(design.rt_max))
+
+    def select(self, indices) -> "DesignSettings":
+        """The settings of the participants at `indices`."""
+        return DesignSettings(**{name: getattr(self, name)[indices] for name in self.__dataclass_fields__})
