@@ -101,12 +101,11 @@ def _demo_on_data(args, out):
     from .output import save_posterior, summarize
 
     posterior = AmortizedPosterior.load(args.checkpoint)
+    design = _study_design(posterior, args)
     study, excluded = _apply_exclusions(_read_data(args), args)
-    settings = {"deadline": "design" if args.deadline is None and args.missing is None else args.deadline,
-                "missing": args.missing, "q_init": args.q_init, "p_outlier": args.p_outlier, "rt_max": args.rt_max}
-    posterior.infer(study.select([0]), draws=args.draws, seed=args.seed, **settings)  # warm-up: compiles
+    posterior.infer(study.select([0]), draws=args.draws, seed=args.seed, design=design)  # warm-up: compiles
     start = time.perf_counter()
-    tree = posterior.infer(study, draws=args.draws, seed=args.seed, **settings)
+    tree = posterior.infer(study, draws=args.draws, seed=args.seed, design=design)
     elapsed = time.perf_counter() - start
     save_posterior(tree, out / "posterior.nc")
     summary = summarize(tree)
@@ -157,20 +156,12 @@ def cmd_infer(args):
     from .output import save_posterior, summarize
 
     posterior = AmortizedPosterior.load(checkpoint_for_model(args.checkpoint, args.model))
-    if args.design:
-        if any(getattr(args, k) is not None for k in ("deadline", "missing", "q_init", "p_outlier", "rt_max")):
-            raise ValueError("--design sets the deadline, missing kind, q_init and contaminants; give it or them")
-        settings = {"design": named_design(args.design)}
-        args.exclude_first = args.exclude_first or settings["design"].exclude_first
-    else:
-        settings = {"deadline": "design" if args.deadline is None and args.missing is None else args.deadline,
-                    "missing": args.missing, "q_init": args.q_init, "p_outlier": args.p_outlier,
-                    "rt_max": args.rt_max}
+    design = _study_design(posterior, args)
     study, _ = _apply_exclusions(_read_data(args), args)
     start = time.perf_counter()
     tree = posterior.infer(study, draws=args.draws, seed=args.seed, model=args.model, check=args.check,
                            refine=args.refine, fallback=args.fallback, log_likelihood=args.log_likelihood,
-                           **settings)
+                           design=design)
     elapsed = time.perf_counter() - start
     save_posterior(tree, args.out)
     summary = summarize(tree)
@@ -209,17 +200,19 @@ def cmd_check(args):
 def cmd_group(args):
     from .amortized.posterior import AmortizedPosterior
     from .checks.group import plot_group_difference, plot_group_posteriors, plot_shrinkage
-    from .group.fit import fit_group, group_labels
+    from .group.fit import MOVE_STEPS, fit_group, group_labels
     from .output import save_posterior
 
     posterior = AmortizedPosterior.load(args.checkpoint)
-    study = _read_data(args)
+    study, _ = _apply_exclusions(_read_data(args), args)
     groups = None
     if args.group_column:
         participant_column = {"rlddm": "participant", "hssm": "participant_id", "hddm": "subj_idx"}[args.convention]
         groups = group_labels(args.data, args.group_column, study.participant, participant_column)
     tree = fit_group(posterior, study, groups=groups, chains=args.chains, tune=args.tune, draws=args.draws,
-                     seed=args.seed)
+                     seed=args.seed, moves=args.move_steps != 0,
+                     move_steps=MOVE_STEPS if args.move_steps is None else max(args.move_steps, 1),
+                     design=_study_design(posterior, args))
     save_posterior(tree, args.out)
     post = tree["posterior"]
     diagnostics = tree["diagnostics"].to_dataset()
@@ -367,6 +360,20 @@ def _add_settings_options(p, hddm=False):
                    help="exclude each participant's first trial of every pair from the likelihood (HDDM's convention)")
 
 
+def _study_design(posterior, args):
+    """The study's settings from --design or --deadline, --missing, --q-init, --p-outlier and
+    --rt-max (see AmortizedPosterior.study_design); a named design's exclusions apply too."""
+    given = [k for k in ("deadline", "missing", "q_init", "p_outlier", "rt_max") if getattr(args, k) is not None]
+    if args.design:
+        if given:
+            raise ValueError("--design sets the deadline, missing kind, q_init and contaminants; give it or them")
+        design = named_design(args.design)
+        args.exclude_first = args.exclude_first or design.exclude_first
+        return design
+    return posterior.study_design("design" if args.deadline is None and args.missing is None else args.deadline,
+                                  args.missing, args.q_init, args.p_outlier, args.rt_max)
+
+
 def _apply_exclusions(study, args):
     """The study with the exclusions the options ask for, and their counts per participant by rule."""
     from .data.exclusions import exclude_fast_responses, exclude_first_trial_of_each_condition
@@ -499,6 +506,7 @@ def build_parser():
     p.add_argument("--out", default="demo_output")
     _add_data_options(p, required=False)
     _add_settings_options(p)
+    p.add_argument("--design", choices=sorted(NAMED_DESIGNS), help="with --data: a named design's settings")
     p.set_defaults(func=cmd_demo)
 
     p = command("train", help="train a network online from a YAML config")
@@ -552,6 +560,11 @@ def build_parser():
     p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help=checkpoint_help)
     _add_data_options(p)
     p.add_argument("--group-column", help="a column of the data giving each participant's group")
+    _add_settings_options(p)
+    p.add_argument("--design", choices=sorted(NAMED_DESIGNS), help="a named design's settings (see infer)")
+    p.add_argument("--move-steps", type=int,
+                   help="parameters given a scale and a shift move per iteration (0: none; default: "
+                        "amortized_rlddm.group.fit.MOVE_STEPS, 2)")
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--tune", type=int, default=500)
     p.add_argument("--draws", type=int, default=1000, help="draws per chain")
