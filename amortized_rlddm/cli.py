@@ -303,6 +303,22 @@ def cmd_validate_designs(args):
     print(f"\nwrote the reports and {Path(args.out) / 'table.md'}")
 
 
+def cmd_real_amortized(args):
+    from .amortized.checkpoint import checkpoint_for_model
+    from .amortized.posterior import AmortizedPosterior
+    from .checks.real_amortized import real_amortized_report
+
+    posteriors = {model: AmortizedPosterior.load(checkpoint_for_model(args.checkpoint, model)) for model in args.model}
+    design = _study_design(next(iter(posteriors.values())), args)
+    study, excluded = _apply_exclusions(_read_data(args), args)
+    summary = real_amortized_report(posteriors, study, design, args.exact, args.out, draws=args.draws,
+                                    seed=args.seed, source=args.data, excluded=excluded)
+    for model in posteriors:
+        print(f"{model}: {summary[model]['seconds_checked']:.2f} s for the study (checked), "
+              f"{summary[model]['above_threshold']} above the k-hat threshold")
+    print(f"wrote {Path(args.out) / 'report.md'}")
+
+
 def cmd_headline(args):
     from .checks.compare import headline_table
 
@@ -643,6 +659,20 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="rlddm_output/designs", help="report directory (default: %(default)s)")
     p.set_defaults(func=cmd_validate_designs)
+
+    p = command("real-amortized", help="a data file through the single- and dual-rate networks, beside the exact "
+                                       "fits of rlddm fit-exact (agreement, k-hat, flags, time, model comparison)")
+    p.add_argument("--checkpoint", default="general", help="the single-rate network; its dual-rate sibling "
+                                                          "(NAME-dual) serves --model dual (default: %(default)s)")
+    p.add_argument("--model", nargs="+", default=["single", "dual"], choices=["single", "dual"])
+    _add_data_options(p)
+    _add_settings_options(p)
+    p.add_argument("--design", choices=sorted(NAMED_DESIGNS), help="a named design's settings (see infer)")
+    p.add_argument("--exact", required=True, help="the rlddm fit-exact report directory of the same data and settings")
+    p.add_argument("--draws", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="report directory")
+    p.set_defaults(func=cmd_real_amortized)
 
     p = command("headline", help="the README's headline table from the diagnose and compare reports")
     p.add_argument("--diagnostics", default="reports/default", help="an `rlddm diagnose` report directory")

@@ -269,3 +269,34 @@ def test_the_design_table_reads_the_reports_and_judges_the_targets(tmp_path):
     assert lines[2].startswith("| seed | 0.040 (alpha) / 0.020 (alpha) | 99.5% | alpha 0.080, 0.95 | 0.030 (v) | all |")
     assert lines[3].startswith("| deadline | 0.050 (v) / 0.040 (v) | 98.0%")
     assert lines[3].endswith("| not calibration, k-hat, raw alpha, refined |")
+
+
+def test_the_real_data_report_compares_with_the_exact_fits(general_smoke, tmp_path):
+    import pandas as pd
+
+    from amortized_rlddm.checks.real_amortized import real_amortized_report
+
+    design = TaskDesign(n_trials=40, q_init=0.0)
+    study = simulate(general_smoke.config.priors.sample(np.random.default_rng(1), 5), design, seed=2)
+    # "exact fits" that equal the network's own refined moments, and a comparison favouring dual for some
+    first = real_amortized_report({"single": general_smoke}, study, design, tmp_path / "none", tmp_path / "a",
+                                  draws=60, seed=0)
+    assert "agreement" not in first["single"]
+    moments = pd.read_csv(tmp_path / "a" / "subjects_single.csv")
+    exact = tmp_path / "exact"
+    (exact / "single").mkdir(parents=True)
+    names = general_smoke.parameter_names
+    moments[["participant"] + [f"{n}_{m}_refined" for n in names for m in ("mean", "sd")]].rename(
+        columns=lambda c: c.removesuffix("_refined")).to_csv(exact / "single" / "subjects.csv", index=False)
+    pd.DataFrame({"participant": moments["participant"], "log_bayes_factor": [1.0, -1.0, 2.0, -2.0, 3.0],
+                  "elpd_difference": [1.0, 1.0, 1.0, 1.0, 1.0]}).to_csv(exact / "model_comparison.csv", index=False)
+    summary = real_amortized_report({"single": general_smoke, "dual": general_smoke}, study, design, exact,
+                                    tmp_path / "b", draws=60, seed=0)
+    refined = summary["single"]["agreement"]
+    assert all(refined[f"refined/{n}"]["std_mean_difference"] < 1e-9 for n in names)
+    assert all(abs(refined[f"refined/{n}"]["sd_ratio"] - 1) < 1e-9 for n in names)
+    totals = summary["model_comparison"]  # one network twice: no evidence either way
+    assert totals["log_bayes_factor_total"] == 0 and totals["dual_by_evidence"] == 0
+    assert totals["same_verdict_by_evidence"] == 2 and totals["same_verdict_by_loo"] == 0
+    assert totals["exact_log_bayes_factor_total"] == 3.0
+    assert "Single vs dual" in (tmp_path / "b" / "report.md").read_text()

@@ -1,0 +1,186 @@
+"""A real dataset through the networks (`rlddm real-amortized`): per subject, the amortized
+posteriors of the single- and dual-rate networks beside the exact fits of `rlddm fit-exact`
+on the same likelihood settings, the PSIS k-hat and data-check flags, the time for the whole
+study, and the single-vs-dual comparison per subject (importance-sampling log evidence and
+PSIS-LOO) beside the exact fits' comparison.
+"""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..data.study import Study
+from ..model.task import TaskDesign
+
+
+def subject_moments(tree, names) -> pd.DataFrame:
+    """Per participant, the posterior mean and sd of each parameter (columns <name>_mean, <name>_sd)."""
+    post = tree["posterior"]
+    frame = {"participant": [str(p) for p in post["participant"].values]}
+    for name in names:
+        x = post[name].stack(sample=("chain", "draw")).transpose("participant", "sample").values
+        frame[f"{name}_mean"], frame[f"{name}_sd"] = x.mean(axis=1), x.std(axis=1, ddof=1)
+    return pd.DataFrame(frame)
+
+
+def agreement(amortized: pd.DataFrame, exact: pd.DataFrame, names) -> pd.DataFrame:
+    """Per participant and parameter: |amortized mean - exact mean| / exact sd and the sd ratio."""
+    merged = amortized.merge(exact.assign(participant=exact["participant"].astype(str)), on="participant",
+                             suffixes=("", "_exact"))
+    rows = []
+    for name in names:
+        rows.append(pd.DataFrame({
+            "participant": merged["participant"], "parameter": name,
+            "std_mean_difference": (merged[f"{name}_mean"] - merged[f"{name}_mean_exact"]).abs()
+            / merged[f"{name}_sd_exact"],
+            "sd_ratio": merged[f"{name}_sd"] / merged[f"{name}_sd_exact"]}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def real_amortized_report(posteriors: dict, study: Study, design: TaskDesign, exact_dir, out, draws: int = 2000,
+                          seed: int = 0, source: str = "", excluded: dict | None = None) -> dict:
+    """Infer `study` with each network of `posteriors` (model -> AmortizedPosterior), checked
+    and refined by PSIS with the pointwise log-likelihood, compare with the exact fits in
+    exact_dir/<model>/subjects.csv and exact_dir/model_comparison.csv, and write report.md,
+    subjects_<model>.csv, agreement.csv, model_comparison.csv and summary.json into `out`.
+    Returns the summary."""
+    out, exact_dir = Path(out), Path(exact_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary, trees, agreements = {}, {}, []
+    for model, posterior in posteriors.items():
+        names = list(posterior.parameter_names)
+        posterior.infer(study.select([0]), draws=draws, seed=seed, design=design)  # warm-up: compiles
+        start = time.perf_counter()
+        raw = posterior.infer(study, draws=draws, seed=seed, design=design, log_likelihood=True)
+        raw_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        refined = posterior.infer(study, draws=draws, seed=seed, design=design, refine=True, log_likelihood=True)
+        refined_seconds = time.perf_counter() - start
+        trees[model] = refined
+        checks = raw["importance"].to_dataset()
+        flags = raw["data_checks"].to_dataset()
+        table = subject_moments(raw, names).merge(subject_moments(refined, names), on="participant",
+                                                  suffixes=("", "_refined"))
+        table["khat"] = checks["khat"].values
+        table["above_threshold"] = checks["above_threshold"].values
+        table["refined_khat"] = refined["importance"]["khat"].values
+        table["out_of_distribution"] = flags["out_of_distribution"].values
+        table["reasons"] = flags["reasons"].values
+        table.to_csv(out / f"subjects_{model}.csv", index=False)
+        entry = {"seconds_checked": raw_seconds, "seconds_refined": refined_seconds,
+                 "above_threshold": int(checks["above_threshold"].sum()),
+                 "khat_median": float(np.median(checks["khat"].values)),
+                 "flagged": [str(p) for p in table.loc[table["out_of_distribution"], "participant"]]}
+        exact_file = exact_dir / model / "subjects.csv"
+        if exact_file.is_file():
+            exact = pd.read_csv(exact_file)
+            if "converged" in exact.columns:
+                exact = exact[exact["converged"].astype(bool)]
+            raw_cols = [f"{n}_{m}" for n in names for m in ("mean", "sd")]
+            raw_agreement = agreement(table[["participant", *raw_cols]], exact, names).assign(model=model, draws="raw")
+            refined_cols = {f"{c}_refined": c for c in raw_cols}
+            refined_agreement = agreement(table[["participant", *refined_cols]].rename(columns=refined_cols),
+                                          exact, names).assign(model=model, draws="refined")
+            both = pd.concat([raw_agreement, refined_agreement])
+            agreements.append(both)
+            medians = both.groupby(["draws", "parameter"])[["std_mean_difference", "sd_ratio"]].median()
+            entry["agreement"] = {f"{d}/{p}": {k: float(v) for k, v in row.items()}
+                                  for (d, p), row in medians.iterrows()}
+            entry["exact_subjects"] = int(exact.shape[0])
+        summary[model] = entry
+    if agreements:
+        pd.concat(agreements).to_csv(out / "agreement.csv", index=False)
+    if {"single", "dual"} <= set(trees):
+        summary["model_comparison"] = _model_comparison(trees, exact_dir, out)
+    summary.update(source=source, participants=study.n_participants, trials=int(study.n_trials.sum()),
+                   settings={k: getattr(design, k) for k in ("deadline", "missing", "q_init", "p_outlier", "rt_max")},
+                   excluded={k: int(np.sum(v)) for k, v in (excluded or {}).items()}, draws=draws)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    (out / "report.md").write_text(_markdown(summary, posteriors) + "\n")
+    return summary
+
+
+def _model_comparison(trees, exact_dir, out) -> dict:
+    """Per subject, dual minus single from the refined posteriors' importance checks: the log
+    evidence (PSIS with the flow as proposal) and the PSIS-LOO elpd; beside the exact fits'."""
+    single, dual = (trees[m]["importance"].to_dataset() for m in ("single", "dual"))
+    table = pd.DataFrame({
+        "participant": [str(p) for p in single["participant"].values],
+        "log_bayes_factor": dual["log_evidence"].values - single["log_evidence"].values,
+        "log_bayes_factor_se": np.hypot(dual["log_evidence_se"].values, single["log_evidence_se"].values),
+        "elpd_difference": dual["elpd_loo"].values - single["elpd_loo"].values,
+        "khat_single": single["khat"].values, "khat_dual": dual["khat"].values})
+    totals = {"participants": int(table.shape[0]), "log_bayes_factor_total": float(table["log_bayes_factor"].sum()),
+              "dual_by_evidence": int((table["log_bayes_factor"] > 0).sum()),
+              "elpd_difference_total": float(table["elpd_difference"].sum()),
+              "dual_by_loo": int((table["elpd_difference"] > 0).sum())}
+    exact_file = Path(exact_dir) / "model_comparison.csv"
+    if exact_file.is_file():
+        exact = pd.read_csv(exact_file).assign(participant=lambda f: f["participant"].astype(str))
+        merged = table.merge(exact[["participant", "log_bayes_factor", "elpd_difference"]], on="participant",
+                             suffixes=("", "_exact"))
+        table = table.merge(exact[["participant", "log_bayes_factor", "elpd_difference"]], on="participant",
+                            how="left", suffixes=("", "_exact"))
+        totals.update(
+            exact_log_bayes_factor_total=float(merged["log_bayes_factor_exact"].sum()),
+            exact_elpd_difference_total=float(merged["elpd_difference_exact"].sum()),
+            same_verdict_by_evidence=int(((merged["log_bayes_factor"] > 0)
+                                          == (merged["log_bayes_factor_exact"] > 0)).sum()),
+            same_verdict_by_loo=int(((merged["elpd_difference"] > 0) == (merged["elpd_difference_exact"] > 0)).sum()),
+            log_bayes_factor_correlation=float(np.corrcoef(merged["log_bayes_factor"],
+                                                           merged["log_bayes_factor_exact"])[0, 1]),
+            compared_with_exact=int(merged.shape[0]))
+    table.to_csv(out / "model_comparison.csv", index=False)
+    return totals
+
+
+def _markdown(summary, posteriors) -> str:
+    settings = ", ".join(f"{k} = {v}" for k, v in summary["settings"].items())
+    lines = [f"# Amortized posteriors: {Path(summary['source']).name or 'data'}", "",
+             f"{summary['participants']} participants, {summary['trials']} trials; likelihood settings: {settings}; "
+             f"excluded from the likelihood: {summary['excluded'] or 'none'}. {summary['draws']} draws per "
+             "participant, checked by PSIS against the exact likelihood and refined (resampled by the importance "
+             "weights).", ""]
+    for model, posterior in posteriors.items():
+        entry = summary[model]
+        lines += [f"## {model}-rate network (`{posterior.source}`)", "",
+                  f"The whole study: {entry['seconds_checked']:.2f} s checked, {entry['seconds_refined']:.2f} s "
+                  f"checked and refined. Median k-hat {entry['khat_median']:.2f}; above the threshold: "
+                  f"{entry['above_threshold']} of {summary['participants']}. Flagged by the data checks: "
+                  f"{', '.join(entry['flagged']) or 'none'}. Per subject: "
+                  f"[`subjects_{model}.csv`](subjects_{model}.csv).",
+                  ""]
+        if "agreement" in entry:
+            lines += [f"Against the exact fits ({entry['exact_subjects']} subjects whose NUTS fits passed the "
+                      "convergence gate), median over subjects:", "",
+                      "| parameter | raw: abs(mean diff.) / exact sd | raw: sd ratio | refined: abs(mean diff.) / "
+                      "exact sd | refined: sd ratio |", "|---|---|---|---|---|"]
+            for name in posterior.parameter_names:
+                raw, refined = entry["agreement"][f"raw/{name}"], entry["agreement"][f"refined/{name}"]
+                lines.append(f"| {name} | {raw['std_mean_difference']:.3f} | {raw['sd_ratio']:.3f} | "
+                             f"{refined['std_mean_difference']:.3f} | {refined['sd_ratio']:.3f} |")
+            lines.append("")
+    if "model_comparison" in summary:
+        t = summary["model_comparison"]
+        lines += ["## Single vs dual learning rate", "",
+                  "Per subject, dual minus single, from the refined posteriors: the log evidence by importance "
+                  "sampling with the network as proposal (PSIS), and PSIS-LOO. [`model_comparison.csv`]"
+                  "(model_comparison.csv)", "",
+                  "| criterion | study total, amortized | subjects favouring dual | study total, exact fits | "
+                  "same verdict as the exact fits |", "|---|---|---|---|---|"]
+        exact = "exact_log_bayes_factor_total" in t
+        lines.append(f"| log Bayes factor | {t['log_bayes_factor_total']:.1f} | {t['dual_by_evidence']} of "
+                     f"{t['participants']} | " + (f"{t['exact_log_bayes_factor_total']:.1f} | "
+                                                  f"{t['same_verdict_by_evidence']} of {t['compared_with_exact']} |"
+                                                  if exact else "- | - |"))
+        lines.append(f"| elpd (PSIS-LOO) | {t['elpd_difference_total']:.1f} | {t['dual_by_loo']} of "
+                     f"{t['participants']} | " + (f"{t['exact_elpd_difference_total']:.1f} | "
+                                                  f"{t['same_verdict_by_loo']} of {t['compared_with_exact']} |"
+                                                  if exact else "- | - |"))
+        if exact:
+            lines += ["", f"Correlation of the per-subject log Bayes factors with the exact fits': "
+                          f"{t['log_bayes_factor_correlation']:.3f}."]
+    return "\n".join(lines)
