@@ -246,10 +246,17 @@ def cmd_group(args):
 
 def cmd_validate_group(args):
     from .amortized.posterior import AmortizedPosterior
-    from .checks.group import validate
+    from .checks.group import validate, validate_on_data
 
-    summary = validate(AmortizedPosterior.load(args.checkpoint), args.out, seed=args.seed,
-                       sbc_studies=args.sbc_studies, progress=not args.quiet)
+    posterior = AmortizedPosterior.load(args.checkpoint)
+    if args.data:
+        design = _study_design(posterior, args)
+        study, _ = _apply_exclusions(_read_data(args), args)
+        table = validate_on_data(posterior, study, design, args.out, seed=args.seed, source=args.data)
+        print(table.round(3).to_string(index=False))
+        print(f"wrote {args.out}")
+        return
+    summary = validate(posterior, args.out, seed=args.seed, sbc_studies=args.sbc_studies, progress=not args.quiet)
     print(json.dumps(summary, indent=1, default=float))
     print(f"wrote {args.out}")
 
@@ -589,11 +596,15 @@ def build_parser():
     p.add_argument("--plots", help="directory for the group posteriors, shrinkage and group difference figures")
     p.set_defaults(func=cmd_group)
 
-    p = command("validate-group", help="the group sampler against the PyMC reference, and its calibration")
+    p = command("validate-group", help="the group sampler against the PyMC reference, and its calibration "
+                                       "(with --data: on that data file only)")
     p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help=checkpoint_help)
     p.add_argument("--sbc-studies", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="rlddm_output/group", help="report directory (default: %(default)s)")
+    _add_data_options(p, required=False)
+    _add_settings_options(p)
+    p.add_argument("--design", choices=sorted(NAMED_DESIGNS), help="with --data: a named design's settings")
     p.set_defaults(func=cmd_validate_group)
 
     p = command("diagnose", help="recovery and calibration of a network on fresh simulations")

@@ -201,22 +201,31 @@ def test_rlddm_group_writes_a_datatree_with_groups_contrasts_and_acceptance(smok
     assert (tmp_path / "figures" / "group_difference.png").stat().st_size > 0
 
 
-def test_the_pymc_reference_model_has_the_hierarchical_density():
+@pytest.mark.parametrize("settings", [{}, {"p_outlier": 0.05, "rt_max": 5.0}, {"deadline": 0.9},
+                                      {"missing": "ignorable", "omission_rate": 0.1}])
+def test_the_pymc_reference_model_has_the_hierarchical_density(settings):
     """Its log density at a point is the hyperpriors, the group normals (t0's with the Jacobian
-    of its per-participant interval) and the exact likelihood, computed here independently."""
+    of its per-participant interval, unless contaminants make any t0 possible) and the exact
+    likelihood (contaminants, a deadline's censoring, ignorable omissions), computed here
+    independently."""
+    from dataclasses import replace
+
     from amortized_rlddm.group.model import GroupModel
     from amortized_rlddm.group.reference import reference_model
     from amortized_rlddm.model.config import load_config
-    from amortized_rlddm.model.likelihood import loglik
+    from amortized_rlddm.model.likelihood import likelihood_options, loglik
     from amortized_rlddm.model.simulator import simulate
 
     config = load_config("default")
     params = {"v": np.array([2.0, 3.0, 1.0]), "a": np.array([1.0, 1.3, 1.1]), "z": np.array([0.45, 0.5, 0.55]),
               "t0": np.array([0.3, 0.35, 0.4]), "alpha": np.array([0.2, 0.4, 0.3])}
-    study = simulate(params, config.design, seed=5)
+    design = replace(config.design, **settings)
+    study = simulate(params, design, seed=5)
+    assert study.missing.any() == ("deadline" in settings or "missing" in settings)
+    options = {k: v for k, v in likelihood_options(design).items() if k != "q_init"}
     model = GroupModel(config.priors, ("A", "B"))
     groups = np.array([0, 1, 1])
-    pymc_model = reference_model(study, model, groups)
+    pymc_model = reference_model(study, model, groups, **options)
     m, s = model.hyperpriors()
     rng = np.random.default_rng(6)
     point, expected = {}, 0.0
@@ -226,7 +235,7 @@ def test_the_pymc_reference_model_has_the_hierarchical_density():
         mu, sigma = rng.normal(m[k], 0.3 * s[k], 2), 0.5 * s[k]
         point[f"mu_{name}"], point[f"sigma_{name}_log__"] = mu, np.log(sigma)
         expected += stats.norm(m[k], s[k]).logpdf(mu).sum() + stats.halfnorm(scale=s[k]).logpdf(sigma) + np.log(sigma)
-        if name == "t0":
+        if name == "t0" and not settings.get("p_outlier"):
             u = rng.normal(0, 1, 3)
             point["t0_interval"] = u
             ceiling = np.minimum(fastest, hi)
@@ -243,5 +252,5 @@ def test_the_pymc_reference_model_has_the_hierarchical_density():
             theta[name] = model.space.inverse(np.stack([np.zeros(3)] * len(model.names), -1)
                                               + np.eye(len(model.names))[k] * (mu[groups] + sigma * offset)[:, None]
                                               )[name]
-    expected += loglik(study, theta).sum()
+    expected += loglik(study, theta, **options).sum()
     assert pymc_model.compile_logp()(point) == pytest.approx(expected, rel=1e-9)

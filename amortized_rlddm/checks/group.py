@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from ..amortized.posterior import AmortizedPosterior
 from ..group.fit import fit_group
 from ..group.model import GroupModel
+from ..model.likelihood import likelihood_options
 from ..model.simulator import simulate
 from .diagnostics import compute_metrics, ecdf_cell
 
@@ -69,12 +70,17 @@ def agreement(ours, reference, names) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _reference_tree(study, posterior, labels, seed, draws):
+def _reference_tree(study, posterior, labels, seed, draws, design=None):
+    """The PyMC reference's posterior of a study under the study's settings (`design`,
+    default: the network's), with the amortized sampler's variable names."""
     from ..group.reference import fit_reference  # PyMC loads only for the reference
 
+    design = design or posterior.study_design()
+    options = {k: v for k, v in likelihood_options(design).items() if k != "q_init"}
     order = list(dict.fromkeys(labels))
     model = GroupModel(posterior.config.priors, tuple(order))
-    trace = fit_reference(study, model, np.asarray([order.index(g) for g in labels]), seed=seed, draws=draws)
+    trace = fit_reference(study, model, np.asarray([order.index(g) for g in labels]), seed=seed, draws=draws,
+                          q_init=design.q_init, **options)
     post = trace["posterior"].to_dataset()
     grouped = len(order) > 1
     for name in model.names:
@@ -122,6 +128,43 @@ def validate(posterior: AmortizedPosterior, out, seed: int = 0, sbc_studies: int
     sbc = calibrate(posterior, sbc_studies, seed=seed + 100, progress=progress)
     (out / "sbc.json").write_text(json.dumps(sbc, indent=1) + "\n")
     return write_report(out)
+
+
+def validate_on_data(posterior: AmortizedPosterior, study, design, out, seed: int = 0, draws: int = 1000,
+                     source: str = "") -> pd.DataFrame:
+    """The amortized group sampler against the PyMC reference on one data file's study under
+    its settings (`design`): agreement.csv, timing.csv, report.md and group_posteriors.png
+    in `out`. Returns the agreement table."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tree = fit_group(posterior, study, draws=draws, seed=seed, design=design)
+    labels = ["all"] * study.n_participants
+    reference, attrs = _reference_tree(study, posterior, labels, seed, draws, design)
+    table = agreement(tree["posterior"].to_dataset(), reference, posterior.parameter_names)
+    table.to_csv(out / "agreement.csv", index=False)
+    diagnostics = tree["diagnostics"].to_dataset()
+    timing = {"amortized_seconds": tree["posterior"].attrs["seconds"],
+              "reference_seconds": attrs["compile_seconds"] + attrs["sample_seconds"],
+              "reference_divergences": attrs["divergences"],
+              "acceptance_median": float(np.median(tree["acceptance"]["acceptance_rate"].values)),
+              "rhat_max": float(diagnostics[[v for v in diagnostics.data_vars if v.startswith("rhat")]]
+                                .to_array().max())}
+    pd.DataFrame([timing]).to_csv(out / "timing.csv", index=False)
+    plot_group_posteriors(tree["posterior"].to_dataset(), out / "group_posteriors.png", reference=reference)
+    worst = table.loc[table["abs_mean_difference_in_sd"].idxmax()]
+    settings = ", ".join(f"{k} = {v}" for k, v in likelihood_options(design).items())
+    lines = [f"# The group level on {Path(source).name or 'data'} against the PyMC reference", "",
+             f"{study.n_participants} participants, {int(study.n_trials.sum())} trials; likelihood settings: "
+             f"{settings}. Amortized sampler ({posterior.source}, 4 chains x {draws} draws after 500) against the PyMC "
+             f"reference (nutpie, 4 chains x {draws} draws after 1,000). [`agreement.csv`](agreement.csv)", "",
+             f"Median abs(mean difference) / reference sd {table['abs_mean_difference_in_sd'].median():.3f}, at most "
+             f"{worst['abs_mean_difference_in_sd']:.3f} ({worst['variable']}); median sd ratio "
+             f"{table['sd_ratio'].median():.3f} ({table['sd_ratio'].min():.2f}-{table['sd_ratio'].max():.2f}). "
+             f"Time: {timing['amortized_seconds']:.1f} s against {timing['reference_seconds']:.0f} s; max r-hat "
+             f"{timing['rhat_max']:.3f}; median acceptance {timing['acceptance_median']:.2f}; reference "
+             f"divergences {timing['reference_divergences']}.", "", "![group posteriors](group_posteriors.png)", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    return table
 
 
 def write_report(out) -> dict:
