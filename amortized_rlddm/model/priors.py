@@ -211,15 +211,25 @@ class ParameterSpace:
         bound = np.asarray(bound, np.float64)
         return bound.reshape(bound.shape + (1,) * (ndim - bound.ndim)) if bound.ndim else bound
 
+    @staticmethod
+    def _by_support(lo, hi, both, lower, upper, neither):
+        """The branch of each support kind, evaluated as the bounds say: directly when both
+        bounds are numbers, else every branch everywhere, each used where it applies."""
+        if np.ndim(lo) == 0 and np.ndim(hi) == 0:
+            finite_lo, finite_hi = bool(np.isfinite(lo)), bool(np.isfinite(hi))
+            branch = both if finite_lo and finite_hi else lower if finite_lo else upper if finite_hi else neither
+            return branch()
+        return np.select([np.isfinite(lo) & np.isfinite(hi), np.isfinite(lo), np.isfinite(hi)],
+                         [both(), lower(), upper()], default=neither())
+
     def forward(self, params):
         columns = []
         for name, (lo, hi) in zip(self.names, self.bounds):
             x = np.asarray(params[name], np.float64)
             lo, hi = self._expand(lo, x.ndim), self._expand(hi, x.ndim)
-            with np.errstate(all="ignore"):  # each branch is computed everywhere, used where it applies
-                columns.append(np.select(
-                    [np.isfinite(lo) & np.isfinite(hi), np.isfinite(lo), np.isfinite(hi)],
-                    [np.log(x - lo) - np.log(hi - x), np.log(x - lo), np.log(hi - x)], default=x))
+            with np.errstate(all="ignore"):
+                columns.append(self._by_support(lo, hi, lambda: np.log(x - lo) - np.log(hi - x),
+                                                lambda: np.log(x - lo), lambda: np.log(hi - x), lambda: x))
         return np.stack(columns, axis=-1)
 
     def log_abs_det_jacobian(self, params):
@@ -230,10 +240,9 @@ class ParameterSpace:
             x = np.asarray(params[name], np.float64)
             lo, hi = self._expand(lo, x.ndim), self._expand(hi, x.ndim)
             with np.errstate(all="ignore"):
-                total = total + np.select(
-                    [np.isfinite(lo) & np.isfinite(hi), np.isfinite(lo), np.isfinite(hi)],
-                    [np.log(hi - lo) - np.log(x - lo) - np.log(hi - x), -np.log(x - lo), -np.log(hi - x)],
-                    default=0.0)
+                total = total + self._by_support(lo, hi, lambda: np.log(hi - lo) - np.log(x - lo) - np.log(hi - x),
+                                                 lambda: -np.log(x - lo), lambda: -np.log(hi - x),
+                                                 lambda: np.zeros_like(x))
         return total
 
     def inverse(self, y):
@@ -243,7 +252,6 @@ class ParameterSpace:
             u = y[..., k]
             lo, hi = self._expand(lo, u.ndim), self._expand(hi, u.ndim)
             with np.errstate(all="ignore"):
-                out[name] = np.select(
-                    [np.isfinite(lo) & np.isfinite(hi), np.isfinite(lo), np.isfinite(hi)],
-                    [lo + (hi - lo) / (1.0 + np.exp(-u)), lo + np.exp(u), hi - np.exp(u)], default=u)
+                out[name] = self._by_support(lo, hi, lambda: lo + (hi - lo) / (1.0 + np.exp(-u)),
+                                             lambda: lo + np.exp(u), lambda: hi - np.exp(u), lambda: u.copy())
         return out
