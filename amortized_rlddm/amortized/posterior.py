@@ -401,6 +401,16 @@ class AmortizedPosterior:
             summary = np.asarray(self._summaries(data["summary_variables"][idx], data["summary_mask"][idx]))
             rows = np.concatenate([data["inference_conditions"][idx], summary.astype(np.float32)], axis=-1)
             conditions.append((start, stop, idx, np.repeat(rows, draws, axis=0)))
+        flow = self._flow_density
+        if backend() == "tensorflow":
+            # every chunk has one shape: its concrete function spares each call the dispatch
+            import tensorflow as tf
+
+            rows = conditions[0][3]
+            flow = flow.get_concrete_function(tf.TensorSpec(rows.shape, tf.float32),
+                                              tf.TensorSpec((rows.shape[0], p), tf.float32))
+            conditions = [(start, stop, idx, tf.constant(rows)) for start, stop, idx, rows in conditions]
+
         def log_q(values: dict) -> np.ndarray:
             y = space.forward(values)
             if y.shape != (n, draws, p):
@@ -408,7 +418,7 @@ class AmortizedPosterior:
                                  f"{y.shape[:-1]}")
             out = np.empty((n, draws))
             for start, stop, idx, rows in conditions:
-                log_density = self._flow_density(rows, y[idx].reshape(len(idx) * draws, p).astype(np.float32))
+                log_density = flow(rows, y[idx].reshape(len(idx) * draws, p).astype(np.float32))
                 out[start:stop] = np.asarray(log_density).reshape(len(idx), draws)[: stop - start]
             return out + space.log_abs_det_jacobian(values)
 
