@@ -300,3 +300,24 @@ def test_the_real_data_report_compares_with_the_exact_fits(general_smoke, tmp_pa
     assert totals["same_verdict_by_evidence"] == 2 and totals["same_verdict_by_loo"] == 0
     assert totals["exact_log_bayes_factor_total"] == 3.0
     assert "Single vs dual" in (tmp_path / "b" / "report.md").read_text()
+
+
+def test_extreme_unbounded_values_map_strictly_inside_the_support():
+    """A flow's draw far in the tail (logistic beyond about 36) would round onto a bound that
+    the model excludes (z = 1, found in a refinement of 10,000 proposals); it maps to the
+    nearest value inside, where the likelihood is defined."""
+    from amortized_rlddm.model.likelihood import loglik_draws
+
+    priors = load_config("training_configs/general.yaml").priors
+    space = ParameterSpace(priors)
+    y = np.array([[0.0, 0.0, 40.0, 0.0, -40.0], [0.0, -800.0, -40.0, 800.0, 40.0]])
+    values = space.inverse(y)
+    for name in priors.names:
+        lo, hi = priors.support(name)
+        assert ((values[name] > lo) & (values[name] < hi)).all(), name
+    assert np.isfinite(space.log_abs_det_jacobian(values)).all()
+    study = simulate(constant(2, v=1.0, a=1.0, z=0.5, t0=0.2, alpha=0.3), TaskDesign(n_trials=20), seed=1)
+    values["t0"] = np.array([0.1, 0.1])
+    # evaluated, not refused: the first is finite, the second (z = 4e-18) underflows to -inf
+    loglik = loglik_draws(study, {k: v[:, None] for k, v in values.items()})
+    assert np.isfinite(loglik[0]).all() and not np.isnan(loglik).any()

@@ -252,6 +252,9 @@ class ParameterSpace:
             u = y[..., k]
             lo, hi = self._expand(lo, u.ndim), self._expand(hi, u.ndim)
             with np.errstate(all="ignore"):
-                out[name] = self._by_support(lo, hi, lambda: lo + (hi - lo) / (1.0 + np.exp(-u)),
-                                             lambda: lo + np.exp(u), lambda: hi - np.exp(u), lambda: u.copy())
+                x = self._by_support(lo, hi, lambda: lo + (hi - lo) / (1.0 + np.exp(-u)),
+                                     lambda: lo + np.exp(u), lambda: hi - np.exp(u), lambda: u.copy())
+            # beyond |y| of about 36 (logistic) or 745 (exponential) the value would round onto
+            # a bound, outside the open support: the nearest representable value inside it
+            out[name] = np.clip(x, np.nextafter(lo, np.inf), np.nextafter(hi, -np.inf))
         return out
