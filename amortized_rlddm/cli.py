@@ -369,8 +369,9 @@ def _add_data_options(p, required=True):
                    help="with --columns: what the trial column counts within")
 
 
-def _add_settings_options(p, hddm=False):
-    """The likelihood settings of a study (and its exclusions), for infer and fit-exact."""
+def _add_settings_options(p, hddm=False, design=True):
+    """The likelihood settings of a study (and its exclusions), for infer and fit-exact; with
+    `design`, --design too (read by _study_design)."""
     p.add_argument("--missing", choices=["deadline", "ignorable"], help="what missing responses are")
     p.add_argument("--deadline", type=float, help="the response deadline in seconds (implies --missing deadline)")
     p.add_argument("--q-init", type=float, help="initial Q-values (default: the data's q_init column, else 0.5)")
@@ -381,6 +382,10 @@ def _add_settings_options(p, hddm=False):
     p.add_argument("--min-rt", type=float, help="exclude responses faster than this (s) from the likelihood")
     p.add_argument("--exclude-first", action="store_true",
                    help="exclude each participant's first trial of every pair from the likelihood (HDDM's convention)")
+    if design:
+        p.add_argument("--design", choices=sorted(NAMED_DESIGNS),
+                       help="a named design's settings instead of --deadline, --missing, --q-init, --p-outlier, "
+                            "--rt-max (and its exclusions)")
 
 
 def _study_design(posterior, args):
@@ -529,7 +534,6 @@ def build_parser():
     p.add_argument("--out", default="demo_output")
     _add_data_options(p, required=False)
     _add_settings_options(p)
-    p.add_argument("--design", choices=sorted(NAMED_DESIGNS), help="with --data: a named design's settings")
     p.set_defaults(func=cmd_demo)
 
     p = command("train", help="train a network online from a YAML config")
@@ -552,9 +556,6 @@ def build_parser():
                    help="the model: a shipped network's sibling of this model (general -> general-dual), "
                         "else refused if the network is not this model")
     _add_settings_options(p)
-    p.add_argument("--design", choices=sorted(NAMED_DESIGNS),
-                   help="a named design's settings instead of --deadline, --missing, --q-init, --p-outlier, "
-                        "--rt-max (and its exclusions)")
     p.add_argument("--no-check", dest="check", action="store_const", const=False, default=None,
                    help="skip the exact-likelihood importance-sampling check of each participant")
     p.add_argument("--refine", action="store_true",
@@ -584,7 +585,6 @@ def build_parser():
     _add_data_options(p)
     p.add_argument("--group-column", help="a column of the data giving each participant's group")
     _add_settings_options(p)
-    p.add_argument("--design", choices=sorted(NAMED_DESIGNS), help="a named design's settings (see infer)")
     p.add_argument("--move-steps", type=int,
                    help="parameters given a scale and a shift move per iteration (0: none; default: "
                         "amortized_rlddm.group.fit.MOVE_STEPS, 2)")
@@ -604,7 +604,6 @@ def build_parser():
     p.add_argument("--out", default="rlddm_output/group", help="report directory (default: %(default)s)")
     _add_data_options(p, required=False)
     _add_settings_options(p)
-    p.add_argument("--design", choices=sorted(NAMED_DESIGNS), help="with --data: a named design's settings")
     p.set_defaults(func=cmd_validate_group)
 
     p = command("diagnose", help="recovery and calibration of a network on fresh simulations")
@@ -678,7 +677,6 @@ def build_parser():
     p.add_argument("--model", nargs="+", default=["single", "dual"], choices=["single", "dual"])
     _add_data_options(p)
     _add_settings_options(p)
-    p.add_argument("--design", choices=sorted(NAMED_DESIGNS), help="a named design's settings (see infer)")
     p.add_argument("--exact", required=True, help="the rlddm fit-exact report directory of the same data and settings")
     p.add_argument("--draws", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
@@ -696,7 +694,7 @@ def build_parser():
     p.add_argument("--config", help="a YAML config or shipped name for the priors (default: the built-in "
                                     "priors for human data, docs/model.md)")
     p.add_argument("--model", nargs="+", default=["single", "dual"], choices=["single", "dual"])
-    _add_settings_options(p, hddm=True)
+    _add_settings_options(p, hddm=True, design=False)
     p.add_argument("--hddm-compatible", action="store_true",
                    help="HDDM's RL-DDM choices: z fixed at 0.5, each pair's first trial left out, "
                         "HDDM's contaminants (p_outlier 0.05, RTs uniform on [0, 5] s)")

@@ -34,6 +34,20 @@ def hdi(draws: np.ndarray, prob: float = HDI_PROB) -> tuple[np.ndarray, np.ndarr
     return np.take_along_axis(x, start, -1)[..., 0], np.take_along_axis(x, start + k - 1, -1)[..., 0]
 
 
+def participant_table(tree: xr.DataTree, prob: float = HDI_PROB) -> pd.DataFrame:
+    """One row per participant: each parameter's posterior mean, sd and `prob` HDI (columns
+    <name>_mean, <name>_sd, <name>_hdi<pct>_lower and _upper)."""
+    post = tree["posterior"].to_dataset()
+    table = pd.DataFrame({"participant": post["participant"].values})
+    pct = int(round(100 * prob))
+    for name in post.data_vars:
+        values = post[name].transpose("participant", "chain", "draw").values.reshape(post.sizes["participant"], -1)
+        lo, hi = hdi(values, prob)
+        table[f"{name}_mean"], table[f"{name}_sd"] = values.mean(1), values.std(1, ddof=1)
+        table[f"{name}_hdi{pct}_lower"], table[f"{name}_hdi{pct}_upper"] = lo, hi
+    return table
+
+
 def summarize(tree: xr.DataTree, prob: float = HDI_PROB) -> pd.DataFrame:
     """One row per participant and parameter: mean, sd and the `prob` HDI.
 

@@ -14,16 +14,7 @@ import pandas as pd
 
 from ..data.study import Study
 from ..model.task import TaskDesign
-
-
-def subject_moments(tree, names) -> pd.DataFrame:
-    """Per participant, the posterior mean and sd of each parameter (columns <name>_mean, <name>_sd)."""
-    post = tree["posterior"]
-    frame = {"participant": [str(p) for p in post["participant"].values]}
-    for name in names:
-        x = post[name].stack(sample=("chain", "draw")).transpose("participant", "sample").values
-        frame[f"{name}_mean"], frame[f"{name}_sd"] = x.mean(axis=1), x.std(axis=1, ddof=1)
-    return pd.DataFrame(frame)
+from ..output import participant_table
 
 
 def agreement(amortized: pd.DataFrame, exact: pd.DataFrame, names) -> pd.DataFrame:
@@ -62,8 +53,8 @@ def real_amortized_report(posteriors: dict, study: Study, design: TaskDesign, ex
         trees[model] = refined
         checks = raw["importance"].to_dataset()
         flags = raw["data_checks"].to_dataset()
-        table = subject_moments(raw, names).merge(subject_moments(refined, names), on="participant",
-                                                  suffixes=("", "_refined"))
+        table = participant_table(raw).merge(participant_table(refined), on="participant", suffixes=("", "_refined"))
+        table["participant"] = table["participant"].astype(str)
         table["khat"] = checks["khat"].values
         table["above_threshold"] = checks["above_threshold"].values
         table["refined_khat"] = refined["importance"]["khat"].values

@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 from ..data.study import Study
 from ..model.likelihood import missing_kind
 from ..model.priors import PriorSet
-from ..output import hdi
+from ..output import participant_table
 from .model import RETRY_SEED_OFFSET, RETRY_THIN, ExactPosterior, posterior_tree
 
 HDI_PROB = 0.94
@@ -68,14 +68,7 @@ def fit_study(study: Study, priors: PriorSet, model: str = "single", options: di
 def subject_table(tree: xr.DataTree, prob: float = HDI_PROB) -> pd.DataFrame:
     """One row per participant: each parameter's posterior mean, sd and `prob` HDI, and the
     fit's convergence figures."""
-    post = tree["posterior"].to_dataset()
-    table = pd.DataFrame({"participant": post["participant"].values})
-    pct = int(round(100 * prob))
-    for name in post.data_vars:
-        values = post[name].transpose("participant", "chain", "draw").values.reshape(post.sizes["participant"], -1)
-        lo, hi = hdi(values, prob)
-        table[f"{name}_mean"], table[f"{name}_sd"] = values.mean(1), values.std(1, ddof=1)
-        table[f"{name}_hdi{pct}_lower"], table[f"{name}_hdi{pct}_upper"] = lo, hi
+    table = participant_table(tree, prob)
     if "fit_diagnostics" in tree.children:
         checks = tree["fit_diagnostics"].to_dataset()
         for name in checks.data_vars:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import numba as nb
 import numpy as np
 
-from .task import DesignSettings, TaskDesign
+from .task import DesignSettings, TaskDesign, known_keys
 
 MISSING_MECHANISMS = ("none", "ignorable", "deadline")
 REVERSALS = ("none", "fixed", "random")
@@ -196,11 +196,7 @@ class DesignFamily:
 
     @classmethod
     def from_dict(cls, spec):
-        spec = dict(spec or {})
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(spec) - known)
-        if unknown:
-            raise ValueError(f"family: unknown key(s) {unknown}; expected some of {sorted(known)}")
+        spec = known_keys(cls, spec, "family")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
 
 

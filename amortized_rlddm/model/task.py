@@ -9,6 +9,16 @@ PRESENTATIONS = ("interleaved", "blocked")
 MISSING_KINDS = ("deadline", "ignorable")
 
 
+def known_keys(cls, spec, section):
+    """A YAML mapping for the dataclass `cls` as a dict, refused if it names a key `cls` lacks."""
+    spec = dict(spec or {})
+    known = set(cls.__dataclass_fields__)
+    unknown = sorted(set(spec) - known)
+    if unknown:
+        raise ValueError(f"{section}: unknown key(s) {unknown}; expected some of {sorted(known)}")
+    return spec
+
+
 @dataclass(frozen=True)
 class Pair:
     """One stimulus pair: a two-armed bandit with its own reward schedule and Q-values.
@@ -225,11 +235,7 @@ class TaskDesign:
 
     @classmethod
     def from_dict(cls, spec):
-        spec = dict(spec or {})
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(spec) - known)
-        if unknown:
-            raise ValueError(f"design: unknown key(s) {unknown}; expected some of {sorted(known)}")
+        spec = known_keys(cls, spec, "design")
         if isinstance(spec.get("n_trials"), list):
             spec["n_trials"] = tuple(spec["n_trials"])
         return cls(**spec)
