@@ -149,6 +149,14 @@ def cmd_train(args):
           f"checkpoint in {args.out}")
 
 
+def cmd_export(args):
+    from .amortized.checkpoint import export_checkpoint
+
+    out = export_checkpoint(args.checkpoint, args.out)
+    size = (out / "model.keras").stat().st_size / 1e6
+    print(f"wrote {out}: the networks without the optimizer's state ({size:.1f} MB)")
+
+
 def cmd_infer(args):
     from .amortized.checkpoint import checkpoint_for_model
     from .amortized.posterior import AmortizedPosterior
@@ -305,7 +313,8 @@ def cmd_validate_designs(args):
     table = validate_designs(AmortizedPosterior.load(args.checkpoint), args.out, designs=args.designs,
                              datasets=args.datasets, compare_datasets=args.compare_datasets, draws=args.draws,
                              seed=args.seed, tune=args.tune, draws_per_chain=args.draws_per_chain,
-                             progress=not args.quiet)
+                             progress=not args.quiet, nuts_store=args.nuts_store,
+                             steps=args.steps)
     print(table)
     print(f"\nwrote the reports and {Path(args.out) / 'table.md'}")
 
@@ -340,7 +349,7 @@ def cmd_compare(args):
                               seed=args.seed, data=args.data, convention=args.convention, draws=args.draws,
                               chains=args.chains, draws_per_chain=args.draws_per_chain, tune=args.tune,
                               nuts_backend=args.nuts_backend, n_trials=args.trials, progress=not args.quiet,
-                              design=args.design)
+                              design=args.design, nuts_store=args.nuts_store)
     with pd.option_context("display.width", 200):
         print(summary.round(3).to_string(index=False))
     print(f"\nper participant: amortized {timing['amortized_s_per_participant'] * 1000:.1f} ms, NUTS "
@@ -512,6 +521,8 @@ def build_parser():
         return subparsers.add_parser(name, parents=[common], help=help)
 
     config_help = "a YAML config, or the name of a shipped one (default: %(default)s)"
+    nuts_store_help = ("a folder keeping each NUTS fit, reused when the same data are fitted with the same "
+                       "settings again (another network's check, an interrupted run)")
     checkpoint_help = "a checkpoint directory, or the name of a shipped network (default: %(default)s)"
     design_help = ("a named design (amortized_rlddm.model.designs) to simulate and infer with its settings; "
                    "a general network needs one (default: the network's own design)")
@@ -543,6 +554,12 @@ def build_parser():
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="one line per epoch instead of a progress bar (for logs)")
     p.set_defaults(func=cmd_train)
+
+    p = command("export", help="an inference-only copy of a finished checkpoint (no optimizer state), to ship "
+                               "or share")
+    p.add_argument("--checkpoint", required=True, help="a finished checkpoint directory")
+    p.add_argument("--out", required=True, help="the new checkpoint directory")
+    p.set_defaults(func=cmd_export)
 
     p = command("infer", help="posteriors for every participant of a data CSV")
     p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help=checkpoint_help)
@@ -654,6 +671,7 @@ def build_parser():
     p.add_argument("--tune", type=int, default=1000)
     p.add_argument("--nuts-backend", default="nutpie", choices=["nutpie", "nutpie-jax", "pymc", "pymc-c"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--nuts-store", help=nuts_store_help)
     p.add_argument("--out", default="rlddm_output/compare", help="report directory (default: %(default)s)")
     p.set_defaults(func=cmd_compare)
 
@@ -662,11 +680,16 @@ def build_parser():
     p.add_argument("--checkpoint", default="general", help=checkpoint_help)
     p.add_argument("--designs", nargs="+", choices=sorted(NAMED_DESIGNS), help="default: all named designs")
     p.add_argument("--datasets", type=int, default=1000, help="datasets for calibration and the k-hat share")
-    p.add_argument("--compare-datasets", type=int, default=50, help="shared datasets fitted by NUTS")
+    p.add_argument("--compare-datasets", type=int, default=50,
+                   help="shared datasets fitted by NUTS")
+    p.add_argument("--steps", nargs="+", choices=["calibration", "compare"], default=["calibration", "compare"],
+                   help="calibration (diagnose and k-hat) and/or compare (NUTS); the table is made from all the "
+                        "reports in --out (default: both)")
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--tune", type=int, default=1000, help="NUTS tuning steps")
     p.add_argument("--draws-per-chain", type=int, default=1000, help="NUTS draws per chain")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--nuts-store", help=nuts_store_help)
     p.add_argument("--out", default="rlddm_output/designs", help="report directory (default: %(default)s)")
     p.set_defaults(func=cmd_validate_designs)
 

@@ -216,6 +216,45 @@ def test_interrupted_training_resumes_where_it_stopped(tmp_path, smoke_checkpoin
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
 
 
+def optimizer_variables(path):
+    """How many optimizer variables a .keras file stores."""
+    import io
+    import zipfile
+
+    import h5py
+
+    with zipfile.ZipFile(path) as archive, h5py.File(io.BytesIO(archive.read("model.weights.h5"))) as weights:
+        found = []
+        if "optimizer" in weights:
+            weights["optimizer"].visititems(lambda name, item: found.append(name) if isinstance(item, h5py.Dataset)
+                                            else None)
+        return len(found)
+
+
+def test_an_exported_checkpoint_infers_the_same_and_cannot_be_resumed(tmp_path, smoke_checkpoint):
+    import shutil
+
+    from amortized_rlddm.amortized.checkpoint import InferenceError, export_checkpoint
+
+    source = tmp_path / "finished"
+    shutil.copytree(smoke_checkpoint, source)
+    with pytest.raises(InferenceError, match="has not finished"):
+        export_checkpoint(source, tmp_path / "early")
+    AmortizedPosterior.load(source).write_ood_reference(source)
+    out = export_checkpoint(source, tmp_path / "exported")
+    assert (out / "model.keras").stat().st_size < (source / "model.keras").stat().st_size
+    assert optimizer_variables(source / "model.keras") > 0 and optimizer_variables(out / "model.keras") == 0
+    study, _ = study_of(3)
+    for name in ("alpha", "t0"):
+        a = AmortizedPosterior.load(source).infer(study, draws=200, seed=7)["posterior"][name].values
+        b = AmortizedPosterior.load(out).infer(study, draws=200, seed=7)["posterior"][name].values
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(InferenceError, match="exists already"):
+        export_checkpoint(source, out)
+    with pytest.raises(TrainingError, match="exported checkpoint"):
+        train(load_config(SMOKE), out, resume=True, verbose=0)
+
+
 def test_resume_with_another_config_is_refused(tmp_path, smoke_checkpoint):
     config = load_config(SMOKE)
     config.sections["training"] = {**config.sections["training"], "epochs": 3}

@@ -246,7 +246,7 @@ def test_a_network_for_one_design_refuses_other_settings(general_smoke):
 def test_the_design_table_reads_the_reports_and_judges_the_targets(tmp_path):
     from amortized_rlddm.checks.by_design import design_table
 
-    def write(design, calibration, refined, above, alpha_diff, alpha_ratio, refined_diff):
+    def write(design, calibration, refined, above, alpha_diff, alpha_ratio, refined_diff, compared=True):
         folder = tmp_path / design
         for sub in ("diagnose", "check", "compare"):
             (folder / sub).mkdir(parents=True)
@@ -260,15 +260,20 @@ def test_the_design_table_reads_the_reports_and_judges_the_targets(tmp_path):
         refined_rows = [{"parameter": "v", "median_abs_std_mean_difference": refined_diff, "median_sd_ratio": 1.0},
                         {"parameter": "alpha", "median_abs_std_mean_difference": 0.01, "median_sd_ratio": 1.0}]
         comparison = {"summary": rows, "summary_refined": refined_rows}
-        (folder / "compare" / "comparison.json").write_text(json.dumps(comparison))
+        if compared:
+            (folder / "compare" / "comparison.json").write_text(json.dumps(comparison))
 
     write("seed", (0.02, 0.04), (0.01, 0.02), 0.005, 0.08, 0.95, 0.03)
     write("deadline", (0.05, 0.01), (0.04, 0.01), 0.02, 0.2, 1.3, 0.06)
+    write("stable300", (0.02, 0.02), (0.02, 0.01), 0.0, 0.5, 0.5, 0.5, compared=False)
+    (tmp_path / "gershman" / "diagnose").mkdir(parents=True)  # no k-hat report: left out
     lines = design_table(tmp_path).splitlines()
-    assert len(lines) == 4  # header, rule, the two designs written (in NAMED_DESIGNS order)
+    assert len(lines) == 5  # header, rule, the three designs with both reports (in NAMED_DESIGNS order)
     assert lines[2].startswith("| seed | 0.040 (alpha) / 0.020 (alpha) | 99.5% | alpha 0.080, 0.95 | 0.030 (v) | all |")
-    assert lines[3].startswith("| deadline | 0.050 (v) / 0.040 (v) | 98.0%")
-    assert lines[3].endswith("| not calibration, k-hat, raw alpha, refined |")
+    assert lines[4].startswith("| deadline | 0.050 (v) / 0.040 (v) | 98.0%")
+    assert lines[4].endswith("| not calibration, k-hat, raw alpha, refined |")
+    assert lines[3] == ("| stable300 | 0.020 (v) / 0.020 (v) | 100.0% | not run yet | not run yet "
+                        "| all (of calibration and k-hat) |")
 
 
 def test_the_real_data_report_compares_with_the_exact_fits(general_smoke, tmp_path):
@@ -321,3 +326,18 @@ def test_extreme_unbounded_values_map_strictly_inside_the_support():
     # evaluated, not refused: the first is finite, the second (z = 4e-18) underflows to -inf
     loglik = loglik_draws(study, {k: v[:, None] for k, v in values.items()})
     assert np.isfinite(loglik[0]).all() and not np.isnan(loglik).any()
+
+
+def test_validate_designs_makes_the_table_from_the_steps_run(general_smoke, tmp_path):
+    from amortized_rlddm.checks.by_design import validate_designs
+
+    table = validate_designs(general_smoke, tmp_path, designs=["seed"], datasets=30, draws=100,
+                             steps=("calibration",))
+    lines = table.splitlines()
+    assert len(lines) == 3 and lines[2].startswith("| seed |") and "not run yet" in lines[2]
+    assert (tmp_path / "table.md").read_text() == table + "\n"
+    for report in ("diagnose/metrics.json", "check/check.json"):
+        assert (tmp_path / "seed" / report).is_file()
+    assert not (tmp_path / "seed" / "compare").exists()
+    with pytest.raises(ValueError, match="steps"):
+        validate_designs(general_smoke, tmp_path, designs=["seed"], steps=("nuts",))

@@ -8,6 +8,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import amortized_rlddm
@@ -37,6 +38,27 @@ def test_shipped_network_and_configs_are_found_by_name(tmp_path):
     with pytest.raises(InferenceError, match="neither a checkpoint directory nor a shipped network.*default"):
         resolve_checkpoint(tmp_path / "nothing")
     assert amortized_rlddm.load_config("default").design.reversal_every == 12
+
+
+def test_the_shipped_general_network_serves_its_family_and_refuses_outside_it():
+    from amortized_rlddm.amortized.checkpoint import checkpoint_for_model
+    from amortized_rlddm.model.designs import named_design
+
+    shipped = shipped_checkpoints()
+    assert "general" in shipped
+    assert checkpoint_for_model("general", "single") == "general"
+    assert checkpoint_for_model("general", "dual") == ("general-dual" if "general-dual" in shipped else "general")
+    posterior = amortized_rlddm.AmortizedPosterior.load("general")
+    assert posterior.serves_family and posterior.parameter_names == ("v", "a", "z", "t0", "alpha")
+    design = named_design("gershman")
+    study = amortized_rlddm.simulate(posterior.config.priors.sample(np.random.default_rng(0), 3), design, seed=1)
+    tree = posterior.infer(study, draws=200, seed=0, design=design)
+    alpha = tree["posterior"]["alpha"].values
+    assert alpha.shape == (1, 200, 3) and ((alpha > 0) & (alpha < 1)).all()
+    long = amortized_rlddm.simulate(posterior.config.priors.sample(np.random.default_rng(0), 1),
+                                    named_design("seed"), seed=1, n_trials=450)
+    with pytest.raises(InferenceError, match="450 trials; this network serves 20 to 400"):
+        posterior.infer(long, draws=50, design=named_design("seed"))
 
 
 def _clean_copy(dest):
@@ -96,6 +118,14 @@ def test_the_headline_table_of_readme_and_docs_is_the_commands_output():
     rows = table.split("\n\n")[0]  # the docs wrap the timing sentence that follows the table
     assert table in (ROOT / "README.md").read_text()
     assert rows in (ROOT / "docs" / "validation.md").read_text()
+
+
+def test_the_per_design_table_of_the_docs_is_made_from_the_committed_reports():
+    from amortized_rlddm.checks.by_design import design_table
+
+    table = design_table(ROOT / "reports" / "general")
+    assert (ROOT / "reports" / "general" / "table.md").read_text() == table + "\n"
+    assert table in (ROOT / "docs" / "validation.md").read_text()
 
 
 def test_no_project_file_names_the_team_specification():

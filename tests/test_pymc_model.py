@@ -297,6 +297,33 @@ def test_nuts_recovers_the_truth_of_a_long_dataset():
         assert low < value < high, (name, value, low, high)
 
 
+def test_a_stored_fit_is_read_back_instead_of_sampled_again(tmp_path, monkeypatch):
+    pytest.importorskip("nutpie")
+    params = {k: np.array([v, v]) for k, v in RECOVERY.items()}
+    study = simulate(params, TaskDesign(n_trials=40), seed=5)
+    exact = ExactPosterior(PriorSet.from_dict({}, SINGLE_RATE), "single", max_trials=40, backend="nutpie-jax")
+    first = exact.fit(study, draws=50, tune=50, chains=2, seed=1, store=tmp_path)
+    assert len(list(tmp_path.glob("*.nc"))) == 2
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("sampled although the fit is stored")
+
+    monkeypatch.setattr(exact, "fit_one", no_sampling)
+    again = exact.fit(study, draws=50, tune=50, chains=2, seed=1, store=tmp_path)
+    for old, new in zip(first, again):
+        assert str(new.participant) == str(old.participant) and new.diagnostics == old.diagnostics
+        for name in exact.parameter_names:
+            np.testing.assert_array_equal(new.trace["posterior"][name].values, old.trace["posterior"][name].values)
+    with pytest.raises(AssertionError, match="sampled although"):  # another seed is another fit
+        exact.fit(study, draws=50, tune=50, chains=2, seed=2, store=tmp_path)
+    monkeypatch.undo()
+    # a thinned fit (a retry's) keeps `draws` draws numbered from 0, so fits stack without gaps
+    thinned = exact.fit_one(study, 1, draws=50, tune=30, chains=2, seed=3, thin=3, target_accept=0.95)
+    np.testing.assert_array_equal(thinned.trace["posterior"]["draw"].values, np.arange(50))
+    stacked = posterior_tree([first[0], thinned])["posterior"]
+    assert stacked.sizes["draw"] == 50 and np.isfinite(stacked["v"].values).all()
+
+
 def test_mle_lands_near_the_truth_of_a_long_dataset():
     study = long_study(500, seed=3)
     priors = PriorSet.from_dict({}, SINGLE_RATE)

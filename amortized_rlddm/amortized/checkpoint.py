@@ -9,6 +9,7 @@ together.
 """
 
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -128,8 +129,44 @@ def read_checkpoint(path: Path) -> tuple[keras.Model, Config, dict]:
         raise InferenceError(f"'{path / MODEL_FILE}' is damaged or truncated ({err}); restore it "
                              "or retrain") from None
     try:
-        estimator = keras.saving.load_model(path / MODEL_FILE)
+        estimator = keras.saving.load_model(path / MODEL_FILE, compile=False)  # inference needs no optimizer
     except (ValueError, TypeError, KeyError) as err:
         raise InferenceError(f"'{path / MODEL_FILE}' does not match its config or this package: "
                              f"{str(err)[:300]}") from None
     return estimator, config, metadata
+
+
+def export_checkpoint(source: str | Path, out: str | Path) -> Path:
+    """Write an inference-only copy of a finished checkpoint: the networks without the
+    optimizer's state (a third of the size of a training checkpoint), with the config,
+    metadata, OOD reference, training log and loss plot. Its state.json records the training
+    (epochs, time, losses) and where it came from; it cannot be resumed.
+
+    Parameters
+    ----------
+    source
+        A checkpoint directory whose training has finished (it holds the OOD reference).
+    out
+        The new checkpoint directory; must not exist yet.
+
+    Returns
+    -------
+    Path
+        `out`.
+    """
+    source, out = resolve_checkpoint(source), Path(out)
+    if not (source / OOD_REFERENCE_FILE).is_file():
+        raise InferenceError(f"'{source}' has no {OOD_REFERENCE_FILE}: its training has not finished "
+                             "(rlddm train writes it at the end); finish it before exporting")
+    if out.exists():
+        raise InferenceError(f"'{out}' exists already; choose a new directory")
+    estimator, _, _ = read_checkpoint(source)
+    out.mkdir(parents=True)
+    estimator.save(out / MODEL_FILE)
+    for name in (CONFIG_FILE, METADATA_FILE, OOD_REFERENCE_FILE, LOG_FILE, LOSS_PLOT):
+        if (source / name).is_file():
+            shutil.copy2(source / name, out / name)
+    state = json.loads((source / STATE_FILE).read_text())
+    state = {k: v for k, v in state.items() if k != "seed_generator_states"} | {"exported_from": str(source)}
+    (out / STATE_FILE).write_text(json.dumps(state, indent=1))
+    return out

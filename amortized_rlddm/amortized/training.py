@@ -339,6 +339,9 @@ def train(config: Config, out_dir, resume=False, verbose=1, extra_callbacks=()):
             raise TrainingError(f"nothing to resume in '{out_dir}': no complete checkpoint "
                                 f"({MODEL_FILE} and {STATE_FILE}) found")
         state = json.loads(state_path.read_text())
+        if "exported_from" in state:
+            raise TrainingError(f"'{out_dir}' is an exported checkpoint (rlddm export), without the optimizer's "
+                                f"state; resume the run it came from ({state['exported_from']})")
         saved = yaml.safe_load((out_dir / CONFIG_FILE).read_text())
         if saved != config.to_dict():
             raise TrainingError(f"'{out_dir}' was trained with a different config; resume with the "

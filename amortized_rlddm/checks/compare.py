@@ -136,7 +136,7 @@ def plot_overlays(amortized, exact, names, participants, path, truth=None):
 
 def compare(posterior, out_dir, n_datasets=50, seed=0, data=None, convention="rlddm", draws=1000,
             chains=4, draws_per_chain=1000, tune=1000, nuts_backend="nutpie", n_trials=None, progress=False,
-            gate=True, design=None):
+            gate=True, design=None, nuts_store=None):
     """Run both methods on shared datasets (simulated from the network's priors and the
     config's design, with n_trials trials each if given, or the participants of `data`) and
     write the comparison to out_dir. draws: amortized draws per participant; NUTS runs
@@ -146,7 +146,8 @@ def compare(posterior, out_dir, n_datasets=50, seed=0, data=None, convention="rl
     progress bar over the NUTS fits. The amortized draws are compared raw and refined
     (resampled by their PSIS weights). design: a name of NAMED_DESIGNS or a TaskDesign, to
     simulate from and fit with its settings (default: the network's own; a general network
-    needs one)."""
+    needs one). nuts_store: a folder keeping the NUTS fits, reused when the same datasets are
+    fitted with the same settings again (another network's check, an interrupted run)."""
     config = posterior.config
     if n_trials is not None and data is not None:
         raise ValueError("a trial count applies to simulated datasets only, not to a data file")
@@ -183,7 +184,7 @@ def compare(posterior, out_dir, n_datasets=50, seed=0, data=None, convention="rl
     exact.compile()
     compile_s = time.perf_counter() - start
     fits = exact.fit(study, draws=draws_per_chain, tune=tune, chains=chains, seed=seed, progress=progress,
-                     retry=True)
+                     retry=True, store=nuts_store)
     refined = posterior.infer(study, draws=draws, seed=seed, refine=True, design=design)
 
     nuts = posterior_tree(fits)

@@ -8,10 +8,13 @@ participant of a study by swapping its data in. The drift of every trial comes f
 :mod:`.benchmark` and docs/benchmarks.md.
 """
 
+import hashlib
 import itertools
+import json
 import threading
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import arviz as az
 import numpy as np
@@ -96,6 +99,9 @@ RETRY_SEED_OFFSET = 100_003
 # draws are strongly autocorrelated (v and alpha on their ridge) that multiplies the effective
 # sample size while the stored posterior keeps its size.
 RETRY_THIN = 4
+# ... and aims at this acceptance rate (nutpie's default is 0.8): smaller steps, where the first
+# fit's divergences came from the sharp edges of the posterior (t0 near the fastest response).
+RETRY_TARGET_ACCEPT = 0.95
 
 
 def converged(diagnostics: dict) -> bool:
@@ -324,9 +330,12 @@ class ExactPosterior:
 
         return initial_point
 
-    def fit_one(self, data, index=0, draws=1000, tune=1000, chains=4, seed=None, cores=None, thin=1, start=None):
+    def fit_one(self, data, index=0, draws=1000, tune=1000, chains=4, seed=None, cores=None, thin=1, start=None,
+                target_accept=None):
         """NUTS posterior of one participant (see :meth:`set_participant` for `data`): `draws`
-        per chain kept from draws x thin sampled (every thin-th; the divergences count all).
+        per chain kept from draws x thin sampled (every thin-th, renumbered 0 to draws - 1; the
+        divergences count all). target_accept: the step size adaptation's target acceptance
+        rate (default: the sampler's, 0.8).
         start: name -> one value per chain (e.g. amortized draws) to start the chains from
         instead of the prior's central values (nutpie backends)."""
         begin = time.perf_counter()
@@ -337,17 +346,20 @@ class ExactPosterior:
             compiled = self._compile_nutpie().with_data(**arrays)
             if start is not None:
                 compiled = replace(compiled, initial_point_func=self._starting_points(start))
+            extra = {} if target_accept is None else {"target_accept": target_accept}
             trace = nutpie.sample(compiled, draws=draws * thin, tune=tune, chains=chains, seed=seed, cores=cores,
-                                  progress_bar=False, adaptation=self.adaptation)
+                                  progress_bar=False, adaptation=self.adaptation, **extra)
         else:
             mode = "NUMBA" if self.backend == "pymc" else "CVM"
+            extra = {} if target_accept is None else {"target_accept": target_accept}
             trace = pm.sample(draws=draws * thin, tune=tune, chains=chains, cores=cores, random_seed=seed,
                               model=self.model, nuts_sampler="pymc", compile_kwargs={"mode": mode},
-                              progressbar=False, quiet=True, compute_convergence_checks=False)
+                              progressbar=False, quiet=True, compute_convergence_checks=False, **extra)
         wall = time.perf_counter() - begin
         divergences = int(trace["sample_stats"]["diverging"].sum())
         if thin > 1:
             trace = xr.DataTree.from_dict({name: trace[name].to_dataset().isel(draw=slice(None, None, thin))
+                                           .assign_coords(draw=np.arange(draws))
                                            for name in ("posterior", "sample_stats")})
         posterior = trace["posterior"].to_dataset()[list(self.parameter_names)]
         diagnostics = {
@@ -360,16 +372,19 @@ class ExactPosterior:
         return ParticipantFit(participant, trace, diagnostics)
 
     def fit(self, data, participants=None, draws=1000, tune=1000, chains=4, seed=None, cores=None,
-            progress=False, retry=False):
+            progress=False, retry=False, store=None):
         """NUTS posterior of each participant of a Study, or of one participant's arrays.
 
         participants: indices into the study (default: all). seed: int; participant i of the
         list is sampled with seed + i. progress: a progress bar over the participants, with
         the last fit's time and convergence. retry: a fit that fails the convergence gate
-        (:func:`converged`) is run once more with twice the tuning steps and RETRY_THIN times
-        the draws, thinned back to `draws` (its diagnostics say ``attempts``; the wall time
-        counts both). Returns a list of :class:`ParticipantFit`;
-        :func:`posterior_tree` stacks them into one DataTree.
+        (:func:`converged`) is run once more with twice the tuning steps, RETRY_THIN times
+        the draws, thinned back to `draws`, and target acceptance RETRY_TARGET_ACCEPT (its
+        diagnostics say ``attempts``; the wall time counts both). store: a folder keeping each
+        fit (a NetCDF file named by a hash of the participant's data, the model and the
+        sampler settings); a fit found there is read instead of sampled again, so an
+        interrupted run continues and another network's check reuses the reference. Returns a
+        list of :class:`ParticipantFit`; :func:`posterior_tree` stacks them into one DataTree.
         """
         if not isinstance(data, Study):
             return [self.fit_one(data, 0, draws, tune, chains, seed, cores)]
@@ -377,21 +392,64 @@ class ExactPosterior:
         fits = []
         with tqdm(total=len(indices), desc="NUTS fits", unit="participant", disable=not progress) as bar:
             for k, i in enumerate(indices):
-                fit = self.fit_one(data, i, draws, tune, chains, None if seed is None else seed + k, cores)
-                fit.diagnostics["attempts"] = 1
-                if retry and not fit.diagnostics["converged"]:  # once more, longer (see RETRY_THIN)
-                    again = self.fit_one(data, i, draws, 2 * tune, chains,
-                                         None if seed is None else seed + k + RETRY_SEED_OFFSET, cores,
-                                         thin=RETRY_THIN)
-                    again.diagnostics["wall_time_s"] += fit.diagnostics["wall_time_s"]
-                    again.diagnostics["attempts"] = 2
-                    fit = again
+                fit_seed = None if seed is None else seed + k
+                path = None if store is None else self._stored_path(store, data, i, draws, tune, chains, fit_seed,
+                                                                       retry)
+                fit = _read_fit(path) if path is not None and path.is_file() else None
+                if fit is None:
+                    fit = self._fit_with_retry(data, i, draws, tune, chains, fit_seed, cores, retry)
+                    if path is not None:
+                        _write_fit(fit, path)
                 fits.append(fit)
                 d = fits[-1].diagnostics
                 bar.set_postfix_str(f"last {d['wall_time_s']:.1f} s, r-hat {d['rhat_max']:.3f}, "
                                     f"{d['divergences']} divergences", refresh=False)
                 bar.update()
         return fits
+
+    def _fit_with_retry(self, data, index, draws, tune, chains, seed, cores, retry):
+        fit = self.fit_one(data, index, draws, tune, chains, seed, cores)
+        fit.diagnostics["attempts"] = 1
+        if retry and not fit.diagnostics["converged"]:  # once more, longer (see RETRY_THIN)
+            again = self.fit_one(data, index, draws, 2 * tune, chains,
+                                 None if seed is None else seed + RETRY_SEED_OFFSET, cores, thin=RETRY_THIN,
+                                 target_accept=RETRY_TARGET_ACCEPT)
+            again.diagnostics["wall_time_s"] += fit.diagnostics["wall_time_s"]
+            again.diagnostics["attempts"] = 2
+            fit = again
+        return fit
+
+    def _stored_path(self, store, data, index, draws, tune, chains, seed, retry):
+        """Where participant `index`'s fit is kept in `store`: a file named by the hash of its
+        model arrays and of everything else that decides the fit."""
+        participant, arrays = self.set_participant(data, index)
+        digest = hashlib.sha256()
+        for name in sorted(arrays):
+            value = np.ascontiguousarray(arrays[name])
+            digest.update(name.encode() + str(value.dtype).encode() + value.tobytes())
+        settings = {"participant": str(participant), "priors": self.priors.to_dict(), "fixed": self.fixed,
+                    "names": self.parameter_names, "q_values": self.q_values, "deadline": self.deadline,
+                    "missing": self.missing, "p_outlier": self.p_outlier, "rt_max": self.rt_max,
+                    "n_conditions": self.n_conditions, "backend": self.backend, "adaptation": self.adaptation,
+                    "draws": draws, "tune": tune, "chains": chains, "seed": seed,
+                    "retry": [2 * tune, RETRY_THIN, RETRY_TARGET_ACCEPT, RETRY_SEED_OFFSET] if retry else None}
+        digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+        return Path(store) / f"{digest.hexdigest()[:32]}.nc"
+
+
+def _write_fit(fit, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tree = xr.DataTree.from_dict({"posterior": fit.trace["posterior"].to_dataset(),
+                                  "sample_stats": fit.trace["sample_stats"].to_dataset()[["diverging"]]})
+    tree.attrs = {"participant": str(fit.participant), "diagnostics": json.dumps(fit.diagnostics)}
+    partial = path.with_suffix(".partial")
+    tree.to_netcdf(partial)
+    partial.replace(path)  # a run killed while writing leaves no half file under the final name
+
+
+def _read_fit(path):
+    tree = xr.open_datatree(path).load()
+    return ParticipantFit(tree.attrs["participant"], tree, json.loads(tree.attrs["diagnostics"]))
 
 
 def posterior_tree(fits):

@@ -54,7 +54,7 @@ import numpy as np
 
 from ..amortized.posterior import AmortizedPosterior, study_likelihood_options
 from ..data.study import Study
-from ..model.likelihood import loglik_draws
+from ..model.likelihood import likelihood_function, loglik_draws
 from .model import GroupModel
 
 PROPOSAL_BATCH = 1000  # draws per participant per network pass
@@ -95,7 +95,7 @@ def move_densities(posterior: AmortizedPosterior, study: Study, model: GroupMode
     likelihood options of :func:`proposals`), and the amortized posterior's log density on
     that scale, log q(theta) - log |dy/dtheta| (one compiled flow pass per call)."""
     design = design or posterior.study_design()
-    options = study_likelihood_options(study, design)
+    evaluate = likelihood_function(study, **study_likelihood_options(study, design))
     log_q = posterior.density_function(study, design, draws=chains)
     single = chains * int(np.sum(study.n_trials)) < SINGLE_THREAD_BELOW
 
@@ -105,13 +105,13 @@ def move_densities(posterior: AmortizedPosterior, study: Study, model: GroupMode
     def log_likelihood(y):
         values = natural(y)
         if not single:
-            return loglik_draws(study, values, **options).T
+            return evaluate(values).T
         # a small call: waking the worker threads costs more than it saves, much more on a
         # busy machine
         threads = numba.get_num_threads()
         numba.set_num_threads(1)
         try:
-            return loglik_draws(study, values, **options).T
+            return evaluate(values).T
         finally:
             numba.set_num_threads(threads)
 

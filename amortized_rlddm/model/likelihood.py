@@ -165,7 +165,7 @@ def loglik(data: Study | pd.DataFrame | str | Path, params: Mapping[str, np.ndar
         raise ValueError(f"params have {p['v'].shape[0]} value(s) per parameter but the data has "
                          f"{study.n_participants} participant(s)")
     single_draw = {k: x[:, None] for k, x in p.items()}
-    return _evaluate(study, single_draw, q_init, deadline, missing, p_outlier, rt_max)[0][:, 0]
+    return likelihood_function(study, q_init, deadline, missing, p_outlier, rt_max)(single_draw)[:, 0]
 
 
 def _draw_arrays(study, draws):
@@ -199,7 +199,7 @@ def loglik_draws(study: Study, draws: Mapping[str, np.ndarray], q_init: float | 
     numpy.ndarray
         (participants, draws) log-likelihoods.
     """
-    return _evaluate(study, _draw_arrays(study, draws), q_init, deadline, missing, p_outlier, rt_max)[0]
+    return likelihood_function(study, q_init, deadline, missing, p_outlier, rt_max)(draws)
 
 
 def pointwise_loglik(study: Study, draws: Mapping[str, np.ndarray], q_init: float | None = None,
@@ -225,17 +225,42 @@ def pointwise_loglik(study: Study, draws: Mapping[str, np.ndarray], q_init: floa
         the padding after a participant's last trial). Summed over the trials it is
         :func:`loglik_draws`.
     """
-    return _evaluate(study, _draw_arrays(study, draws), q_init, deadline, missing, p_outlier, rt_max,
-                     pointwise=True)[1]
+    return likelihood_function(study, q_init, deadline, missing, p_outlier, rt_max)(draws, pointwise=True)
 
 
-def _evaluate(study, p, q_init, deadline, missing, p_outlier, rt_max, pointwise=False):
+def likelihood_function(study: Study, q_init: float | None = None, deadline: float | None = None,
+                        missing: str | None = None, p_outlier: float = 0.0, rt_max: float = 10.0):
+    """:func:`loglik_draws` with the study and its settings bound: the data's arrays and the
+    settings are checked and prepared once, so repeated calls (a sampler's) cost the compiled
+    evaluation and the parameters' check only.
+
+    Parameters
+    ----------
+    study
+        The data.
+    q_init, deadline, missing, p_outlier, rt_max
+        As in :func:`loglik`.
+
+    Returns
+    -------
+    callable
+        ``f(draws, pointwise=False)``: parameter name -> (participants, draws) values ->
+        (participants, draws) log-likelihoods (with `pointwise`, the terms of
+        :func:`pointwise_loglik`).
+    """
     kind = missing_kind(study, missing, deadline)
     if not 0.0 <= p_outlier < 1.0 or not rt_max > 0:
         raise ValueError(f"p_outlier must lie in [0, 1) and rt_max be > 0, got {p_outlier} and {rt_max}")
     rt = np.where(np.isnan(study.rt), 0.0, study.rt)
-    return _loglik_kernel(study.choice, rt, study.reward, study.block, study.condition, study.excluded,
-                          study.n_trials, study.n_conditions, p["v"], p["a"], p["z"], p["t0"], p["alpha_pos"],
-                          p["alpha_neg"], initial_q_values(study, q_init), MISSING_CODES.get(kind, 0),
-                          math.inf if deadline is None else float(deadline), float(p_outlier), float(rt_max),
-                          pointwise)
+    data = (study.choice, rt, study.reward, study.block, study.condition, study.excluded, study.n_trials,
+            study.n_conditions)
+    settings = (initial_q_values(study, q_init), MISSING_CODES.get(kind, 0),
+                math.inf if deadline is None else float(deadline), float(p_outlier), float(rt_max))
+
+    def evaluate(draws, pointwise=False):
+        p = _draw_arrays(study, draws)
+        out, terms = _loglik_kernel(*data, p["v"], p["a"], p["z"], p["t0"], p["alpha_pos"], p["alpha_neg"],
+                                    *settings, pointwise)
+        return terms if pointwise else out
+
+    return evaluate
