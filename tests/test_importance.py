@@ -94,12 +94,22 @@ def test_infer_checks_every_participant(smoke):
 
 
 def test_resampling_by_the_weights_gives_the_target():
+    # the refinement's regime: two proposals per draw, proposal N(0, 2), target N(1, 1);
+    # drawing without replacement would give mean 0.89 and sd 1.15 here
     rng = np.random.default_rng(2)
-    x = rng.normal(0.0, 2.0, 20000)  # proposal N(0, 2), target N(1, 1)
-    log_w = stats.norm(1, 1).logpdf(x) - stats.norm(0, 2).logpdf(x)
-    picked = resample({"x": x}, log_w, 2000, rng)["x"]
-    assert len(np.unique(picked)) == 2000  # without replacement: no draw repeats
-    assert picked.mean() == pytest.approx(1.0, abs=0.06) and picked.std() == pytest.approx(1.0, abs=0.06)
+    moments = []
+    for _ in range(10):
+        x = rng.normal(0.0, 2.0, 4000)
+        log_w = stats.norm(1, 1).logpdf(x) - stats.norm(0, 2).logpdf(x)
+        picked = resample({"x": x, "y": -x}, log_w, 2000, rng)
+        np.testing.assert_array_equal(picked["y"], -picked["x"])  # one index for every parameter
+        moments.append([picked["x"].mean(), picked["x"].std()])
+    mean, sd = np.mean(moments, axis=0)
+    assert mean == pytest.approx(1.0, abs=0.03) and sd == pytest.approx(1.0, abs=0.02)
+    # stratified: a draw's share of the resampled set is its weight to within one draw
+    weights = np.array([0.5, 0.25, 0.125, 0.125])
+    counts = np.bincount(resample({"i": np.arange(4)}, np.log(weights), 1000, rng)["i"], minlength=4)
+    assert np.all(np.abs(counts - 1000 * weights) <= 1)
     assert proposal_factor(np.array([1000.0, 500.0, 10.0]), 1000).tolist() == [2, 3, 20]
 
 

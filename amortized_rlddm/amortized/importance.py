@@ -99,13 +99,15 @@ def proposal_factor(ess: np.ndarray, draws: int) -> np.ndarray:
 
 
 def resample(values: dict, log_weights: np.ndarray, draws: int, rng: np.random.Generator) -> dict:
-    """`draws` draws of one participant taken by their normalised importance weights, without
-    replacement where enough draws carry weight (so that no draw repeats), else with it.
+    """`draws` draws of one participant taken by their normalised importance weights:
+    stratified resampling (one uniform in each of `draws` equal slices of the weights' CDF),
+    with replacement, so each draw is the target's in distribution; returned in random order.
 
     values: name -> (proposals,) arrays; log_weights: (proposals,)."""
     weights = np.exp(log_weights - logsumexp(log_weights))
-    replace = np.count_nonzero(weights) < draws
-    chosen = rng.choice(weights.size, size=draws, replace=replace, p=weights / weights.sum())
+    cumulative = np.cumsum(weights)
+    points = (np.arange(draws) + rng.random(draws)) / draws * cumulative[-1]
+    chosen = rng.permutation(np.minimum(np.searchsorted(cumulative, points, side="right"), weights.size - 1))
     return {name: x[chosen] for name, x in values.items()}
 
 
