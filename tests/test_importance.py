@@ -170,10 +170,16 @@ def test_arviz_loo_runs_on_the_output(smoke):
     assert ll.shape == (1, 300, int(study.n_trials.sum()))
     total = pointwise_loglik(study, {k: tree["posterior"][k].values[0].T for k in smoke.parameter_names})
     np.testing.assert_allclose(ll.values[0].sum(-1), np.nansum(total, -1).sum(0))
-    result = arviz_stats.loo(tree)
-    assert np.isfinite(result.elpd)
-    # refined draws are posterior draws: the participants' LOO adds up to the study's
-    assert tree["importance"]["elpd_loo"].sum() == pytest.approx(result.elpd, rel=1e-9)
+    assert np.isfinite(tree["importance"]["elpd_loo"]).all()
+    # refined draws are posterior draws: the participants' LOO adds up to ArviZ's of the study
+    # (the shipped network: the smoke network's refined draws repeat a few proposals so often
+    # that ArviZ cannot fit their Pareto tails; elpd_loo then goes trial by trial)
+    shipped = AmortizedPosterior.load("default")
+    shipped_study = simulate(shipped.config.priors.sample(np.random.default_rng(16), 3), shipped.config.design,
+                             seed=17)
+    refined = shipped.infer(shipped_study, draws=300, seed=3, refine=True, log_likelihood=True)
+    result = arviz_stats.loo(refined)
+    assert refined["importance"]["elpd_loo"].sum() == pytest.approx(result.elpd, rel=1e-9)
     raw = smoke.infer(study, draws=300, seed=3, log_likelihood=True)["importance"]  # corrected by the ratios
     assert np.isfinite(raw["elpd_loo"]).all() and (raw["elpd_loo_se"] > 0).all()
     assert raw["loo_khat_max"].shape == (3,)

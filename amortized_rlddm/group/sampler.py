@@ -49,7 +49,6 @@ call); the chains then only evaluate normal densities, and with the moves two ex
 likelihoods and one flow density per participant and chain per iteration.
 """
 
-import numba
 import numpy as np
 
 from ..amortized.posterior import AmortizedPosterior, study_likelihood_options
@@ -64,7 +63,6 @@ SIGMA_STEP_SCALE = 2.4  # their sd, over the conditional's approximate sd 1 / sq
 MOVE_TARGET = 0.35  # acceptance rate the scale and shift moves' step sizes are tuned toward
 SCALE_STEP = 0.3  # the scale move's initial sd of log c
 SHIFT_STEP = 1.0  # the shift move's initial sd, in units of sigma_k / sqrt(n_g)
-SINGLE_THREAD_BELOW = 20_000  # trials x draws under which the moves' likelihood runs on one thread
 
 
 def proposals(posterior: AmortizedPosterior, study: Study, count: int, seed: int, design=None):
@@ -97,23 +95,12 @@ def move_densities(posterior: AmortizedPosterior, study: Study, model: GroupMode
     design = design or posterior.study_design()
     evaluate = likelihood_function(study, **study_likelihood_options(study, design))
     log_q = posterior.density_function(study, design, draws=chains)
-    single = chains * int(np.sum(study.n_trials)) < SINGLE_THREAD_BELOW
 
     def natural(y):  # participants x chains as the draws axis
         return model.space.inverse(np.swapaxes(y, 0, 1))
 
     def log_likelihood(y):
-        values = natural(y)
-        if not single:
-            return evaluate(values).T
-        # a small call: waking the worker threads costs more than it saves, much more on a
-        # busy machine
-        threads = numba.get_num_threads()
-        numba.set_num_threads(1)
-        try:
-            return evaluate(values).T
-        finally:
-            numba.set_num_threads(threads)
+        return evaluate(natural(y)).T
 
     def log_proposal(y):
         values = natural(y)
