@@ -255,38 +255,37 @@ def print_bench_infer(result):
               f"{result['many']:,} participants: {result[key + 'many_s']:7.2f} s (target < {targets[1]} s)")
 
 
-def bench_group(checkpoint, participants=28, n_trials=60, chains=4, draws=1000, seed=0, reference=True):
-    """Warm time of the amortized group sampler on a simulated study of `participants` at the
-    network's design with n_trials trials (the stand-in for HDDM's 28 subjects, whose own design
-    this network does not serve), with the PyMC reference's time
-    (compilation and NUTS, the same chains and draws) beside it."""
+def bench_group(checkpoint, participants=28, n_trials=60, chains=4, draws=1000, seed=0, reference=True,
+                study=None, design=None, source=None):
+    """Warm time of the amortized group sampler, with the PyMC reference's time (compilation
+    and NUTS, the same chains and draws) beside it, on `study` under its settings `design`
+    (a data file's, e.g. HDDM's 28 subjects with a network that serves their design), or
+    without one on a simulated study of `participants` x n_trials at the network's design."""
     from .amortized.posterior import AmortizedPosterior
-    from .checks.group import simulate_group_study
+    from .checks.group import reference_posterior, simulate_group_study
     from .group.fit import fit_group
 
     posterior = AmortizedPosterior.load(checkpoint)
-    study, _, _ = simulate_group_study(posterior, participants, n_trials, False, seed)
-    fit_group(posterior, study, chains=chains, draws=draws, seed=seed)  # warm-up: compiles the sampler
+    if study is None:
+        study, _, _ = simulate_group_study(posterior, participants, n_trials, False, seed)
+    fit_group(posterior, study, chains=chains, draws=draws, seed=seed, design=design)  # warm-up: compiles
     start = time.perf_counter()
-    tree = fit_group(posterior, study, chains=chains, draws=draws, seed=seed + 1)
-    result = {"participants": participants, "trials": n_trials, "chains": chains,
-              "draws": draws, "amortized_s": time.perf_counter() - start,
+    tree = fit_group(posterior, study, chains=chains, draws=draws, seed=seed + 1, design=design)
+    result = {"study": source or "simulated", "participants": study.n_participants,
+              "trials": int(study.n_trials.sum()), "chains": chains, "draws": draws,
+              "amortized_s": time.perf_counter() - start,
               "proposals_s": float(tree["posterior"].attrs["proposals_seconds"]),
               "acceptance_median": float(tree["acceptance"]["acceptance_rate"].median())}
     if reference:
-        from .group.model import GroupModel
-        from .group.reference import fit_reference
-
-        trace = fit_reference(study, GroupModel(posterior.config.priors), np.zeros(participants, int),
-                              chains=chains, draws=draws, seed=seed)
-        result["reference_compile_s"] = float(trace["posterior"].attrs["compile_seconds"])
-        result["reference_sample_s"] = float(trace["posterior"].attrs["sample_seconds"])
+        _, attrs = reference_posterior(study, posterior, ["all"] * study.n_participants, seed, draws, design)
+        result["reference_compile_s"] = float(attrs["compile_seconds"])
+        result["reference_sample_s"] = float(attrs["sample_seconds"])
     return result
 
 
 def print_bench_group(result):
-    print(f"group level, {result['participants']} participants x {result['trials']} trials, {result['chains']} "
-          f"chains x {result['draws']:,} draws")
+    print(f"group level, {result['study']}: {result['participants']} participants, {result['trials']:,} trials in all, "
+          f"{result['chains']} chains x {result['draws']:,} draws")
     print(f"amortized Metropolis-within-Gibbs: {result['amortized_s']:.2f} s (proposals "
           f"{result['proposals_s']:.2f} s; median acceptance {result['acceptance_median']:.2f}; target < 10 s)")
     if "reference_sample_s" in result:

@@ -506,9 +506,16 @@ def cmd_bench(args):
 
         print_bench_infer(bench_infer(args.checkpoint, seed=args.seed))
     elif args.what == "group":
+        from .amortized.posterior import AmortizedPosterior
         from .benchmarks import bench_group, print_bench_group
 
-        print_bench_group(bench_group(args.checkpoint, seed=args.seed))
+        if args.data:
+            design = _study_design(AmortizedPosterior.load(args.checkpoint), args)
+            study, _ = _apply_exclusions(_read_data(args), args)
+            print_bench_group(bench_group(args.checkpoint, seed=args.seed, study=study, design=design,
+                                          source=Path(args.data).name, reference=not args.no_reference))
+        else:
+            print_bench_group(bench_group(args.checkpoint, seed=args.seed, reference=not args.no_reference))
 
 
 def build_parser():
@@ -743,6 +750,9 @@ def build_parser():
     p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help=checkpoint_help)
     p.add_argument("--participants", type=int, default=20000)
     p.add_argument("--seed", type=int, default=0)
+    _add_data_options(p, required=False)
+    _add_settings_options(p)
+    p.add_argument("--no-reference", action="store_true", help="group: time the amortized sampler only")
     p.set_defaults(func=cmd_bench)
     return parser
 

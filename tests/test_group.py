@@ -201,6 +201,20 @@ def test_rlddm_group_writes_a_datatree_with_groups_contrasts_and_acceptance(smok
     assert (tmp_path / "figures" / "group_difference.png").stat().st_size > 0
 
 
+def test_bench_group_times_a_given_study_under_its_settings(smoke):
+    """With a study (a data file's), the benchmark fits that study, not a simulated one."""
+    from amortized_rlddm.benchmarks import bench_group
+    from amortized_rlddm.model.simulator import simulate
+
+    checkpoint, posterior = smoke
+    study = simulate(posterior.config.priors.sample(np.random.default_rng(7), 3), posterior.design, seed=8)
+    result = bench_group(checkpoint, chains=2, draws=30, reference=False, study=study,
+                         design=posterior.study_design(), source="data.csv")
+    assert (result["study"], result["participants"], result["trials"]) == ("data.csv", 3, int(study.n_trials.sum()))
+    assert result["amortized_s"] > result["proposals_s"] > 0 and 0 <= result["acceptance_median"] <= 1
+    assert "reference_sample_s" not in result
+
+
 @pytest.mark.parametrize("settings", [{}, {"p_outlier": 0.05, "rt_max": 5.0}, {"deadline": 0.9},
                                       {"missing": "ignorable", "omission_rate": 0.1}])
 def test_the_pymc_reference_model_has_the_hierarchical_density(settings):

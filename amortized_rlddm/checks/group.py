@@ -70,7 +70,7 @@ def agreement(ours, reference, names) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _reference_tree(study, posterior, labels, seed, draws, design=None):
+def reference_posterior(study, posterior, labels, seed, draws, design=None):
     """The PyMC reference's posterior of a study under the study's settings (`design`,
     default: the network's), with the amortized sampler's variable names."""
     from ..group.reference import fit_reference  # PyMC loads only for the reference
@@ -104,7 +104,7 @@ def validate(posterior: AmortizedPosterior, out, seed: int = 0, sbc_studies: int
                                                                       disable=not progress)):
         study, groups, truth = simulate_group_study(posterior, participants, n_trials, two_groups, seed + k)
         tree = fit_group(posterior, study, groups=groups if two_groups else None, draws=draws, seed=seed + k)
-        reference, attrs = _reference_tree(study, posterior, groups, seed + k, draws)
+        reference, attrs = reference_posterior(study, posterior, groups, seed + k, draws)
         table = agreement(tree["posterior"].to_dataset(), reference, posterior.parameter_names)
         table.insert(0, "study", label)
         tables.append(table)
@@ -139,7 +139,7 @@ def validate_on_data(posterior: AmortizedPosterior, study, design, out, seed: in
     out.mkdir(parents=True, exist_ok=True)
     tree = fit_group(posterior, study, draws=draws, seed=seed, design=design)
     labels = ["all"] * study.n_participants
-    reference, attrs = _reference_tree(study, posterior, labels, seed, draws, design)
+    reference, attrs = reference_posterior(study, posterior, labels, seed, draws, design)
     table = agreement(tree["posterior"].to_dataset(), reference, posterior.parameter_names)
     table.to_csv(out / "agreement.csv", index=False)
     diagnostics = tree["diagnostics"].to_dataset()
