@@ -255,17 +255,16 @@ def print_bench_infer(result):
               f"{result['many']:,} participants: {result[key + 'many_s']:7.2f} s (target < {targets[1]} s)")
 
 
-def bench_group(checkpoint, participants=28, n_trials=60, chains=4, draws=1000, seed=0, reference=True,
+def bench_group(posterior, participants=28, n_trials=60, chains=4, draws=1000, seed=0, reference=True,
                 study=None, design=None, source=None):
     """Warm time of the amortized group sampler, with the PyMC reference's time (compilation
     and NUTS, the same chains and draws) beside it, on `study` under its settings `design`
     (a data file's, e.g. HDDM's 28 subjects with a network that serves their design), or
-    without one on a simulated study of `participants` x n_trials at the network's design."""
-    from .amortized.posterior import AmortizedPosterior
+    without one on a simulated study of `participants` x n_trials at the network's design.
+    `posterior`: an AmortizedPosterior."""
     from .checks.group import reference_posterior, simulate_group_study
     from .group.fit import fit_group
 
-    posterior = AmortizedPosterior.load(checkpoint)
     if study is None:
         study, _, _ = simulate_group_study(posterior, participants, n_trials, False, seed)
     fit_group(posterior, study, chains=chains, draws=draws, seed=seed, design=design)  # warm-up: compiles

@@ -509,13 +509,13 @@ def cmd_bench(args):
         from .amortized.posterior import AmortizedPosterior
         from .benchmarks import bench_group, print_bench_group
 
+        posterior = AmortizedPosterior.load(args.checkpoint)
         if args.data:
-            design = _study_design(AmortizedPosterior.load(args.checkpoint), args)
             study, _ = _apply_exclusions(_read_data(args), args)
-            print_bench_group(bench_group(args.checkpoint, seed=args.seed, study=study, design=design,
+            print_bench_group(bench_group(posterior, seed=args.seed, study=study, design=_study_design(posterior, args),
                                           source=Path(args.data).name, reference=not args.no_reference))
         else:
-            print_bench_group(bench_group(args.checkpoint, seed=args.seed, reference=not args.no_reference))
+            print_bench_group(bench_group(posterior, seed=args.seed, reference=not args.no_reference))
 
 
 def build_parser():

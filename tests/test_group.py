@@ -206,9 +206,9 @@ def test_bench_group_times_a_given_study_under_its_settings(smoke):
     from amortized_rlddm.benchmarks import bench_group
     from amortized_rlddm.model.simulator import simulate
 
-    checkpoint, posterior = smoke
+    _, posterior = smoke
     study = simulate(posterior.config.priors.sample(np.random.default_rng(7), 3), posterior.design, seed=8)
-    result = bench_group(checkpoint, chains=2, draws=30, reference=False, study=study,
+    result = bench_group(posterior, chains=2, draws=30, reference=False, study=study,
                          design=posterior.study_design(), source="data.csv")
     assert (result["study"], result["participants"], result["trials"]) == ("data.csv", 3, int(study.n_trials.sum()))
     assert result["amortized_s"] > result["proposals_s"] > 0 and 0 <= result["acceptance_median"] <= 1
