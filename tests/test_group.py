@@ -215,28 +215,31 @@ def test_bench_group_times_a_given_study_under_its_settings(smoke):
     assert "reference_sample_s" not in result
 
 
-@pytest.mark.parametrize("settings", [{}, {"p_outlier": 0.05, "rt_max": 5.0}, {"deadline": 0.9},
-                                      {"missing": "ignorable", "omission_rate": 0.1}])
-def test_the_pymc_reference_model_has_the_hierarchical_density(settings):
+@pytest.mark.parametrize("design_name, settings", [
+    ("seed", {}), ("seed", {"p_outlier": 0.05, "rt_max": 5.0}), ("seed", {"deadline": 0.9}),
+    ("seed", {"missing": "ignorable", "omission_rate": 0.1}), ("hddm_pst", {}), ("gershman", {})])
+def test_the_pymc_reference_model_has_the_hierarchical_density(design_name, settings):
     """Its log density at a point is the hyperpriors, the group normals (t0's with the Jacobian
     of its per-participant interval, unless contaminants make any t0 possible) and the exact
-    likelihood (contaminants, a deadline's censoring, ignorable omissions), computed here
-    independently."""
+    likelihood (contaminants, a deadline's censoring, ignorable omissions; several pairs,
+    blocks and participants of unequal lengths), computed here independently."""
     from dataclasses import replace
 
     from amortized_rlddm.group.model import GroupModel
     from amortized_rlddm.group.reference import reference_model
     from amortized_rlddm.model.config import load_config
+    from amortized_rlddm.model.designs import named_design
     from amortized_rlddm.model.likelihood import likelihood_options, loglik
     from amortized_rlddm.model.simulator import simulate
 
     config = load_config("default")
     params = {"v": np.array([2.0, 3.0, 1.0]), "a": np.array([1.0, 1.3, 1.1]), "z": np.array([0.45, 0.5, 0.55]),
               "t0": np.array([0.3, 0.35, 0.4]), "alpha": np.array([0.2, 0.4, 0.3])}
-    design = replace(config.design, **settings)
+    design = replace(named_design(design_name), **settings)
     study = simulate(params, design, seed=5)
+    assert (len(set(study.n_trials)) > 1) == (design_name == "hddm_pst")
     assert study.missing.any() == ("deadline" in settings or "missing" in settings)
-    options = {k: v for k, v in likelihood_options(design).items() if k != "q_init"}
+    options = likelihood_options(design)
     model = GroupModel(config.priors, ("A", "B"))
     groups = np.array([0, 1, 1])
     pymc_model = reference_model(study, model, groups, **options)

@@ -10,7 +10,9 @@ known from the data (``"closed_form"``, a (trials x trials) weighted sum).
 
 The closed form costs O(trials^2) and the scan O(trials) with a larger constant; the exact
 model's ``q_values="auto"`` takes the closed form up to 300 trials and the scan above
-(measured with :func:`amortized_rlddm.exact.benchmark.bench_logp`).
+(measured with :func:`amortized_rlddm.exact.benchmark.bench_logp`). The group reference lays
+its participants' trials end to end and keeps only the sum's nonzero terms (a trial learns
+from the rewarded trials of its own pair in its block), :func:`q_difference_terms`.
 """
 
 import numpy as np
@@ -62,6 +64,34 @@ def q_difference_closed_form(data, alpha_pos, alpha_neg, q_init):
     learned = pt.sum(data["sign"] * pt.exp(data["power_pos"] * log_keep_pos + data["power_neg"] * log_keep_neg),
                      axis=-1)
     return q_init[..., None] * (kept[..., 1, :] - kept[..., 0, :]) + alpha_pos[..., None] * learned
+
+
+def closed_form_terms(arrays):
+    """The nonzero terms of one participant's closed-form sum (:func:`closed_form_arrays`) as
+    flat arrays: the trial each term adds to, its sign and its two exponents."""
+    trial, earlier = np.nonzero(arrays["sign"])
+    return {"term_trial": trial, "term_sign": arrays["sign"][trial, earlier],
+            "term_power_pos": arrays["power_pos"][trial, earlier],
+            "term_power_neg": arrays["power_neg"][trial, earlier]}
+
+
+def q_difference_terms(data, alpha_pos, alpha_neg, q_init):
+    """:func:`q_difference_closed_form` of several participants' trials laid end to end, from
+    the sum's nonzero terms (:func:`closed_form_terms`): O(terms) rather than O(trials^2).
+
+    `data` holds "count_pos" and "count_neg" ((2, trials)), "participant" (each trial's),
+    "term_trial" (the trial each term adds to, in the end-to-end numbering),
+    "term_participant", "term_sign", "term_power_pos" and "term_power_neg"; the rates and
+    q_init are one value per participant.
+    """
+    alpha_pos, alpha_neg, q_init = (pt.as_tensor_variable(x) for x in (alpha_pos, alpha_neg, q_init))
+    log_keep_pos, log_keep_neg = pt.log1p(-alpha_pos), pt.log1p(-alpha_neg)
+    trial_of, term_of = data["participant"], data["term_participant"]
+    kept = pt.exp(data["count_pos"] * log_keep_pos[trial_of] + data["count_neg"] * log_keep_neg[trial_of])
+    terms = data["term_sign"] * pt.exp(data["term_power_pos"] * log_keep_pos[term_of]
+                                       + data["term_power_neg"] * log_keep_neg[term_of])
+    learned = pt.inc_subtensor(pt.zeros(trial_of.shape[0])[data["term_trial"]], terms)
+    return q_init[trial_of] * (kept[1] - kept[0]) + alpha_pos[trial_of] * learned
 
 
 def closed_form_arrays(choice, reward, block, condition):

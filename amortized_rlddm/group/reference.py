@@ -8,7 +8,9 @@ likelihood is not zero) and its group normal density, with the Jacobian, enters 
 potential, so the posterior has no cliff for NUTS to fall off. With contaminant responses
 (p_outlier > 0) any t0 is possible, and t0 is non-centred like the others. Missing responses
 enter as in the per-participant model: censored by a deadline (the survival probability) or
-ignorable; excluded trials update the Q-values and add nothing.
+ignorable; excluded trials update the Q-values and add nothing. The participants' trials are
+laid end to end without padding, and the Q-values come from the closed form's nonzero terms
+only (:func:`~amortized_rlddm.exact.qvalues.q_difference_terms`).
 """
 
 import time
@@ -21,7 +23,7 @@ import xarray as xr
 from ..data.study import Study
 from ..exact.model import _model_arrays
 from ..exact.participant import participant_trials
-from ..exact.qvalues import q_difference_closed_form
+from ..exact.qvalues import closed_form_terms, q_difference_terms
 from ..exact.wfpt import wfpt_log_survival, wfpt_logp
 from ..model.likelihood import missing_kind
 from .model import GroupModel
@@ -38,14 +40,27 @@ def _natural(y, lo, hi):
     return y
 
 
-def _stacked_arrays(study: Study, q_init: float, censored: bool):
-    """Every participant's closed-form arrays, stacked on a leading participant axis."""
-    arrays = []
+def _end_to_end_arrays(study: Study, q_init: float, censored: bool):
+    """Every participant's trials laid end to end (no padding): the likelihood's arrays,
+    each trial's participant and the closed form's nonzero terms (:func:`closed_form_terms`)."""
+    parts, terms, start = [], [], 0
+    q_inits = np.empty(study.n_participants)
     for i in range(study.n_participants):
         trials, _, data_q_init = participant_trials(study, i)
-        arrays.append(_model_arrays(trials, study.max_trials, "closed_form", censored,
-                                    q_init if data_q_init is None else data_q_init))
-    return {name: np.stack([a[name] for a in arrays]) for name in arrays[0]}
+        n = trials["choice"].shape[0]
+        arrays = _model_arrays(trials, n, "closed_form", censored, q_init if data_q_init is None else data_q_init)
+        q_inits[i] = arrays["q_init"]
+        own = closed_form_terms(arrays)
+        own["term_trial"] = own["term_trial"] + start
+        own["term_participant"] = np.full(own["term_trial"].shape, i)
+        terms.append(own)
+        parts.append({"participant": np.full(n, i), **{k: arrays[k] for k in arrays
+                                                         if k not in ("q_init", "sign", "power_pos", "power_neg")}})
+        start += n
+    data = {k: np.concatenate([part[k] for part in parts], axis=-1) for k in parts[0]}
+    data.update({k: np.concatenate([own[k] for own in terms]) for k in terms[0]})
+    data["q_init"] = q_inits
+    return data
 
 
 def reference_model(study: Study, model: GroupModel, group_index: np.ndarray, q_init: float = 0.5,
@@ -56,9 +71,10 @@ def reference_model(study: Study, model: GroupModel, group_index: np.ndarray, q_
     m, s = model.hyperpriors()
     space = model.space
     kind = missing_kind(study, missing, deadline)
-    data = _stacked_arrays(study, q_init, kind == "deadline")
+    data = _end_to_end_arrays(study, q_init, kind == "deadline")
     scored = data["scored"].astype(bool)
-    fastest = np.where(scored, data["rt"], np.inf).min(axis=1)
+    fastest = np.full(study.n_participants, np.inf)
+    np.minimum.at(fastest, data["participant"][scored], data["rt"][scored])
     n_groups = int(group_index.max()) + 1
     coords = {"participant": [str(p) for p in study.participant], "group": list(model.groups)[:n_groups]}
     with pm.Model(coords=coords) as pymc_model:
@@ -83,8 +99,10 @@ def reference_model(study: Study, model: GroupModel, group_index: np.ndarray, q_
                                                dims="participant")
         alpha_pos = theta.get("alpha_pos", theta.get("alpha"))
         alpha_neg = theta.get("alpha_neg", theta.get("alpha"))
-        dq = q_difference_closed_form(data, alpha_pos, alpha_neg, data["q_init"])
-        drift, a, z, t0 = theta["v"][:, None] * dq, theta["a"][:, None], theta["z"][:, None], theta["t0"][:, None]
+        dq = q_difference_terms(data, alpha_pos, alpha_neg, data["q_init"])
+        trial_of = data["participant"]
+        drift, a, z, t0 = (theta["v"][trial_of] * dq, theta["a"][trial_of], theta["z"][trial_of],
+                           theta["t0"][trial_of])
         logp = wfpt_logp(data["rt"] - t0, data["choice"] == 1, drift, a, z)
         if p_outlier > 0.0:
             contaminant = np.where(data["rt"] <= rt_max, np.log(0.5 * p_outlier / rt_max), -np.inf)
