@@ -12,24 +12,28 @@ from amortized_rlddm.group.fit import group_labels
 from amortized_rlddm.group.sampler import metropolis_within_gibbs
 
 
-def normal_hierarchy(seed, sds, per_group, count):
+def normal_hierarchy(seed, sds, per_group, count, missed=False):
     """Per parameter k, normal observations x_ik ~ N(y_ik, 1) of participants y_ik ~ N(mu_gk,
     sds[k]) in two groups (true means -1 and 1.5), with `count` proposals each from a
-    deliberately wrong N(x_i + 0.3, 1.4): the data (participants, parameters), the proposals
+    deliberately wrong N(x_i + 0.3, 1.4) (with `missed`, participant 0's from N(x_0 + 6, 0.05),
+    which its posterior never reaches): the data (participants, parameters), the proposals
     (participants, count, parameters), their log weights, and the moves' log-likelihood and
     proposal density of values (chains, participants, parameters)."""
     rng = np.random.default_rng(seed)
     group_index = np.repeat([0, 1], per_group)
     x = rng.normal(np.where(group_index == 0, -1.0, 1.5)[:, None], np.sqrt(np.square(sds) + 1.0))
-    proposal = stats.norm(x[:, None] + 0.3, 1.4)
+    shift, scale = np.full((x.shape[0], 1), 0.3), np.full((x.shape[0], 1), 1.4)
+    if missed:
+        shift[0], scale[0] = 6.0, 0.05
+    proposal = stats.norm(x[:, None] + shift[:, None], scale[:, None])
     y = proposal.rvs(size=(x.shape[0], count, x.shape[1]), random_state=rng)
     log_weight = (stats.norm(y, 1.0).logpdf(x[:, None]) - proposal.logpdf(y)).sum(-1)
 
     def log_likelihood(values):  # log N(x; y, 1), as in the weights (scipy is slow per call)
         return (-0.5 * (x - values) ** 2 - 0.5 * np.log(2 * np.pi)).sum(-1)
 
-    def log_proposal(values):  # log N(y; x + 0.3, 1.4)
-        return (-0.5 * ((values - x - 0.3) / 1.4) ** 2 - np.log(1.4) - 0.5 * np.log(2 * np.pi)).sum(-1)
+    def log_proposal(values):  # log N(y; x + shift, scale)
+        return (-0.5 * ((values - x - shift) / scale) ** 2 - np.log(scale) - 0.5 * np.log(2 * np.pi)).sum(-1)
 
     return x, group_index, y, log_weight, {"log_likelihood": log_likelihood, "log_proposal": log_proposal}
 
@@ -85,9 +89,32 @@ def test_the_sampler_gives_a_hierarchical_posterior_known_by_quadrature(moves):
         np.testing.assert_array_equal(held, y[np.arange(x.shape[0])[None, None, :], chain["index"], 0])
     assert np.abs(held.mean(axis=(0, 1)) - x[:, 0]).max() < np.abs(x - x.mean()).max()
     assert 0.2 < chain["accepted"].sum() / (chains * draws * steps * x.shape[0]) < 1.0
-    if moves:  # tuned toward MOVE_TARGET
+    if moves:  # tuned toward MOVE_TARGET and WALK_TARGET
         assert 0.2 < chain["scale_acceptance"].mean() < 0.5 and 0.2 < chain["shift_acceptance"].mean() < 0.5
         assert chain["scale_acceptance"].shape == (chains, 1) and chain["shift_acceptance"].shape == (chains, 2, 1)
+        assert 0.2 < chain["walk_accepted"].mean() / draws < 0.4 and chain["walk_step"].shape == (x.shape[0],)
+
+
+def test_the_random_walk_moves_a_participant_the_proposals_never_reach():
+    """Participant 0's proposals lie far from its posterior (6 data sds off, sd 0.05), so its
+    independence steps never accept; it moves by the random-walk step (tuned to accept often)
+    and the moves, and its values still match those of a run with good proposals on the same
+    data, and the group posterior the one quadrature gives."""
+    m, s = np.array([0.0]), np.array([2.0])
+    chains, tune, draws, steps = 4, 500, 3000, 2
+    fits = {}
+    for missed in (False, True):
+        x, group_index, y, log_weight, functions = normal_hierarchy(2, [0.8], 6, chains * ((tune + draws) * steps + 1),
+                                                                    missed=missed)
+        fits[missed] = metropolis_within_gibbs(y, log_weight, group_index, 2, m, s, chains=chains, tune=tune,
+                                               draws=draws, seed=1, participant_steps=steps, **functions)
+    chain = fits[True]
+    assert chain["accepted"][:, 0].sum() == 0 and chain["walk_accepted"][:, 0].mean() / draws > 0.15
+    held, reference = chain["y"][..., 0, 0], fits[False]["y"][..., 0, 0]
+    assert held.mean() == pytest.approx(reference.mean(), abs=0.1 * reference.std())
+    assert held.std() == pytest.approx(reference.std(), rel=0.1)
+    assert_matches(chain, quadrature(x[:, 0], group_index, 0.0, 2.0, np.linspace(-6, 6, 121),
+                                     np.linspace(0.005, 6, 120)))
 
 
 @pytest.mark.parametrize("move_steps", [1, 2])
@@ -197,6 +224,7 @@ def test_rlddm_group_writes_a_datatree_with_groups_contrasts_and_acceptance(smok
     for name in ("scale_move_acceptance_rate", "shift_move_acceptance_rate"):
         assert ((moves[name] >= 0) & (moves[name] <= 1)).all()
     assert (moves["scale_move_step"] > 0).all() and (moves["shift_move_step"] > 0).all()
+    assert moves["walk_acceptance_rate_by_chain"].shape == (2, 6) and (moves["walk_step"] > 0).all()
     assert np.isfinite(tree["diagnostics"]["rhat_mu_v"]).all()
     assert (tmp_path / "figures" / "group_difference.png").stat().st_size > 0
 

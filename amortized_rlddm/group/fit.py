@@ -73,11 +73,11 @@ def fit_group(posterior: AmortizedPosterior, data: Study | pd.DataFrame | str | 
     participant_steps
         Independence steps per participant per iteration, each with a fresh amortized draw.
     moves
-        End every iteration with the scale and shift moves (see
-        :mod:`amortized_rlddm.group.sampler`): one parameter's group sd, or each group's
-        mean, moved with the participants' values, at the cost of two exact likelihoods and
-        one flow density per participant and chain per iteration. False: the independence
-        steps and the group updates alone.
+        End every iteration with a random-walk step of each participant's values and the
+        scale and shift moves (see :mod:`amortized_rlddm.group.sampler`): one parameter's
+        group sd, or each group's mean, moved with the participants' values, at the cost of
+        three exact likelihoods and one flow density per participant and chain per
+        iteration. False: the independence steps and the group updates alone.
     move_steps
         Parameters moved so per iteration, cycling through them (each costs two exact
         likelihoods; more mix the weakly identified sds faster per iteration: see MOVE_STEPS).
@@ -92,9 +92,9 @@ def fit_group(posterior: AmortizedPosterior, data: Study | pd.DataFrame | str | 
         (chain, draw) on the unbounded scale, ``delta_mu_<parameter>`` (chain, draw, contrast)
         with groups, and the participants' parameters on their natural scale (chain, draw,
         participant); ``acceptance``: each participant's acceptance rate, over all chains and
-        by chain, and with `moves` the scale and shift moves' acceptance rates and tuned step
-        sizes per parameter; ``diagnostics``: r-hat and bulk ESS of every variable. Attributes
-        give the hyperpriors and the time taken.
+        by chain, and with `moves` the random-walk steps' acceptance rates and tuned sizes per
+        participant and the scale and shift moves' per parameter; ``diagnostics``: r-hat and
+        bulk ESS of every variable. Attributes give the hyperpriors and the time taken.
     """
     start = time.perf_counter()
     study = data if isinstance(data, Study) else read_study(data, convention=convention)
@@ -153,8 +153,12 @@ def _tree(study, model, chain, m, s, participant_steps):
     acceptance = xr.Dataset({"acceptance_rate": (("participant",), rate.mean(axis=0)),
                              "acceptance_rate_by_chain": (("chain", "participant"), rate)},
                             coords={"participant": participants, "chain": np.arange(chains)})
-    if "scale_acceptance" in chain:  # the scale and shift moves, per parameter (shift: over the groups)
+    if "scale_acceptance" in chain:  # the moves: random walk per participant, scale and shift per parameter
+        walk = chain["walk_accepted"] / draws
         acceptance = acceptance.assign(
+            walk_acceptance_rate=(("participant",), walk.mean(axis=0)),
+            walk_acceptance_rate_by_chain=(("chain", "participant"), walk),
+            walk_step=(("participant",), chain["walk_step"]),
             scale_move_acceptance_rate=(("parameter",), chain["scale_acceptance"].mean(axis=0)),
             scale_move_acceptance_rate_by_chain=(("chain", "parameter"), chain["scale_acceptance"]),
             shift_move_acceptance_rate=(("parameter",), chain["shift_acceptance"].mean(axis=(0, 1))),

@@ -14,7 +14,10 @@ Metropolis-within-Gibbs, several chains at once:
    move of sigma_k with every participant's value of k, and a shift move of each group's
    mu_gk with its participants' values of k. Where a group's sd is small, the network's draws
    seldom land near the group mean and steps 1 and 3 alone stick (a funnel); these moves
-   carry the participants along with the group level.
+   carry the participants along with the group level. Before them, every participant takes
+   a random-walk Metropolis step (below): where the group pulls a participant's conditional
+   posterior away from the network's posterior of their data alone, step 1 seldom accepts
+   and this step moves them.
 
 The target, on the unbounded scale y (no Jacobian: the data depend on theta(y) alone):
 
@@ -38,15 +41,22 @@ participants: a translation (Jacobian 1), symmetric, and y - mu is unchanged, so
 
     log r = sum_{i in g} [l_i(y'_i) - l_i(y_i)] - ((mu_gk' - m_k)^2 - (mu_gk - m_k)^2) / (2 s_k^2).
 
+Random-walk step, every participant i at once: y'_i = y_i + lambda_i L_i u, u ~ N(0, I), with
+L_i the Cholesky factor of the covariance of the participant's proposals; symmetric, so
+
+    log r = l_i(y'_i) - l_i(y_i) + log N(y'_i; mu_g(i), sigma) - log N(y_i; mu_g(i), sigma).
+
 After the moves the weights of the participants' current values are recomputed,
 l(y) - log q_y(y), with one pass of the flow, for the next iteration's step 1. The step sizes
-eps_k and eps2_k are tuned during the tuning iterations toward MOVE_TARGET acceptance, then
-fixed, so the kept draws come from one fixed, exact kernel.
+eps_k and eps2_k are tuned during the tuning iterations toward MOVE_TARGET acceptance, and
+each lambda_i toward WALK_TARGET, then fixed, so the kept draws come from one fixed, exact
+kernel.
 
 The proposals, their flow densities and their exact likelihoods are computed before the
 chains run, in vectorized calls (one network pass per batch of draws, one parallel Numba
-call); the chains then only evaluate normal densities, and with the moves two exact
-likelihoods and one flow density per participant and chain per iteration.
+call); the chains then only evaluate normal densities, and with the moves three exact
+likelihoods (the random walk's and two per moved parameter) and one flow density per
+participant and chain per iteration.
 """
 
 import numpy as np
@@ -63,6 +73,8 @@ SIGMA_STEP_SCALE = 2.4  # their sd, over the conditional's approximate sd 1 / sq
 MOVE_TARGET = 0.35  # acceptance rate the scale and shift moves' step sizes are tuned toward
 SCALE_STEP = 0.3  # the scale move's initial sd of log c
 SHIFT_STEP = 1.0  # the shift move's initial sd, in units of sigma_k / sqrt(n_g)
+WALK_TARGET = 0.3  # acceptance rate each participant's random-walk step size is tuned toward
+WALK_STEP = 0.5  # its initial size, in units of the participant's proposal sd (per direction)
 
 
 def proposals(posterior: AmortizedPosterior, study: Study, count: int, seed: int, design=None):
@@ -140,8 +152,8 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
         Functions of values y (chains, participants, parameters) on the unbounded scale, each
         giving (chains, participants): log p(data_i | theta(y_i)), and the proposals' log
         density on the unbounded scale, log q(theta) - log |dy/dtheta| (so that their
-        difference is the log weight). Given both, every iteration ends with the scale and
-        shift moves of the module notes; None (the default): no moves.
+        difference is the log weight). Given both, every iteration ends with the random-walk
+        step and the scale and shift moves of the module notes; None (the default): neither.
     proposal_log_likelihood
         (participants, proposals): the proposals' log p(data_i | theta), optional with the
         moves; it spares the moves one call of `log_likelihood` per iteration.
@@ -159,7 +171,9 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
         proposal each participant holds. With them, ``scale_acceptance`` (chains,
         parameters) and ``shift_acceptance`` (chains, groups, parameters): the moves'
         acceptance rates after tuning (NaN for a parameter never moved then), and their
-        tuned step sizes ``scale_step`` and ``shift_step`` (parameters,).
+        tuned step sizes ``scale_step`` and ``shift_step`` (parameters,); ``walk_accepted``
+        (chains, participants): accepted random-walk steps after tuning (out of draws), and
+        their tuned sizes ``walk_step`` (participants,).
     """
     n, k, p = y.shape
     steps = tune + draws
@@ -198,6 +212,9 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
         adapted = np.zeros(p, np.int64)  # tuning updates per parameter
         tries = np.zeros(p, np.int64)  # moves per parameter after tuning
         scale_accepted, shift_accepted = np.zeros((chains, p)), np.zeros((chains, n_groups, p))
+        spread = y - y.mean(axis=1, keepdims=True)
+        walk_shape = np.linalg.cholesky(np.einsum("nkp,nkq->npq", spread, spread) / (k - 1) + 1e-12 * np.eye(p))
+        walk_step, walk_accepted = np.full(n, WALK_STEP), np.zeros((chains, n), np.int64)
     for t in range(steps):
         # 1. every participant: independence steps, each with a fresh amortized draw
         centre = mu[:, group_index]  # (chains, n, p)
@@ -238,6 +255,12 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
             # values' weights for the next iteration's independence steps
             if not tracked:
                 current_ll = log_likelihood(current_y)
+            current_y, current_ll, walked = _random_walk(current_y, current_ll, mu[:, group_index], sigma, walk_shape,
+                                                         walk_step, log_likelihood, rng)
+            if t < tune:  # Robbins-Monro on each participant's log step size, toward WALK_TARGET
+                walk_step *= np.exp((t + 1.0) ** -0.6 * (walked.mean(axis=0) - WALK_TARGET))
+            else:
+                walk_accepted += walked
             for par in (t * move_steps + np.arange(move_steps)) % p:
                 current_y, current_ll, scale_rate, shift_rate = _scale_and_shift(
                     par, current_y, current_ll, mu, sigma, group_index, counts, hyper_mean[par], hyper_sd[par],
@@ -264,7 +287,22 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
             kept["scale_acceptance"] = scale_accepted / tries
             kept["shift_acceptance"] = shift_accepted / tries
         kept["scale_step"], kept["shift_step"] = scale_step, shift_step
+        kept["walk_accepted"], kept["walk_step"] = walk_accepted, walk_step
     return kept
+
+
+def _random_walk(current_y, current_ll, centre, sigma, shape, step, log_likelihood, rng):
+    """One random-walk Metropolis step of every participant's values in every chain: a normal
+    step shaped by the participant's proposal covariance (Cholesky factor `shape`, scaled by
+    `step`), accepted with the exact likelihood and the group normal. Returns the values,
+    their log-likelihood and which chains and participants moved."""
+    walked = current_y + step[None, :, None] * np.einsum("npq,cnq->cnp", shape, rng.standard_normal(current_y.shape))
+    walked_ll = log_likelihood(walked)
+    with np.errstate(invalid="ignore"):
+        log_r = walked_ll - current_ll + (_normal_logpdf(walked, centre, sigma[:, None])
+                                          - _normal_logpdf(current_y, centre, sigma[:, None])).sum(-1)
+        accept = np.log(rng.random(log_r.shape)) < log_r
+    return (np.where(accept[..., None], walked, current_y), np.where(accept, walked_ll, current_ll), accept)
 
 
 def _scale_and_shift(k, current_y, current_ll, mu, sigma, group_index, counts, m, s, scale_step, shift_step,
