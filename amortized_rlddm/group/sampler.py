@@ -255,12 +255,12 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
             # values' weights for the next iteration's independence steps
             if not tracked:
                 current_ll = log_likelihood(current_y)
-            current_y, current_ll, walked = _random_walk(current_y, current_ll, mu[:, group_index], sigma, walk_shape,
-                                                         walk_step, log_likelihood, rng)
+            current_y, current_ll, walk_moved = _random_walk(current_y, current_ll, mu[:, group_index], sigma,
+                                                             walk_shape, walk_step, log_likelihood, rng)
             if t < tune:  # Robbins-Monro on each participant's log step size, toward WALK_TARGET
-                walk_step *= np.exp((t + 1.0) ** -0.6 * (walked.mean(axis=0) - WALK_TARGET))
+                walk_step *= np.exp((t + 1.0) ** -0.6 * (walk_moved.mean(axis=0) - WALK_TARGET))
             else:
-                walk_accepted += walked
+                walk_accepted += walk_moved
             for par in (t * move_steps + np.arange(move_steps)) % p:
                 current_y, current_ll, scale_rate, shift_rate = _scale_and_shift(
                     par, current_y, current_ll, mu, sigma, group_index, counts, hyper_mean[par], hyper_sd[par],
