@@ -260,11 +260,13 @@ def cmd_validate_group(args):
     if args.data:
         design = _study_design(posterior, args)
         study, _ = _apply_exclusions(_read_data(args), args)
-        table = validate_on_data(posterior, study, design, args.out, seed=args.seed, source=args.data)
+        table = validate_on_data(posterior, study, design, args.out, seed=args.seed, source=args.data,
+                                 reference_store=args.reference_store)
         print(table.round(3).to_string(index=False))
         print(f"wrote {args.out}")
         return
-    summary = validate(posterior, args.out, seed=args.seed, sbc_studies=args.sbc_studies, progress=not args.quiet)
+    summary = validate(posterior, args.out, seed=args.seed, sbc_studies=args.sbc_studies, progress=not args.quiet,
+                       reference_store=args.reference_store)
     print(json.dumps(summary, indent=1, default=float))
     print(f"wrote {args.out}")
 
@@ -626,6 +628,9 @@ def build_parser():
     p.add_argument("--sbc-studies", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="rlddm_output/group", help="report directory (default: %(default)s)")
+    p.add_argument("--reference-store", help="directory keeping the PyMC reference fits (their group-level draws, "
+                                             "by a hash of data and settings): a fit found there is read, not run "
+                                             "again")
     _add_data_options(p, required=False)
     _add_settings_options(p)
     p.set_defaults(func=cmd_validate_group)

@@ -9,7 +9,7 @@ from scipy import stats
 from scipy.special import logsumexp
 
 from amortized_rlddm.group.fit import group_labels
-from amortized_rlddm.group.sampler import metropolis_within_gibbs
+from amortized_rlddm.group.sampler import EXTRA_WALKS, metropolis_within_gibbs
 
 
 def normal_hierarchy(seed, sds, per_group, count, missed=False):
@@ -29,8 +29,9 @@ def normal_hierarchy(seed, sds, per_group, count, missed=False):
     y = proposal.rvs(size=(x.shape[0], count, x.shape[1]), random_state=rng)
     log_weight = (stats.norm(y, 1.0).logpdf(x[:, None]) - proposal.logpdf(y)).sum(-1)
 
-    def log_likelihood(values):  # log N(x; y, 1), as in the weights (scipy is slow per call)
-        return (-0.5 * (x - values) ** 2 - 0.5 * np.log(2 * np.pi)).sum(-1)
+    def log_likelihood(values, participants=None):  # log N(x; y, 1), as in the weights (scipy is slow per call)
+        seen = x if participants is None else x[participants]
+        return (-0.5 * (seen - values) ** 2 - 0.5 * np.log(2 * np.pi)).sum(-1)
 
     def log_proposal(values):  # log N(y; x + shift, scale)
         return (-0.5 * ((values - x - shift) / scale) ** 2 - np.log(scale) - 0.5 * np.log(2 * np.pi)).sum(-1)
@@ -109,7 +110,8 @@ def test_the_random_walk_moves_a_participant_the_proposals_never_reach():
         fits[missed] = metropolis_within_gibbs(y, log_weight, group_index, 2, m, s, chains=chains, tune=tune,
                                                draws=draws, seed=1, participant_steps=steps, **functions)
     chain = fits[True]
-    assert chain["accepted"][:, 0].sum() == 0 and chain["walk_accepted"][:, 0].mean() / draws > 0.15
+    assert chain["accepted"][:, 0].sum() == 0 and chain["walk_steps"][0] == 1 + EXTRA_WALKS
+    assert chain["walk_accepted"][:, 0].mean() / (draws * chain["walk_steps"][0]) > 0.15
     held, reference = chain["y"][..., 0, 0], fits[False]["y"][..., 0, 0]
     assert held.mean() == pytest.approx(reference.mean(), abs=0.1 * reference.std())
     assert held.std() == pytest.approx(reference.std(), rel=0.1)
@@ -134,7 +136,7 @@ def test_the_moves_mix_a_small_group_sd_where_the_independence_steps_stick(move_
     ess = {moves: float(arviz_stats.ess(fit["sigma"][..., 0])) for moves, fit in fits.items()}
     rhat = {moves: float(arviz_stats.rhat(fit["sigma"][..., 0])) for moves, fit in fits.items()}
     assert ess[True] > 5 * ess[False] and ess[True] > 100 * move_steps
-    assert rhat[True] < 1.02 < rhat[False]
+    assert rhat[True] < 1.03 < rhat[False], rhat
     for k in (0, 1):
         assert_matches(fits[True], quadrature(x[:, k], group_index, m[k], s[k], np.linspace(-6, 6, 481),
                                               np.linspace(0.0005, 4, 1600)), k)
@@ -299,3 +301,36 @@ def test_the_pymc_reference_model_has_the_hierarchical_density(design_name, sett
                                               )[name]
     expected += loglik(study, theta, **options).sum()
     assert pymc_model.compile_logp()(point) == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_stored_reference_fit_is_read_back_and_keyed_by_data_and_settings(tmp_path, monkeypatch):
+    """reference_posterior with a store runs the PyMC fit once per data and settings: the same
+    call reads the stored group-level draws back (float32) without fitting; another seed or
+    other data fit again."""
+    import amortized_rlddm.group.reference as reference
+    from amortized_rlddm.amortized.posterior import AmortizedPosterior
+    from amortized_rlddm.checks.group import reference_posterior, simulate_group_study
+
+    posterior = AmortizedPosterior.load("default")
+    study, labels, _ = simulate_group_study(posterior, 3, 40, False, 0)
+    fits = []
+
+    def fake_fit(study, model, group_index, seed, draws, **options):  # a trace shaped like fit_reference's
+        fits.append(seed)
+        rng = np.random.default_rng(seed)
+        data = {f"mu_{n}": (("chain", "draw", "group"), rng.normal(size=(2, draws, 1))) for n in model.names}
+        data |= {f"sigma_{n}": (("chain", "draw"), rng.gamma(2.0, size=(2, draws))) for n in model.names}
+        post = xr.Dataset(data, coords={"group": list(model.groups)})
+        post.attrs.update(compile_seconds=1.0, sample_seconds=2.0, divergences=0)
+        return xr.DataTree.from_dict({"posterior": post})
+
+    monkeypatch.setattr(reference, "fit_reference", fake_fit)
+    first, attrs = reference_posterior(study, posterior, labels, 3, 50, store=tmp_path)
+    again, attrs_again = reference_posterior(study, posterior, labels, 3, 50, store=tmp_path)
+    assert fits == [3] and len(list(tmp_path.glob("*.nc"))) == 1 and attrs_again == attrs
+    np.testing.assert_allclose(again["mu_v"].values, first["mu_v"].values, rtol=1e-6)
+    assert set(again.data_vars) == {f"{kind}_{n}" for kind in ("mu", "sigma") for n in posterior.parameter_names}
+    reference_posterior(study, posterior, labels, 4, 50, store=tmp_path)
+    other, _, _ = simulate_group_study(posterior, 3, 40, False, 1)
+    reference_posterior(other, posterior, labels, 3, 50, store=tmp_path)
+    assert fits == [3, 4, 3] and len(list(tmp_path.glob("*.nc"))) == 3

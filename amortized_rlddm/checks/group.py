@@ -3,11 +3,13 @@ against the PyMC reference on simulated studies, simulation-based calibration of
 parameters, and the figures of a group posterior (group means and sds, shrinkage, group
 differences)."""
 
+import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
@@ -70,15 +72,26 @@ def agreement(ours, reference, names) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def reference_posterior(study, posterior, labels, seed, draws, design=None):
+def reference_posterior(study, posterior, labels, seed, draws, design=None, store=None):
     """The PyMC reference's posterior of a study under the study's settings (`design`,
-    default: the network's), with the amortized sampler's variable names."""
-    from ..group.reference import fit_reference  # PyMC loads only for the reference
+    default: the network's), with the amortized sampler's variable names: its group-level
+    variables and the fit's attributes (seconds, divergences).
 
+    `store`: a directory keeping each reference fit (its group-level draws) in a file named by
+    the hash of the data and of everything else that decides the fit; a fit found there is
+    read instead of run again."""
     design = design or posterior.study_design()
     options = {k: v for k, v in likelihood_options(design).items() if k != "q_init"}
     order = list(dict.fromkeys(labels))
     model = GroupModel(posterior.config.priors, tuple(order))
+    path = None
+    if store is not None:
+        path = _reference_path(store, study, model, labels, seed, draws, {**options, "q_init": design.q_init})
+        if path.exists():
+            stored = xr.open_dataset(path).load()
+            return stored, dict(stored.attrs)
+    from ..group.reference import fit_reference  # PyMC loads only for the reference
+
     trace = fit_reference(study, model, np.asarray([order.index(g) for g in labels]), seed=seed, draws=draws,
                           q_init=design.q_init, **options)
     post = trace["posterior"].to_dataset()
@@ -89,14 +102,37 @@ def reference_posterior(study, posterior, labels, seed, draws, design=None):
             post[f"delta_mu_{name}"] = (mu.isel(group=1) - mu.isel(group=0)).expand_dims(contrast=["B - A"], axis=-1)
         else:
             post[f"mu_{name}"] = mu.isel(group=0, drop=True)
-    return post, trace["posterior"].attrs
+    group_level = post[[v for v in post.data_vars if v.startswith(("mu_", "sigma_", "delta_mu_"))]]
+    attrs = {k: trace["posterior"].attrs[k] for k in ("compile_seconds", "sample_seconds", "divergences")}
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        group_level.astype(np.float32).assign_attrs(attrs).to_netcdf(partial, engine="h5netcdf")
+        partial.replace(path)
+    return group_level, attrs
+
+
+def _reference_path(store, study, model, labels, seed, draws, options):
+    """The file of a reference fit in `store`: named by the hash of the study's arrays and of
+    the group labels, priors, likelihood settings, seed and draws."""
+    digest = hashlib.sha256()
+    for name in ("choice", "rt", "reward", "block", "condition", "excluded", "n_trials", "q_init"):
+        value = getattr(study, name)
+        if value is not None:
+            value = np.ascontiguousarray(value)
+            digest.update(name.encode() + str(value.dtype).encode() + value.tobytes())
+    settings = {"labels": [str(g) for g in labels], "priors": model.priors.to_dict(), "options": options,
+                "seed": seed, "draws": draws}
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return Path(store) / f"{digest.hexdigest()[:32]}.nc"
 
 
 def validate(posterior: AmortizedPosterior, out, seed: int = 0, sbc_studies: int = 200, draws: int = 1000,
-             progress: bool = False) -> dict:
+             progress: bool = False, reference_store=None) -> dict:
     """Write agreement.csv, sbc.json, report.md and figures to `out`: the three simulated
     STUDIES fitted by the amortized sampler and the PyMC reference, and SBC of the group
-    parameters over `sbc_studies` studies of 20 x 60 trials."""
+    parameters over `sbc_studies` studies of 20 x 60 trials. `reference_store`: see
+    :func:`reference_posterior`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tables, timings = [], []
@@ -104,7 +140,7 @@ def validate(posterior: AmortizedPosterior, out, seed: int = 0, sbc_studies: int
                                                                       disable=not progress)):
         study, groups, truth = simulate_group_study(posterior, participants, n_trials, two_groups, seed + k)
         tree = fit_group(posterior, study, groups=groups if two_groups else None, draws=draws, seed=seed + k)
-        reference, attrs = reference_posterior(study, posterior, groups, seed + k, draws)
+        reference, attrs = reference_posterior(study, posterior, groups, seed + k, draws, store=reference_store)
         table = agreement(tree["posterior"].to_dataset(), reference, posterior.parameter_names)
         table.insert(0, "study", label)
         tables.append(table)
@@ -131,15 +167,15 @@ def validate(posterior: AmortizedPosterior, out, seed: int = 0, sbc_studies: int
 
 
 def validate_on_data(posterior: AmortizedPosterior, study, design, out, seed: int = 0, draws: int = 1000,
-                     source: str = "") -> pd.DataFrame:
+                     source: str = "", reference_store=None) -> pd.DataFrame:
     """The amortized group sampler against the PyMC reference on one data file's study under
     its settings (`design`): agreement.csv, timing.csv, report.md and group_posteriors.png
-    in `out`. Returns the agreement table."""
+    in `out` (`reference_store`: see :func:`reference_posterior`). Returns the agreement table."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tree = fit_group(posterior, study, draws=draws, seed=seed, design=design)
     labels = ["all"] * study.n_participants
-    reference, attrs = reference_posterior(study, posterior, labels, seed, draws, design)
+    reference, attrs = reference_posterior(study, posterior, labels, seed, draws, design, store=reference_store)
     table = agreement(tree["posterior"].to_dataset(), reference, posterior.parameter_names)
     table.to_csv(out / "agreement.csv", index=False)
     diagnostics = tree["diagnostics"].to_dataset()

@@ -27,6 +27,9 @@ from .sampler import (
 # Parameters given the scale and shift moves per iteration. On 28 simulated participants x 60
 # trials (default network, 4 x 1,000 draws after 500, two busy cores) the largest r-hat, that
 # of sigma_alpha, was 1.13 with one, 1.02 with two and 1.03 with all five, in 18, 26 and 43 s.
+# With one, and one independence step per iteration, HDDM's data take about 20 s instead of
+# 24-33 s, but the simulated studies of reports/group gave r-hat 1.12-1.24 and sd ratios up to
+# 1.14 against the PyMC reference (docs/validation.md, the group level).
 MOVE_STEPS = 2
 
 
@@ -76,8 +79,8 @@ def fit_group(posterior: AmortizedPosterior, data: Study | pd.DataFrame | str | 
         End every iteration with a random-walk step of each participant's values and the
         scale and shift moves (see :mod:`amortized_rlddm.group.sampler`): one parameter's
         group sd, or each group's mean, moved with the participants' values, at the cost of
-        three exact likelihoods and one flow density per participant and chain per
-        iteration. False: the independence steps and the group updates alone.
+        1 + 2 x move_steps exact likelihoods and one flow density per participant and chain
+        per iteration. False: the independence steps and the group updates alone.
     move_steps
         Parameters moved so per iteration, cycling through them (each costs two exact
         likelihoods; more mix the weakly identified sds faster per iteration: see MOVE_STEPS).
@@ -154,11 +157,12 @@ def _tree(study, model, chain, m, s, participant_steps):
                              "acceptance_rate_by_chain": (("chain", "participant"), rate)},
                             coords={"participant": participants, "chain": np.arange(chains)})
     if "scale_acceptance" in chain:  # the moves: random walk per participant, scale and shift per parameter
-        walk = chain["walk_accepted"] / draws
+        walk = chain["walk_accepted"] / (draws * chain["walk_steps"])
         acceptance = acceptance.assign(
             walk_acceptance_rate=(("participant",), walk.mean(axis=0)),
             walk_acceptance_rate_by_chain=(("chain", "participant"), walk),
             walk_step=(("participant",), chain["walk_step"]),
+            walk_steps=(("participant",), chain["walk_steps"]),
             scale_move_acceptance_rate=(("parameter",), chain["scale_acceptance"].mean(axis=0)),
             scale_move_acceptance_rate_by_chain=(("chain", "parameter"), chain["scale_acceptance"]),
             shift_move_acceptance_rate=(("parameter",), chain["shift_acceptance"].mean(axis=(0, 1))),

@@ -42,21 +42,28 @@ participants: a translation (Jacobian 1), symmetric, and y - mu is unchanged, so
     log r = sum_{i in g} [l_i(y'_i) - l_i(y_i)] - ((mu_gk' - m_k)^2 - (mu_gk - m_k)^2) / (2 s_k^2).
 
 Random-walk step, every participant i at once: y'_i = y_i + lambda_i L_i u, u ~ N(0, I), with
-L_i the Cholesky factor of the covariance of the participant's proposals; symmetric, so
+L_i the Cholesky factor of a covariance; symmetric, so
 
     log r = l_i(y'_i) - l_i(y_i) + log N(y'_i; mu_g(i), sigma) - log N(y_i; mu_g(i), sigma).
+
+L_i starts as that of the participant's proposals; at the middle of the tuning it becomes that
+of the chains' own values of the second quarter (pooled over chains: the participant's
+conditional posterior within the group, which the network's posterior of their data alone
+may miss), and the participants whose independence steps accepted less than SLOW_ACCEPTANCE
+of that quarter's proposals take EXTRA_WALKS more random-walk steps per iteration (their
+likelihood alone evaluated).
 
 After the moves the weights of the participants' current values are recomputed,
 l(y) - log q_y(y), with one pass of the flow, for the next iteration's step 1. The step sizes
 eps_k and eps2_k are tuned during the tuning iterations toward MOVE_TARGET acceptance, and
-each lambda_i toward WALK_TARGET, then fixed, so the kept draws come from one fixed, exact
-kernel.
+each lambda_i toward WALK_TARGET, then fixed (as are L_i and the extra steps), so the kept
+draws come from one fixed, exact kernel.
 
 The proposals, their flow densities and their exact likelihoods are computed before the
 chains run, in vectorized calls (one network pass per batch of draws, one parallel Numba
-call); the chains then only evaluate normal densities, and with the moves three exact
-likelihoods (the random walk's and two per moved parameter) and one flow density per
-participant and chain per iteration.
+call); the chains then only evaluate normal densities, and with the moves 1 + 2 x move_steps
+exact likelihoods (the random walk's and two per moved parameter; more for the participants
+given extra random-walk steps) and one flow density per participant and chain per iteration.
 """
 
 import numpy as np
@@ -75,6 +82,9 @@ SCALE_STEP = 0.3  # the scale move's initial sd of log c
 SHIFT_STEP = 1.0  # the shift move's initial sd, in units of sigma_k / sqrt(n_g)
 WALK_TARGET = 0.3  # acceptance rate each participant's random-walk step size is tuned toward
 WALK_STEP = 0.5  # its initial size, in units of the participant's proposal sd (per direction)
+ADAPTED_WALK_STEP = 2.38  # over sqrt(parameters): its size once shaped by the chains' own values
+SLOW_ACCEPTANCE = 0.1  # independence steps accepted less often than this in the tuning's 2nd quarter ...
+EXTRA_WALKS = 2  # ... earn the participant this many more random-walk steps per iteration
 
 
 def proposals(posterior: AmortizedPosterior, study: Study, count: int, seed: int, design=None):
@@ -103,16 +113,21 @@ def move_densities(posterior: AmortizedPosterior, study: Study, model: GroupMode
     (chains, participants, parameters) on the group model's unbounded scale, each giving
     (chains, participants): the exact log-likelihood log p(data_i | theta(y_i)) (with the
     likelihood options of :func:`proposals`), and the amortized posterior's log density on
-    that scale, log q(theta) - log |dy/dtheta| (one compiled flow pass per call)."""
+    that scale, log q(theta) - log |dy/dtheta| (one compiled flow pass per call). The first
+    also takes `participants` (indices): the likelihood of those participants alone."""
     design = design or posterior.study_design()
-    evaluate = likelihood_function(study, **study_likelihood_options(study, design))
+    options = study_likelihood_options(study, design)
+    evaluate = {None: likelihood_function(study, **options)}  # by participants evaluated (None: all)
     log_q = posterior.density_function(study, design, draws=chains)
 
     def natural(y):  # participants x chains as the draws axis
         return model.space.inverse(np.swapaxes(y, 0, 1))
 
-    def log_likelihood(y):
-        return evaluate(natural(y)).T
+    def log_likelihood(y, participants=None):
+        key = None if participants is None else tuple(int(i) for i in participants)
+        if key not in evaluate:
+            evaluate[key] = likelihood_function(study.select(participants), **options)
+        return evaluate[key](natural(y)).T
 
     def log_proposal(y):
         values = natural(y)
@@ -152,8 +167,10 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
         Functions of values y (chains, participants, parameters) on the unbounded scale, each
         giving (chains, participants): log p(data_i | theta(y_i)), and the proposals' log
         density on the unbounded scale, log q(theta) - log |dy/dtheta| (so that their
-        difference is the log weight). Given both, every iteration ends with the random-walk
-        step and the scale and shift moves of the module notes; None (the default): neither.
+        difference is the log weight). ``log_likelihood(y, participants)`` gives that of the
+        participants at those indices alone, y (chains, len(participants), parameters). Given
+        both, every iteration ends with the random-walk steps and the scale and shift moves of
+        the module notes; None (the default): neither.
     proposal_log_likelihood
         (participants, proposals): the proposals' log p(data_i | theta), optional with the
         moves; it spares the moves one call of `log_likelihood` per iteration.
@@ -172,8 +189,9 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
         parameters) and ``shift_acceptance`` (chains, groups, parameters): the moves'
         acceptance rates after tuning (NaN for a parameter never moved then), and their
         tuned step sizes ``scale_step`` and ``shift_step`` (parameters,); ``walk_accepted``
-        (chains, participants): accepted random-walk steps after tuning (out of draws), and
-        their tuned sizes ``walk_step`` (participants,).
+        (chains, participants): accepted random-walk steps after tuning (out of draws x
+        walk_steps), their tuned sizes ``walk_step`` and steps per iteration ``walk_steps``
+        (participants,).
     """
     n, k, p = y.shape
     steps = tune + draws
@@ -212,9 +230,13 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
         adapted = np.zeros(p, np.int64)  # tuning updates per parameter
         tries = np.zeros(p, np.int64)  # moves per parameter after tuning
         scale_accepted, shift_accepted = np.zeros((chains, p)), np.zeros((chains, n_groups, p))
-        spread = y - y.mean(axis=1, keepdims=True)
-        walk_shape = np.linalg.cholesky(np.einsum("nkp,nkq->npq", spread, spread) / (k - 1) + 1e-12 * np.eye(p))
+        walk_shape = _cholesky_of_covariance(y)
         walk_step, walk_accepted = np.full(n, WALK_STEP), np.zeros((chains, n), np.int64)
+        walk_steps = np.ones(n, np.int64)  # random-walk steps per iteration, per participant
+        early_accepted = np.zeros((chains, n), np.int64)  # independence steps accepted in the tuning's 2nd quarter
+        slow = np.zeros(0, np.int64)  # the participants given EXTRA_WALKS more random-walk steps
+        walk_gain_start = 0  # iteration the Robbins-Monro gain of the step sizes counts from
+        history = []  # the chains' values over the first half of the tuning, for the walk's shape
     for t in range(steps):
         # 1. every participant: independence steps, each with a fresh amortized draw
         centre = mu[:, group_index]  # (chains, n, p)
@@ -232,6 +254,8 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
             index = np.where(accept, proposal, index)
             if t >= tune:
                 accepted += accept
+            elif moves and tune // 4 <= t < tune // 2:
+                early_accepted += accept
         # 2. the group means: conjugate normal given the participants' values and the sd
         precision = 1.0 / hyper_sd ** 2 + counts[None, :, None] / sigma[:, None] ** 2
         total = np.einsum("cnp,ng->cgp", current_y, members)
@@ -255,12 +279,33 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
             # values' weights for the next iteration's independence steps
             if not tracked:
                 current_ll = log_likelihood(current_y)
-            current_y, current_ll, walk_moved = _random_walk(current_y, current_ll, mu[:, group_index], sigma,
-                                                             walk_shape, walk_step, log_likelihood, rng)
+            if t == tune // 2 and history:
+                # the walk's shape from the chains' own values (pooled over chains) in the second
+                # quarter of the tuning: the participant's conditional posterior, not the network's
+                walk_shape = _cholesky_of_covariance(np.concatenate(history, axis=0).swapaxes(0, 1))
+                walk_step, walk_gain_start, history = np.full(n, ADAPTED_WALK_STEP / np.sqrt(p)), t, []
+                # where the independence steps seldom accept, the random walk does the mixing
+                early_tries = (tune // 2 - tune // 4) * participant_steps
+                slow = np.flatnonzero(early_accepted.mean(axis=0) < SLOW_ACCEPTANCE * early_tries)
+                walk_steps[slow] += EXTRA_WALKS
+            walk_gain = (t - walk_gain_start + 1.0) ** -0.6
+            centre = mu[:, group_index]
+            current_y, current_ll, walk_moved = _random_walk(current_y, current_ll, centre, sigma, walk_shape,
+                                                             walk_step, log_likelihood, rng)
+            moved = walk_moved.astype(np.int64)
+            for _ in range(EXTRA_WALKS if slow.size else 0):
+                subset = np.ix_(np.arange(chains), slow)
+                y_slow, ll_slow, slow_moved = _random_walk(
+                    current_y[subset], current_ll[subset], centre[subset], sigma, walk_shape[slow], walk_step[slow],
+                    lambda values: log_likelihood(values, slow), rng)
+                current_y[subset], current_ll[subset] = y_slow, ll_slow
+                moved[subset] += slow_moved
             if t < tune:  # Robbins-Monro on each participant's log step size, toward WALK_TARGET
-                walk_step *= np.exp((t + 1.0) ** -0.6 * (walk_moved.mean(axis=0) - WALK_TARGET))
+                walk_step *= np.exp(walk_gain * (moved.mean(axis=0) / walk_steps - WALK_TARGET))
+                if tune // 4 <= t < tune // 2:
+                    history.append(current_y)
             else:
-                walk_accepted += walk_moved
+                walk_accepted += moved
             for par in (t * move_steps + np.arange(move_steps)) % p:
                 current_y, current_ll, scale_rate, shift_rate = _scale_and_shift(
                     par, current_y, current_ll, mu, sigma, group_index, counts, hyper_mean[par], hyper_sd[par],
@@ -287,8 +332,17 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
             kept["scale_acceptance"] = scale_accepted / tries
             kept["shift_acceptance"] = shift_accepted / tries
         kept["scale_step"], kept["shift_step"] = scale_step, shift_step
-        kept["walk_accepted"], kept["walk_step"] = walk_accepted, walk_step
+        kept["walk_accepted"], kept["walk_step"], kept["walk_steps"] = walk_accepted, walk_step, walk_steps
     return kept
+
+
+def _cholesky_of_covariance(values):
+    """Per participant, the Cholesky factor of the covariance of values (participants,
+    samples, parameters), with a small ridge so that it exists."""
+    spread = values - values.mean(axis=1, keepdims=True)
+    covariance = np.einsum("nkp,nkq->npq", spread, spread) / (values.shape[1] - 1)
+    ridge = 1e-10 * np.trace(covariance, axis1=1, axis2=2)[:, None, None] / values.shape[2] + 1e-12
+    return np.linalg.cholesky(covariance + ridge * np.eye(values.shape[2]))
 
 
 def _random_walk(current_y, current_ll, centre, sigma, shape, step, log_likelihood, rng):
