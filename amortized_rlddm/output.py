@@ -1,6 +1,8 @@
 """What users keep of a posterior, amortized or exact: the per-participant summary table and the
 NetCDF file."""
 
+import hashlib
+import json
 import math
 from pathlib import Path
 
@@ -107,3 +109,14 @@ def save_posterior(tree: xr.DataTree, path: str | Path) -> None:
         The NetCDF file to write.
     """
     tree.to_netcdf(path, engine="h5netcdf")
+
+
+def stored_fit_path(store: str | Path, arrays: dict, settings: dict) -> Path:
+    """Where a store of fits keeps one: a NetCDF file named by the hash of `arrays` (name ->
+    array, hashed in the order given, with their dtypes) and of the JSON of `settings`."""
+    digest = hashlib.sha256()
+    for name, value in arrays.items():
+        value = np.ascontiguousarray(value)
+        digest.update(name.encode() + str(value.dtype).encode() + value.tobytes())
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return Path(store) / f"{digest.hexdigest()[:32]}.nc"

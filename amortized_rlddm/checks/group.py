@@ -3,7 +3,6 @@ against the PyMC reference on simulated studies, simulation-based calibration of
 parameters, and the figures of a group posterior (group means and sds, shrinkage, group
 differences)."""
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from ..group.fit import fit_group
 from ..group.model import GroupModel
 from ..model.likelihood import likelihood_options
 from ..model.simulator import simulate
+from ..output import stored_fit_path
 from .diagnostics import compute_metrics, ecdf_cell
 
 # The simulated studies' group level, on the natural scale of each parameter (its group
@@ -115,16 +115,11 @@ def reference_posterior(study, posterior, labels, seed, draws, design=None, stor
 def _reference_path(store, study, model, labels, seed, draws, options):
     """The file of a reference fit in `store`: named by the hash of the study's arrays and of
     the group labels, priors, likelihood settings, seed and draws."""
-    digest = hashlib.sha256()
-    for name in ("choice", "rt", "reward", "block", "condition", "excluded", "n_trials", "q_init"):
-        value = getattr(study, name)
-        if value is not None:
-            value = np.ascontiguousarray(value)
-            digest.update(name.encode() + str(value.dtype).encode() + value.tobytes())
+    names = ("choice", "rt", "reward", "block", "condition", "excluded", "n_trials", "q_init")
+    arrays = {name: getattr(study, name) for name in names if getattr(study, name) is not None}
     settings = {"labels": [str(g) for g in labels], "priors": model.priors.to_dict(), "options": options,
                 "seed": seed, "draws": draws}
-    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    return Path(store) / f"{digest.hexdigest()[:32]}.nc"
+    return stored_fit_path(store, arrays, settings)
 
 
 def validate(posterior: AmortizedPosterior, out, seed: int = 0, sbc_studies: int = 200, draws: int = 1000,

@@ -8,13 +8,11 @@ participant of a study by swapping its data in. The drift of every trial comes f
 :mod:`.benchmark` and docs/benchmarks.md.
 """
 
-import hashlib
 import itertools
 import json
 import threading
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import arviz as az
 import numpy as np
@@ -27,6 +25,7 @@ from ..data.study import Study
 from ..model.config import MODELS
 from ..model.priors import Beta, Normal, PriorSet, TruncatedNormal, Uniform
 from ..model.task import MISSING_KINDS
+from ..output import stored_fit_path
 from .participant import check_trials, participant_trials
 from .qvalues import CLOSED_FORM_MAX_TRIALS, Q_VALUES, closed_form_arrays, q_difference_closed_form, q_difference_scan
 from .wfpt import wfpt_log_survival, wfpt_logp
@@ -423,18 +422,13 @@ class ExactPosterior:
         """Where participant `index`'s fit is kept in `store`: a file named by the hash of its
         model arrays and of everything else that decides the fit."""
         participant, arrays = self.set_participant(data, index)
-        digest = hashlib.sha256()
-        for name in sorted(arrays):
-            value = np.ascontiguousarray(arrays[name])
-            digest.update(name.encode() + str(value.dtype).encode() + value.tobytes())
         settings = {"participant": str(participant), "priors": self.priors.to_dict(), "fixed": self.fixed,
                     "names": self.parameter_names, "q_values": self.q_values, "deadline": self.deadline,
                     "missing": self.missing, "p_outlier": self.p_outlier, "rt_max": self.rt_max,
                     "n_conditions": self.n_conditions, "backend": self.backend, "adaptation": self.adaptation,
                     "draws": draws, "tune": tune, "chains": chains, "seed": seed,
                     "retry": [2 * tune, RETRY_THIN, RETRY_TARGET_ACCEPT, RETRY_SEED_OFFSET] if retry else None}
-        digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
-        return Path(store) / f"{digest.hexdigest()[:32]}.nc"
+        return stored_fit_path(store, {name: arrays[name] for name in sorted(arrays)}, settings)
 
 
 def _write_fit(fit, path):

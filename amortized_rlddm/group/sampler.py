@@ -235,8 +235,9 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
         walk_steps = np.ones(n, np.int64)  # random-walk steps per iteration, per participant
         early_accepted = np.zeros((chains, n), np.int64)  # independence steps accepted in the tuning's 2nd quarter
         slow = np.zeros(0, np.int64)  # the participants given EXTRA_WALKS more random-walk steps
+        slow_cells = np.ix_(np.arange(chains), slow)  # their (chains, participants) entries
         walk_gain_start = 0  # iteration the Robbins-Monro gain of the step sizes counts from
-        history = []  # the chains' values over the first half of the tuning, for the walk's shape
+        history = []  # the chains' values over the tuning's second quarter, for the walk's shape
     for t in range(steps):
         # 1. every participant: independence steps, each with a fresh amortized draw
         centre = mu[:, group_index]  # (chains, n, p)
@@ -288,18 +289,18 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
                 early_tries = (tune // 2 - tune // 4) * participant_steps
                 slow = np.flatnonzero(early_accepted.mean(axis=0) < SLOW_ACCEPTANCE * early_tries)
                 walk_steps[slow] += EXTRA_WALKS
+                slow_cells = np.ix_(np.arange(chains), slow)
             walk_gain = (t - walk_gain_start + 1.0) ** -0.6
             centre = mu[:, group_index]
             current_y, current_ll, walk_moved = _random_walk(current_y, current_ll, centre, sigma, walk_shape,
                                                              walk_step, log_likelihood, rng)
             moved = walk_moved.astype(np.int64)
             for _ in range(EXTRA_WALKS if slow.size else 0):
-                subset = np.ix_(np.arange(chains), slow)
                 y_slow, ll_slow, slow_moved = _random_walk(
-                    current_y[subset], current_ll[subset], centre[subset], sigma, walk_shape[slow], walk_step[slow],
-                    lambda values: log_likelihood(values, slow), rng)
-                current_y[subset], current_ll[subset] = y_slow, ll_slow
-                moved[subset] += slow_moved
+                    current_y[slow_cells], current_ll[slow_cells], centre[slow_cells], sigma, walk_shape[slow],
+                    walk_step[slow], lambda values: log_likelihood(values, slow), rng)
+                current_y[slow_cells], current_ll[slow_cells] = y_slow, ll_slow
+                moved[slow_cells] += slow_moved
             if t < tune:  # Robbins-Monro on each participant's log step size, toward WALK_TARGET
                 walk_step *= np.exp(walk_gain * (moved.mean(axis=0) / walk_steps - WALK_TARGET))
                 if tune // 4 <= t < tune // 2:
@@ -347,7 +348,7 @@ def _cholesky_of_covariance(values):
 
 def _random_walk(current_y, current_ll, centre, sigma, shape, step, log_likelihood, rng):
     """One random-walk Metropolis step of every participant's values in every chain: a normal
-    step shaped by the participant's proposal covariance (Cholesky factor `shape`, scaled by
+    step shaped by a covariance per participant (its Cholesky factor `shape`, scaled by
     `step`), accepted with the exact likelihood and the group normal. Returns the values,
     their log-likelihood and which chains and participants moved."""
     walked = current_y + step[None, :, None] * np.einsum("npq,cnq->cnp", shape, rng.standard_normal(current_y.shape))
