@@ -45,6 +45,7 @@ from .training import training_design, training_settings
 CHUNK = 256  # participants per compiled call; a fixed shape avoids recompiling
 INITIAL_PROPOSALS = 2  # proposals per requested draw on a refined posterior's first pass
 NUTS_CHAINS, NUTS_TUNE = 4, 1000  # the NUTS fallback's chains and tuning steps
+NUTS_MIN_CHAIN_DRAWS = 250  # the fallback's shortest chain, so that its r-hat means something
 
 
 def study_likelihood_options(study: Study, design: TaskDesign) -> dict:
@@ -638,7 +639,8 @@ class AmortizedPosterior:
         if flagged.size:
             draws = next(iter(values.values())).shape[1]
             chains = NUTS_CHAINS
-            per_chain = -(-draws // chains)
+            per_chain = max(-(-draws // chains), NUTS_MIN_CHAIN_DRAWS)
+            kept = np.round(np.linspace(0, chains * per_chain - 1, draws)).astype(int)  # evenly over the chains
             options = {k: v for k, v in study_likelihood_options(study, design).items() if v is not None}
             exact = ExactPosterior(self.config.priors, self.config.model, max_trials=study.max_trials,
                                    n_conditions=study.n_conditions, **options)
@@ -651,7 +653,7 @@ class AmortizedPosterior:
                                     start={k: v[i, start] for k, v in values.items()})
                 posterior = fit.trace["posterior"]
                 for name in values:
-                    values[name][i] = posterior[name].transpose("chain", "draw").values.reshape(-1)[:draws]
+                    values[name][i] = posterior[name].transpose("chain", "draw").values.reshape(-1)[kept]
                 method[i] = "nuts"
                 diagnostics["nuts_rhat_max"][i] = fit.diagnostics["rhat_max"]
                 diagnostics["nuts_ess_bulk_min"][i] = fit.diagnostics["ess_bulk_min"]
