@@ -613,7 +613,7 @@ def build_parser():
     _add_settings_options(p)
     p.add_argument("--move-steps", type=int,
                    help="parameters given a scale and a shift move per iteration (0: none; default: "
-                        "amortized_rlddm.group.fit.MOVE_STEPS, 2)")
+                        "amortized_rlddm.group.fit.MOVE_STEPS, 5)")
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--tune", type=int, default=500)
     p.add_argument("--draws", type=int, default=1000, help="draws per chain")

@@ -24,13 +24,13 @@ from .sampler import (
     proposals,
 )
 
-# Parameters given the scale and shift moves per iteration. On 28 simulated participants x 60
-# trials (default network, 4 x 1,000 draws after 500, two busy cores) the largest r-hat, that
-# of sigma_alpha, was 1.13 with one, 1.02 with two and 1.03 with all five, in 18, 26 and 43 s.
-# With one, and one independence step per iteration, HDDM's data take about 20 s instead of
-# 24-33 s, but the simulated studies of reports/group gave r-hat 1.12-1.24 and sd ratios up to
-# 1.14 against the PyMC reference (docs/validation.md, the group level).
-MOVE_STEPS = 2
+# Parameters given the scale and shift moves per iteration: all five. The group sd of v mixes
+# slowest (its log has a long left tail that only the scale move crosses). On the first two
+# simulated studies of reports/group (default network, 4 x 1,000 draws after 500, two busy
+# cores), two parameters per iteration gave sigma_v a bulk ESS of 78 and r-hat 1.048 in 27 s on
+# 20 x 60 trials; all five gave 156 and 1.028 in 33 s, and 137 and 1.027 on 2 x 20 x 60 trials.
+# With one parameter (and one independence step) the studies gave r-hat 1.12-1.24.
+MOVE_STEPS = 5
 
 
 def group_labels(data: pd.DataFrame | str | Path, column: str, participants, participant_column: str = "participant"):
