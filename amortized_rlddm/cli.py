@@ -112,12 +112,16 @@ def _demo_on_data(args, out):
     summary.to_csv(out / "summary.csv", index=False)
     plot_posteriors(summary, out / "posteriors.png")
     table = summary.pivot(index="participant", columns="parameter", values="mean")[list(posterior.parameter_names)]
-    table["k-hat"] = tree["importance"]["khat"].to_series().reindex(table.index).values
+    table = table.reindex(tree["posterior"]["participant"].values)  # the file's order
+    table["k-hat"] = tree["importance"]["khat"].values
     with pd.option_context("display.width", 160, "display.max_rows", 500):
         print(f"posterior means of {study.n_participants} participants of {args.data} "
               f"({', '.join(f'{k}: {int(v.sum())} trials excluded' for k, v in excluded.items()) or 'no exclusions'})")
         print(table.round(3).to_string())
     _print_importance(tree)
+    if tree["importance"]["above_threshold"].any():
+        print("the draws of those above the threshold are unreliable: `rlddm infer` with the same options and "
+              "--refine corrects them with the exact likelihood (--fallback nuts fits those it cannot)")
     print(f"inferred {study.n_participants} participants x {args.draws} draws in {elapsed:.2f} s "
           f"({elapsed * 1000 / study.n_participants:.1f} ms per participant, checked by PSIS)")
     print(f"wrote {out / 'posterior.nc'}, {out / 'summary.csv'} and {out / 'posteriors.png'}")

@@ -72,3 +72,19 @@ def test_missing_config_is_reported(tmp_path, capsys):
     assert main(["simulate", "--config", str(tmp_path / "nope.yaml"), "--participants", "1",
                  "--seed", "1", "--out", str(tmp_path / "d.csv")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_the_demo_on_a_data_file_lists_the_participants_in_the_files_order(tmp_path, capsys):
+    data = tmp_path / "data.csv"
+    main(["simulate", "--participants", "3", "--seed", "5", "--out", str(data)])
+    frame = pd.read_csv(data)
+    ids = dict(zip(frame["participant"].unique(), ["s10", "s9", "s1"]))  # not sorted, as strings or numbers
+    frame["participant"] = frame["participant"].map(ids)
+    frame.to_csv(data, index=False)
+    capsys.readouterr()
+    assert main(["demo", "--data", str(data), "--draws", "200", "--out", str(tmp_path / "demo")]) == 0
+    printed = capsys.readouterr().out
+    rows = [line.split()[0] for line in printed.splitlines() if line.split() and line.split()[0] in {"s10", "s9", "s1"}]
+    assert rows[:3] == ["s10", "s9", "s1"]
+    assert "median k-hat" in printed
+    assert {"posterior.nc", "summary.csv", "posteriors.png"} <= {p.name for p in (tmp_path / "demo").iterdir()}

@@ -37,6 +37,21 @@ def test_not_positive_time_has_zero_density():
     assert wiener.log_density(-0.1, False, 1.0, 1.0, 0.5) == -np.inf
 
 
+@pytest.mark.parametrize("t, w", [(1e-200, 1e-99), (1e-12, 1e-6), (1e-3, 0.02)])
+def test_density_at_very_short_times_is_the_one_barrier_density(t, w):
+    # at t << a^2 the far boundary cannot be reached: the density is Levy's passage density of the
+    # near one, w / sqrt(2 pi t^3) exp(-w^2 / 2t) (v = 0, a = 1), even where t^3/2 underflows
+    expected = np.log(w) - 0.5 * np.log(2 * np.pi) - 1.5 * np.log(t) - w * w / (2 * t)
+    assert wiener.log_density(t, False, 0.0, 1.0, w) == pytest.approx(expected, rel=1e-12)
+
+
+def test_density_with_its_logarithms_given_is_the_density():
+    rng = np.random.default_rng(4)
+    draws = rng.uniform(0.01, 4, 50), rng.normal(0, 3, 50), rng.uniform(0.4, 4, 50), rng.uniform(0.01, 0.99, 50)
+    for t, v, a, w in zip(*draws):
+        assert wiener.log_density_lower_at(t, v, a, w, np.log(a), np.log(w)) == wiener.log_density_lower(t, v, a, w)
+
+
 PARAMS = [(0.0, 1.0, 0.5), (1.0, 2.0, 0.5), (-2.5, 0.3, 0.1), (6.0, 0.3, 0.9), (-6.0, 5.0, 0.1),
           (0.7, 5.0, 0.9), (3.0, 1.5, 0.02), (-0.4, 1.2, 0.98)]
 

@@ -20,7 +20,7 @@ import pandas as pd
 from ..data.io import read_study
 from ..data.study import Study
 from .simulator import participant_arrays
-from .wiener import log_density, log_survival
+from .wiener import log_density_lower_at, log_survival
 
 MISSING_CODES = {"deadline": 1, "ignorable": 2}
 
@@ -33,6 +33,7 @@ def _replay(i, d, q, choice, rt, reward, block, condition, excluded, n_trials, v
     pointwise = terms.size > 0
     q[:] = q_init[i]
     total = 0.0
+    log_a, log_z, log_1mz = math.log(a[i, d]), math.log(z[i, d]), math.log(1.0 - z[i, d])  # once per draw
     for t in range(n_trials[i]):
         if t > 0 and block[i, t] != block[i, t - 1]:
             q[:] = q_init[i]  # a new block resets every pair
@@ -49,14 +50,17 @@ def _replay(i, d, q, choice, rt, reward, block, condition, excluded, n_trials, v
                     terms[t] = survival
             continue  # missing: nothing seen, nothing learned
         if not excluded[i, t]:
-            density = log_density(rt[i, t] - t0[i, d], c == 1, drift, a[i, d], z[i, d])
+            if c == 1:  # the upper boundary: the lower one's density with v -> -v, z -> 1 - z
+                density = log_density_lower_at(rt[i, t] - t0[i, d], -drift, a[i, d], 1.0 - z[i, d], log_a, log_1mz)
+            else:
+                density = log_density_lower_at(rt[i, t] - t0[i, d], drift, a[i, d], z[i, d], log_a, log_z)
             if p_outlier > 0.0:
                 uniform = log_contaminant if rt[i, t] <= rt_max else -math.inf
-                high = max(density + log_keep, uniform)
-                if high > -math.inf:
-                    density = high + math.log(math.exp(density + log_keep - high) + math.exp(uniform - high))
+                high, low = max(density + log_keep, uniform), min(density + log_keep, uniform)
+                if low > -math.inf:  # log(exp(high) + exp(low))
+                    density = high + math.log1p(math.exp(low - high))
                 else:
-                    density = -math.inf
+                    density = high
             total += density
             if pointwise:
                 terms[t] = density

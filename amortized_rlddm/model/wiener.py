@@ -64,16 +64,15 @@ def _large_time_sum(u, w):
 
 
 @nb.njit(cache=True)
-def _log_leading_term(u, w):
-    """Log of the k=0 small-time term: the one-barrier (Levy) passage density."""
-    return math.log(w) - 0.5 * (_LOG_2PI + 3.0 * math.log(u)) - w * w / (2.0 * u)
-
-
-@nb.njit(cache=True)
-def _log_std_density(u, w):
-    """Log density of hitting the lower boundary at normalised time u (v=0, a=1)."""
+def _log_std_density(u, w, log_w):
+    """Log density of hitting the lower boundary at normalised time u (v=0, a=1); log_w = log(w)
+    (given, so that a caller evaluating many times at one w computes it once). In the
+    small-time branch log(u^-3/2 x ratio) is one logarithm (two where u^3/2 would underflow)."""
     if _use_small_time(u, w):
-        return _log_leading_term(u, w) + math.log(_small_time_ratio(u, w))
+        lead = log_w - 0.5 * _LOG_2PI - w * w / (2.0 * u)
+        if u > 1e-150:
+            return lead + math.log(_small_time_ratio(u, w) / (u * math.sqrt(u)))
+        return lead - 1.5 * math.log(u) + math.log(_small_time_ratio(u, w))
     total = _large_time_sum(u, w)
     if total <= 0.0:
         return -math.inf
@@ -93,9 +92,16 @@ def _two_barrier_ratio(u, w):
 @nb.njit(cache=True)
 def log_density_lower(t, v, a, w):
     """Log WFPT density of a lower-boundary response at decision time t (-inf if t <= 0)."""
+    return log_density_lower_at(t, v, a, w, math.log(a), math.log(w))
+
+
+@nb.njit(cache=True)
+def log_density_lower_at(t, v, a, w, log_a, log_w):
+    """:func:`log_density_lower` with log(a) and log(w) given: a likelihood that evaluates many
+    trials of one parameter draw computes them once per draw."""
     if t <= 0.0:
         return -math.inf
-    return -v * a * w - 0.5 * v * v * t - 2.0 * math.log(a) + _log_std_density(t / (a * a), w)
+    return -v * a * w - 0.5 * v * v * t - 2.0 * log_a + _log_std_density(t / (a * a), w, log_w)
 
 
 @nb.njit(cache=True)
