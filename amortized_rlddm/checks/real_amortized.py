@@ -78,11 +78,11 @@ def real_amortized_report(posteriors: dict, study: Study, design: TaskDesign, ex
                                           exact, names).assign(model=model, draws="refined")
             both = pd.concat([raw_agreement, refined_agreement])
             # where the refined draws' own k-hat is below the threshold, the refinement is to be trusted
-            reliable = set(table.loc[~table["refined_above_threshold"], "participant"])
+            reliable = table.loc[~table["refined_above_threshold"], "participant"]
             both["refined_khat_below_threshold"] = both["participant"].isin(reliable)
             agreements.append(both)
             medians = both.groupby(["draws", "parameter"])[["std_mean_difference", "sd_ratio"]].median()
-            trusted = refined_agreement[refined_agreement["participant"].isin(reliable)]
+            trusted = both[(both["draws"] == "refined") & both["refined_khat_below_threshold"]]
             trusted_medians = trusted.groupby("parameter")[["std_mean_difference", "sd_ratio"]].median()
             entry["agreement"] = {f"{d}/{p}": {k: float(v) for k, v in row.items()}
                                   for (d, p), row in medians.iterrows()}

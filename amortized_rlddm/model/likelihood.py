@@ -20,7 +20,7 @@ import pandas as pd
 from ..data.io import read_study
 from ..data.study import Study
 from .simulator import participant_arrays
-from .wiener import log_density_lower_at, log_survival
+from .wiener import log_density_at, log_survival
 
 MISSING_CODES = {"deadline": 1, "ignorable": 2}
 
@@ -50,13 +50,11 @@ def _replay(i, d, q, choice, rt, reward, block, condition, excluded, n_trials, v
                     terms[t] = survival
             continue  # missing: nothing seen, nothing learned
         if not excluded[i, t]:
-            if c == 1:  # the upper boundary: the lower one's density with v -> -v, z -> 1 - z
-                density = log_density_lower_at(rt[i, t] - t0[i, d], -drift, a[i, d], 1.0 - z[i, d], log_a, log_1mz)
-            else:
-                density = log_density_lower_at(rt[i, t] - t0[i, d], drift, a[i, d], z[i, d], log_a, log_z)
+            density = log_density_at(rt[i, t] - t0[i, d], c == 1, drift, a[i, d], z[i, d], log_a, log_z, log_1mz)
             if p_outlier > 0.0:
                 uniform = log_contaminant if rt[i, t] <= rt_max else -math.inf
-                high, low = max(density + log_keep, uniform), min(density + log_keep, uniform)
+                kept = density + log_keep
+                high, low = max(kept, uniform), min(kept, uniform)
                 if low > -math.inf:  # log(exp(high) + exp(low))
                     density = high + math.log1p(math.exp(low - high))
                 else:

@@ -113,6 +113,14 @@ def log_density(t, upper, v, a, w):
 
 
 @nb.njit(cache=True)
+def log_density_at(t, upper, v, a, w, log_a, log_w, log_1mw):
+    """:func:`log_density` with log(a), log(w) and log(1 - w) given (see :func:`log_density_lower_at`)."""
+    if upper:
+        return log_density_lower_at(t, -v, a, 1.0 - w, log_a, log_1mw)
+    return log_density_lower_at(t, v, a, w, log_a, log_w)
+
+
+@nb.njit(cache=True)
 def prob_upper(v, a, w):
     """P(upper) = (1 - exp(-2vaw)) / (1 - exp(-2va)), with its v -> 0 limit w."""
     x = 2.0 * v * a
