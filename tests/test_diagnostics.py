@@ -186,14 +186,18 @@ def test_ablation_trains_variants_and_accumulates_their_table(tmp_path):
     assert first["observed_only"]["overrides"] == {"network.features": ["choice", "rt", "reward", "missing"]}
     saved = (tmp_path / "observed_only" / "config.yaml").read_text()
     assert "qtraces" not in saved and "qtraces" in (tmp_path / "default" / "config.yaml").read_text()
-    # a row that overrides an older version's default is kept, renamed, when the variant is rerun
+    # a row that overrides an older version's default is kept, renamed with its run, when the
+    # variant is rerun: here summary_gru's row and run of version 0.1
     rows = json.loads((tmp_path / "ablation.json").read_text())
-    rows["default"]["package_version"] = "0.1.0"
+    rows["summary_gru"] = {**rows["default"], "overrides": VARIANTS["summary_gru"], "package_version": "0.1.0"}
     (tmp_path / "ablation.json").write_text(json.dumps(rows))
-    both = ablate(config, tmp_path, variants=["default", "summary_gru"], epochs=1, datasets=30, seed=0, verbose=0)
-    assert list(both) == ["observed_only", "default (v0.1)", "default", "summary_gru"]
-    assert both["default"]["package_version"] == __version__
-    assert (tmp_path / "default_v0.1" / "model.keras").is_file() and (tmp_path / "default" / "model.keras").is_file()
+    (tmp_path / "summary_gru").mkdir()
+    (tmp_path / "summary_gru" / "older_run.txt").write_text("v0.1")
+    both = ablate(config, tmp_path, variants=["summary_gru"], epochs=1, datasets=30, seed=0, verbose=0)
+    assert list(both) == ["default", "observed_only", "summary_gru (v0.1)", "summary_gru"]
+    assert both["summary_gru"]["package_version"] == __version__
+    assert (tmp_path / "summary_gru_v0.1" / "older_run.txt").read_text() == "v0.1"
+    assert (tmp_path / "summary_gru" / "model.keras").is_file()
     gru = AmortizedPosterior.load(tmp_path / "summary_gru")
     assert type(gru.estimator.summary_network).__name__ == "RecurrentNetwork"
     # the recurrent summary skips padding too: draws do not change with the padded length
@@ -210,4 +214,4 @@ def test_ablation_trains_variants_and_accumulates_their_table(tmp_path):
     with pytest.raises(ValueError, match="unknown ablation variant"):
         ablate(config, tmp_path, variants=["bigger"], epochs=1)
     assert set(VARIANTS) >= {"observed_only", "default", "summary_gru"}
-    assert "| default (v0.1) | 0.1 |" in table
+    assert "| summary_gru (v0.1) | 0.1 |" in table

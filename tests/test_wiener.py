@@ -37,6 +37,16 @@ def test_not_positive_time_has_zero_density():
     assert wiener.log_density(-0.1, False, 1.0, 1.0, 0.5) == -np.inf
 
 
+@pytest.mark.parametrize("a", [1e-200, 5e-324])
+def test_boundaries_that_all_but_touch_have_no_density_or_survival(a):
+    """Where a^2 underflows (a sampler's unbounded value far out on log a), every time t > 0
+    has zero density and survival: -inf, not an error."""
+    for upper in (False, True):
+        assert wiener.log_density(0.3, upper, 1.0, a, 0.5) == -np.inf
+    assert wiener.log_survival(0.3, 1.0, a, 0.5) == -np.inf
+    assert -np.inf < wiener.log_density(0.3, False, 1.0, 1e-100, 0.5) < -1e199  # a^2 = 1e-200: computed
+
+
 @pytest.mark.parametrize("t, w", [(1e-200, 1e-99), (1e-12, 1e-6), (1e-3, 0.02)])
 def test_density_at_very_short_times_is_the_one_barrier_density(t, w):
     # at t << a^2 the far boundary cannot be reached: the density is Levy's passage density of the

@@ -78,12 +78,15 @@ def _loglik_kernel(choice, rt, reward, block, condition, excluded, n_trials, n_c
     log_keep = math.log1p(-p_outlier) if p_outlier > 0.0 else 0.0
     log_contaminant = math.log(0.5 * p_outlier / rt_max) if p_outlier > 0.0 else -math.inf
     contaminant_missed = p_outlier * max(0.0, 1.0 - deadline / rt_max)
-    for i in nb.prange(v.shape[0]):
+    n = v.shape[0]
+    # one job per (participant, draw), participants cycling fastest: each thread's contiguous share
+    # of the jobs then holds every participant alike, whatever their trial counts
+    for job in nb.prange(n * v.shape[1]):
+        i, d = job % n, job // n
         q = np.empty((n_conditions, 2))
-        for d in range(v.shape[1]):
-            out[i, d] = _replay(i, d, q, choice, rt, reward, block, condition, excluded, n_trials, v, a, z, t0,
-                                alpha_pos, alpha_neg, q_init, missing, deadline, p_outlier, rt_max, log_keep,
-                                log_contaminant, contaminant_missed, terms[i, d])
+        out[i, d] = _replay(i, d, q, choice, rt, reward, block, condition, excluded, n_trials, v, a, z, t0,
+                            alpha_pos, alpha_neg, q_init, missing, deadline, p_outlier, rt_max, log_keep,
+                            log_contaminant, contaminant_missed, terms[i, d])
     return out, terms
 
 

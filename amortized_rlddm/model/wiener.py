@@ -18,6 +18,7 @@ from .fast_random import chi_square_1, new_state, uniform
 
 # A series is truncated once the next term is below exp(-SERIES_TAIL) relative to the leading one.
 SERIES_TAIL = 50.0
+_SERIES_FLOOR = math.exp(-SERIES_TAIL)
 _LOG_2PI = math.log(2.0 * math.pi)
 _PI2 = math.pi * math.pi
 
@@ -32,19 +33,30 @@ def _use_small_time(u, w):
 def _small_time_ratio(u, w):
     """Small-time series sum_k (w + 2k) exp(-((w + 2k)^2 - w^2) / 2u) divided by its k=0 term w.
 
-    Terms k and -k are combined as 2 exp(-2k^2/u) [cosh(x) - (4k^2/u) sinh(x)/x], x = 2kw/u,
-    which stays accurate when w is near 0 (where the pair nearly cancels).
+    Terms k and -k together are (1 + 2k/w) A_k + (1 - 2k/w) B_k with A_k = exp(-2k(k + w)/u)
+    and B_k = exp(-2k(k - w)/u), the larger; both follow from A_1 and B_1 by products
+    (A_{k+1} = A_k A_1 G^k, B_{k+1} = B_k B_1 G^k, G = A_1 B_1), two exponentials in all.
+    Where x = 2kw/u <= 0.5 the pair is taken as 2 exp(-2k^2/u) [cosh(x) - (4k^2/u) sinh(x)/x],
+    which stays accurate when w is near 0 (where it nearly cancels).
     """
+    inv_u = 1.0 / u
+    a_1 = math.exp(-2.0 * (1.0 + w) * inv_u)
+    b_1 = math.exp(-2.0 * (1.0 - w) * inv_u)
+    g, g_power = a_1 * b_1, 1.0
+    a_k, b_k = a_1, b_1
     total = 1.0
     k = 1
-    while 2.0 * k * (k - w) / u <= SERIES_TAIL:
-        x = 2.0 * k * w / u
+    while b_k >= _SERIES_FLOOR:
+        x = 2.0 * k * w * inv_u
         if x > 0.5:
-            total += (1.0 + 2.0 * k / w) * math.exp(-2.0 * k * (k + w) / u) \
-                + (1.0 - 2.0 * k / w) * math.exp(-2.0 * k * (k - w) / u)
+            ratio = 2.0 * k / w
+            total += (1.0 + ratio) * a_k + (1.0 - ratio) * b_k
         else:
             sinhc = math.sinh(x) / x if x > 1e-8 else 1.0
-            total += 2.0 * math.exp(-2.0 * k * k / u) * (math.cosh(x) - 4.0 * k * k / u * sinhc)
+            total += 2.0 * math.exp(-2.0 * k * k * inv_u) * (math.cosh(x) - 4.0 * k * k * inv_u * sinhc)
+        g_power *= g
+        a_k *= a_1 * g_power
+        b_k *= b_1 * g_power
         k += 1
     return total
 
@@ -90,6 +102,14 @@ def _two_barrier_ratio(u, w):
 
 
 @nb.njit(cache=True)
+def _normalised_time(t, a):
+    """t / a^2 for t > 0, or inf where it overflows or a^2 underflows (a below about 1e-154):
+    the boundaries then all but touch, and no time t > 0 has density or survival."""
+    a2 = a * a
+    return t / a2 if a2 > 0.0 else math.inf
+
+
+@nb.njit(cache=True)
 def log_density_lower(t, v, a, w):
     """Log WFPT density of a lower-boundary response at decision time t (-inf if t <= 0)."""
     return log_density_lower_at(t, v, a, w, math.log(a), math.log(w))
@@ -101,7 +121,10 @@ def log_density_lower_at(t, v, a, w, log_a, log_w):
     trials of one parameter draw computes them once per draw."""
     if t <= 0.0:
         return -math.inf
-    return -v * a * w - 0.5 * v * v * t - 2.0 * log_a + _log_std_density(t / (a * a), w, log_w)
+    u = _normalised_time(t, a)
+    if u == math.inf:
+        return -math.inf
+    return -v * a * w - 0.5 * v * v * t - 2.0 * log_a + _log_std_density(u, w, log_w)
 
 
 @nb.njit(cache=True)
@@ -203,7 +226,9 @@ def log_survival(t, v, a, w):
     """
     if t <= 0.0:
         return 0.0
-    u = t / (a * a)
+    u = _normalised_time(t, a)
+    if u == math.inf:
+        return -math.inf
     growth = max(-v * a * w, v * a * (1.0 - w)) - (0.5 * v * v + _PI2 / (2.0 * a * a)) * t
     if growth > 0.0 and u <= 1.0:
         log_cdf = _log_sum_exp(_log_lower_cdf_small(t, v, a, w), _log_lower_cdf_small(t, -v, a, 1.0 - w))
