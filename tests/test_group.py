@@ -190,6 +190,31 @@ def test_the_moves_densities_are_the_exact_likelihood_and_the_flow_density_on_th
     np.testing.assert_allclose(move_log_likelihood(chain_y) - move_log_proposal(chain_y), weight.T, atol=1e-3)
 
 
+def test_proposals_come_in_batches_of_one_size_and_number_exactly_the_count(smoke, monkeypatch):
+    """One batch size (the network's pass compiles once), `count` draws per participant, no
+    batch repeating another's draws, each with the flow's density at it."""
+    from amortized_rlddm.group import sampler
+    from amortized_rlddm.model.simulator import simulate
+
+    _, posterior = smoke
+    study = simulate(posterior.config.priors.sample(np.random.default_rng(7), 3), posterior.design, seed=8)
+    sizes = []
+    sample_with_density = posterior.sample_with_density
+
+    def recorded(study, draws, seed, design):
+        sizes.append(draws)
+        return sample_with_density(study, draws, seed, design)
+
+    monkeypatch.setattr(sampler, "PROPOSAL_BATCH", 4)
+    monkeypatch.setattr(posterior, "sample_with_density", recorded)
+    values, log_q, log_likelihood = sampler.proposals(posterior, study, 10, seed=1)
+    assert sizes == [4, 4, 4]
+    assert log_q.shape == log_likelihood.shape == (3, 10)
+    assert all(x.shape == (3, 10) for x in values.values())
+    assert len(np.unique(values["v"])) == 30
+    np.testing.assert_allclose(posterior.log_density(study, values), log_q, atol=1e-3)
+
+
 def test_rlddm_group_writes_a_datatree_with_groups_contrasts_and_acceptance(smoke, tmp_path, capsys):
     from amortized_rlddm.cli import main
     from amortized_rlddm.data.io import write_study

@@ -92,15 +92,18 @@ def proposals(posterior: AmortizedPosterior, study: Study, count: int, seed: int
     (participants, count)), their log density under the flow and their exact log-likelihood.
     `design`: the study's settings (default: the posterior's study_design())."""
     design = design or posterior.study_design()
+    # Batches of one size, so that the network's pass compiles once: the last batch's surplus
+    # draws (fewer than one per batch) are dropped.
+    n_batches = -(-count // PROPOSAL_BATCH)
+    batch = -(-count // n_batches)
     values, log_q = {}, []
-    for start in range(0, count, PROPOSAL_BATCH):
-        batch = min(PROPOSAL_BATCH, count - start)
-        draws, log_density = posterior.sample_with_density(study, batch, seed + start, design)
+    for index in range(n_batches):
+        draws, log_density = posterior.sample_with_density(study, batch, seed + index * batch, design)
         for name, x in draws.items():
             values.setdefault(name, []).append(x)
         log_q.append(log_density)
-    values = {name: np.concatenate(parts, axis=1) for name, parts in values.items()}
-    log_q = np.concatenate(log_q, axis=1)
+    values = {name: np.concatenate(parts, axis=1)[:, :count] for name, parts in values.items()}
+    log_q = np.concatenate(log_q, axis=1)[:, :count]
     return values, log_q, loglik_draws(study, values, **study_likelihood_options(study, design))
 
 
