@@ -270,7 +270,8 @@ def cmd_validate_group(args):
         print(f"wrote {args.out}")
         return
     summary = validate(posterior, args.out, seed=args.seed, sbc_studies=args.sbc_studies, progress=not args.quiet,
-                       reference_store=args.reference_store)
+                       reference_store=args.reference_store, sbc_chains=args.sbc_chains, sbc_tune=args.sbc_tune,
+                       sbc_draws=args.sbc_draws)
     print(json.dumps(summary, indent=1, default=float))
     print(f"wrote {args.out}")
 
@@ -630,6 +631,11 @@ def build_parser():
                                        "(with --data: on that data file only)")
     p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help=checkpoint_help)
     p.add_argument("--sbc-studies", type=int, default=200)
+    p.add_argument("--sbc-chains", type=int, default=2, help="chains per calibration study (default: %(default)s)")
+    p.add_argument("--sbc-tune", type=int, default=300,
+                   help="iterations discarded per chain in the calibration (default: %(default)s)")
+    p.add_argument("--sbc-draws", type=int, default=500,
+                   help="draws kept per chain in the calibration (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="rlddm_output/group", help="report directory (default: %(default)s)")
     p.add_argument("--reference-store", help="directory keeping the PyMC reference fits (their group-level draws, "

@@ -256,6 +256,30 @@ def test_rlddm_group_writes_a_datatree_with_groups_contrasts_and_acceptance(smok
     assert (tmp_path / "figures" / "group_difference.png").stat().st_size > 0
 
 
+def test_the_group_calibration_fits_with_the_chains_asked_for_and_reports_their_ess(smoke, monkeypatch):
+    """calibrate() fits every study with the chains, tuning and draws given and reports, per
+    group parameter, the median of the fits' own bulk ESS."""
+    import amortized_rlddm.checks.group as group_checks
+    from amortized_rlddm.group.fit import fit_group
+
+    _, posterior = smoke
+    seen = []
+
+    def recording_fit(*args, **kwargs):
+        tree = fit_group(*args, **kwargs)
+        sizes = tree["posterior"].sizes
+        seen.append(((kwargs["chains"], kwargs["tune"], kwargs["draws"], sizes["chain"], sizes["draw"]),
+                     float(tree["diagnostics"]["ess_bulk_sigma_alpha"])))
+        return tree
+
+    monkeypatch.setattr(group_checks, "fit_group", recording_fit)
+    sbc = group_checks.calibrate(posterior, 3, participants=4, n_trials=30, chains=3, tune=15, draws=30)
+    assert [settings for settings, _ in seen] == [(3, 15, 30, 3, 30)] * 3
+    assert (sbc["chains"], sbc["tune"], sbc["draws"], sbc["studies"]) == (3, 15, 30, 3)
+    assert sbc["parameters"]["sigma_alpha"]["ess_bulk_median"] == pytest.approx(np.median([e for _, e in seen]))
+    assert all(m["ess_bulk_median"] > 0 for m in sbc["parameters"].values())
+
+
 def test_bench_group_times_a_given_study_under_its_settings(smoke):
     """With a study (a data file's), the benchmark fits that study, not a simulated one."""
     from amortized_rlddm.benchmarks import bench_group

@@ -123,10 +123,12 @@ def _reference_path(store, study, model, labels, seed, draws, options):
 
 
 def validate(posterior: AmortizedPosterior, out, seed: int = 0, sbc_studies: int = 200, draws: int = 1000,
-             progress: bool = False, reference_store=None) -> dict:
+             progress: bool = False, reference_store=None, sbc_chains: int = 2, sbc_tune: int = 300,
+             sbc_draws: int = 500) -> dict:
     """Write agreement.csv, sbc.json, report.md and figures to `out`: the three simulated
     STUDIES fitted by the amortized sampler and the PyMC reference, and SBC of the group
-    parameters over `sbc_studies` studies of 20 x 60 trials. `reference_store`: see
+    parameters over `sbc_studies` studies of 20 x 60 trials, each fitted with `sbc_chains`
+    chains of `sbc_draws` draws after `sbc_tune`. `reference_store`: see
     :func:`reference_posterior`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -156,7 +158,8 @@ def validate(posterior: AmortizedPosterior, out, seed: int = 0, sbc_studies: int
     agreement_table = pd.concat(tables, ignore_index=True)
     agreement_table.to_csv(out / "agreement.csv", index=False)
     pd.DataFrame(timings).to_csv(out / "timing.csv", index=False)
-    sbc = calibrate(posterior, sbc_studies, seed=seed + 100, progress=progress)
+    sbc = calibrate(posterior, sbc_studies, seed=seed + 100, chains=sbc_chains, tune=sbc_tune, draws=sbc_draws,
+                    progress=progress)
     (out / "sbc.json").write_text(json.dumps(sbc, indent=1) + "\n")
     return write_report(out)
 
@@ -214,6 +217,8 @@ def write_report(out) -> dict:
                "sbc": {"studies": sbc["studies"], "participants": sbc["participants"], "trials": sbc["trials"],
                        "calibration_error": {k: v["calibration_error"] for k, v in sbc["parameters"].items()},
                        "ecdf_in_band": {k: v["ecdf_inside_95_band"] for k, v in sbc["parameters"].items()},
+                       "ess_bulk_median": {k: v["ess_bulk_median"] for k, v in sbc["parameters"].items()},
+                       "chains": sbc["chains"], "tune": sbc["tune"], "draws": sbc["draws"],
                        "acceptance_median": sbc["acceptance_median"], "seconds_per_study": sbc["seconds_per_study"]}}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     lines = ["# The group level against the PyMC reference", "",
@@ -231,43 +236,52 @@ def write_report(out) -> dict:
                      f"{t['acceptance_median']:.2f} |")
     lines += ["", "## Simulation-based calibration of the group parameters", "",
               f"{sbc['studies']} studies of {sbc['participants']} participants x {sbc['trials']} trials from the "
-              f"hierarchical prior, each fitted by the amortized sampler (2 chains x 500 draws after 300; "
-              f"{sbc['seconds_per_study']:.1f} s per study, median acceptance {sbc['acceptance_median']:.2f}).", "",
-              "| variable | calibration error | coverage 50 / 90 / 95% | ECDF in 95% band |", "|---|---|---|---|"]
+              f"hierarchical prior, each fitted by the amortized sampler ({sbc['chains']} chains x {sbc['draws']} "
+              f"draws after {sbc['tune']}; {sbc['seconds_per_study']:.1f} s per study, median acceptance "
+              f"{sbc['acceptance_median']:.2f}).", "",
+              "| variable | calibration error | coverage 50 / 90 / 95% | ECDF in 95% band | median bulk ESS |",
+              "|---|---|---|---|---|"]
     for name, m in sbc["parameters"].items():
         coverage = " / ".join(f"{m['coverage'][k]:.2f}" for k in ("50", "90", "95"))
-        lines.append(f"| {name} | {m['calibration_error']:.3f} | {coverage} | {ecdf_cell(m)} |")
+        lines.append(f"| {name} | {m['calibration_error']:.3f} | {coverage} | {ecdf_cell(m)} | "
+                     f"{m['ess_bulk_median']:.0f} |")
     lines += ["", "Figures: group_posteriors.png, shrinkage.png, group_difference.png.", ""]
     (out / "report.md").write_text("\n".join(lines))
     return summary
 
 
 def calibrate(posterior: AmortizedPosterior, studies: int, participants: int = 20, n_trials: int = 60, seed: int = 0,
-              draws: int = 500, progress: bool = False) -> dict:
+              chains: int = 2, tune: int = 300, draws: int = 500, progress: bool = False) -> dict:
     """Simulation-based calibration of the group parameters: studies simulated from the
     hierarchical prior (mu ~ Normal(m, s), sigma ~ HalfNormal(s), participants from the group
-    normal) at the network's design with n_trials trials, each fitted by the amortized sampler."""
+    normal) at the network's design with n_trials trials, each fitted by the amortized sampler
+    (`chains` x `draws` after `tune`). Per parameter, beside the calibration metrics, the
+    median bulk ESS of its draws over the studies: ranks in the last percent need many
+    effective draws."""
     model = GroupModel(posterior.config.priors)
     m, s = model.hyperpriors()
     rng = np.random.default_rng(seed)
-    truth, samples, acceptance, seconds = {}, {}, [], []
+    truth, samples, ess, acceptance, seconds = {}, {}, {}, [], []
     for k in tqdm(range(studies), desc="group SBC", disable=not progress):
         mu = rng.normal(m, s)
         sigma = np.abs(rng.normal(0.0, s))
         y = mu + sigma * rng.standard_normal((participants, len(m)))
         study = simulate(model.space.inverse(y), posterior.design_with_trials(n_trials), seed=int(rng.integers(2**31)))
-        tree = fit_group(posterior, study, draws=draws, tune=300, chains=2, seed=int(rng.integers(2**31)))
+        tree = fit_group(posterior, study, draws=draws, tune=tune, chains=chains, seed=int(rng.integers(2**31)))
         post = tree["posterior"]
         for j, name in enumerate(model.names):
             for kind, value in (("mu", mu[j]), ("sigma", sigma[j])):
                 truth.setdefault(f"{kind}_{name}", []).append(value)
                 samples.setdefault(f"{kind}_{name}", []).append(post[f"{kind}_{name}"].values.ravel())
+                ess.setdefault(f"{kind}_{name}", []).append(float(tree["diagnostics"][f"ess_bulk_{kind}_{name}"]))
         acceptance.append(float(np.median(tree["acceptance"]["acceptance_rate"])))
         seconds.append(float(post.attrs["seconds"]))
     metrics = compute_metrics({k: np.stack(v) for k, v in samples.items()},
                               {k: np.asarray(v) for k, v in truth.items()})
-    return {"studies": studies, "participants": participants, "trials": n_trials,
-            "parameters": metrics, "acceptance_median": float(np.median(acceptance)),
+    for name, values in ess.items():
+        metrics[name]["ess_bulk_median"] = float(np.median(values))
+    return {"studies": studies, "participants": participants, "trials": n_trials, "chains": chains, "tune": tune,
+            "draws": draws, "parameters": metrics, "acceptance_median": float(np.median(acceptance)),
             "seconds_per_study": float(np.mean(seconds))}
 
 
