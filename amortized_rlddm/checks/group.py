@@ -271,9 +271,10 @@ def calibrate(posterior: AmortizedPosterior, studies: int, participants: int = 2
         post = tree["posterior"]
         for j, name in enumerate(model.names):
             for kind, value in (("mu", mu[j]), ("sigma", sigma[j])):
-                truth.setdefault(f"{kind}_{name}", []).append(value)
-                samples.setdefault(f"{kind}_{name}", []).append(post[f"{kind}_{name}"].values.ravel())
-                ess.setdefault(f"{kind}_{name}", []).append(float(tree["diagnostics"][f"ess_bulk_{kind}_{name}"]))
+                variable = f"{kind}_{name}"
+                truth.setdefault(variable, []).append(value)
+                samples.setdefault(variable, []).append(post[variable].values.ravel())
+                ess.setdefault(variable, []).append(float(tree["diagnostics"][f"ess_bulk_{variable}"]))
         acceptance.append(float(np.median(tree["acceptance"]["acceptance_rate"])))
         seconds.append(float(post.attrs["seconds"]))
     metrics = compute_metrics({k: np.stack(v) for k, v in samples.items()},
