@@ -224,7 +224,7 @@ def cmd_group(args):
     tree = fit_group(posterior, study, groups=groups, chains=args.chains, tune=args.tune, draws=args.draws,
                      seed=args.seed, moves=args.move_steps != 0,
                      move_steps=MOVE_STEPS if args.move_steps is None else max(args.move_steps, 1),
-                     design=_study_design(posterior, args))
+                     design=_study_design(posterior, args), correlated=args.correlated)
     save_posterior(tree, args.out)
     post = tree["posterior"]
     diagnostics = tree["diagnostics"].to_dataset()
@@ -232,7 +232,7 @@ def cmd_group(args):
     ess = min(float(diagnostics[v].min()) for v in diagnostics.data_vars if v.startswith("ess"))
     rows = []
     for var in post.data_vars:
-        if var.startswith(("mu_", "sigma_", "delta_mu_")):
+        if var.startswith(("mu_", "sigma_", "delta_mu_")) or var == "rho":
             extra = [d for d in post[var].dims if d not in ("chain", "draw")]
             for label in (post[var][extra[0]].values if extra else [None]):
                 x = post[var].sel({extra[0]: label}) if extra else post[var]
@@ -271,7 +271,7 @@ def cmd_validate_group(args):
         return
     summary = validate(posterior, args.out, seed=args.seed, sbc_studies=args.sbc_studies, progress=not args.quiet,
                        reference_store=args.reference_store, sbc_chains=args.sbc_chains, sbc_tune=args.sbc_tune,
-                       sbc_draws=args.sbc_draws)
+                       sbc_draws=args.sbc_draws, steps=args.steps)
     print(json.dumps(summary, indent=1, default=float))
     print(f"wrote {args.out}")
 
@@ -619,6 +619,9 @@ def build_parser():
     p.add_argument("--move-steps", type=int,
                    help="parameters given a scale and a shift move per iteration (0: none; default: "
                         "amortized_rlddm.group.fit.MOVE_STEPS, 5)")
+    p.add_argument("--correlated", action="store_true",
+                   help="correlate the parameters' group normals (LKJ(2) prior on their correlation matrix; "
+                        "the posterior's rho holds the correlations)")
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--tune", type=int, default=500)
     p.add_argument("--draws", type=int, default=1000, help="draws per chain")
@@ -630,6 +633,10 @@ def build_parser():
     p = command("validate-group", help="the group sampler against the PyMC reference, and its calibration "
                                        "(with --data: on that data file only)")
     p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help=checkpoint_help)
+    p.add_argument("--steps", nargs="+", choices=["agreement", "sbc", "correlated-sbc"],
+                   default=["agreement", "sbc"],
+                   help="the simulated studies against the PyMC reference, the calibration, the calibration with "
+                        "correlated group normals (default: the first two); the report is made from the files in --out")
     p.add_argument("--sbc-studies", type=int, default=200)
     p.add_argument("--sbc-chains", type=int, default=2, help="chains per calibration study (default: %(default)s)")
     p.add_argument("--sbc-tune", type=int, default=300,

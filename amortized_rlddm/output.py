@@ -111,12 +111,19 @@ def save_posterior(tree: xr.DataTree, path: str | Path) -> None:
     tree.to_netcdf(path, engine="h5netcdf")
 
 
+STORE_DECIMALS = 10  # floating-point data enter a store's hash rounded to this many decimals
+
+
 def stored_fit_path(store: str | Path, arrays: dict, settings: dict) -> Path:
     """Where a store of fits keeps one: a NetCDF file named by the hash of `arrays` (name ->
-    array, hashed in the order given, with their dtypes) and of the JSON of `settings`."""
+    array, hashed in the order given, with their dtypes; floating-point values rounded to
+    STORE_DECIMALS decimals, so that data simulated on another machine, equal but for the
+    last bits of its floating-point arithmetic, find the same fit) and of the JSON of `settings`."""
     digest = hashlib.sha256()
     for name, value in arrays.items():
         value = np.ascontiguousarray(value)
+        if np.issubdtype(value.dtype, np.floating):
+            value = np.round(value, STORE_DECIMALS)
         digest.update(name.encode() + str(value.dtype).encode() + value.tobytes())
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     return Path(store) / f"{digest.hexdigest()[:32]}.nc"

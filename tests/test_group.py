@@ -256,9 +256,37 @@ def test_rlddm_group_writes_a_datatree_with_groups_contrasts_and_acceptance(smok
     assert (tmp_path / "figures" / "group_difference.png").stat().st_size > 0
 
 
-def test_the_group_calibration_fits_with_the_chains_asked_for_and_reports_their_ess(smoke, monkeypatch):
-    """calibrate() fits every study with the chains, tuning and draws given and reports, per
-    group parameter, the median of the fits' own bulk ESS."""
+def test_rlddm_group_correlated_writes_the_correlations_and_their_diagnostics(smoke, tmp_path, capsys):
+    """`rlddm group --correlated`: rho (chain, draw, pair) for every pair of parameters, labelled
+    "v, a", inside [-1, 1], with r-hat and ESS, and the acceptance rate of its steps."""
+    from amortized_rlddm.cli import main
+    from amortized_rlddm.data.io import write_study
+    from amortized_rlddm.model.simulator import simulate
+
+    checkpoint, posterior = smoke
+    study = simulate(posterior.config.priors.sample(np.random.default_rng(2), 6), posterior.design, seed=3)
+    write_study(study, tmp_path / "data.csv")
+    out = tmp_path / "group.nc"
+    assert main(["group", "--checkpoint", str(checkpoint), "--data", str(tmp_path / "data.csv"), "--correlated",
+                 "--chains", "2", "--tune", "50", "--draws", "100", "--out", str(out), "--quiet"]) == 0
+    assert "rho[v, a]" in capsys.readouterr().out
+    tree = xr.open_datatree(out)
+    rho = tree["posterior"]["rho"]
+    names = list(posterior.parameter_names)
+    assert rho.dims == ("chain", "draw", "pair") and rho.shape == (2, 100, len(names) * (len(names) - 1) // 2)
+    assert list(rho["pair"].values)[:3] == [f"{names[0]}, {names[1]}", f"{names[0]}, {names[2]}",
+                                            f"{names[1]}, {names[2]}"]
+    assert ((rho >= -1) & (rho <= 1)).all() and float(rho.std()) > 0
+    assert np.isfinite(tree["diagnostics"]["rhat_rho"]).all()
+    assert 0 < float(tree["acceptance"]["correlation_acceptance_rate"]) < 1
+    assert "LKJ(2)" in tree["posterior"].attrs["hyperpriors"]
+
+
+@pytest.mark.parametrize("correlated", [False, True])
+def test_the_group_calibration_fits_with_the_chains_asked_for_and_reports_their_ess(smoke, monkeypatch, correlated):
+    """calibrate() fits every study with the chains, tuning and draws given (and the
+    correlated model when asked) and reports, per group variable (with `correlated`, each
+    correlation too), the median of the fits' own bulk ESS."""
     import amortized_rlddm.checks.group as group_checks
     from amortized_rlddm.group.fit import fit_group
 
@@ -268,16 +296,32 @@ def test_the_group_calibration_fits_with_the_chains_asked_for_and_reports_their_
     def recording_fit(*args, **kwargs):
         tree = fit_group(*args, **kwargs)
         sizes = tree["posterior"].sizes
-        seen.append(((kwargs["chains"], kwargs["tune"], kwargs["draws"], sizes["chain"], sizes["draw"]),
-                     float(tree["diagnostics"]["ess_bulk_sigma_alpha"])))
+        seen.append(((kwargs["chains"], kwargs["tune"], kwargs["draws"], kwargs["correlated"], sizes["chain"],
+                      sizes["draw"]), float(tree["diagnostics"]["ess_bulk_sigma_alpha"])))
         return tree
 
     monkeypatch.setattr(group_checks, "fit_group", recording_fit)
-    sbc = group_checks.calibrate(posterior, 3, participants=4, n_trials=30, chains=3, tune=15, draws=30)
-    assert [settings for settings, _ in seen] == [(3, 15, 30, 3, 30)] * 3
+    sbc = group_checks.calibrate(posterior, 3, participants=4, n_trials=30, chains=3, tune=15, draws=30,
+                                 correlated=correlated)
+    assert [settings for settings, _ in seen] == [(3, 15, 30, correlated, 3, 30)] * 3
     assert (sbc["chains"], sbc["tune"], sbc["draws"], sbc["studies"]) == (3, 15, 30, 3)
     assert sbc["parameters"]["sigma_alpha"]["ess_bulk_median"] == pytest.approx(np.median([e for _, e in seen]))
     assert all(m["ess_bulk_median"] > 0 for m in sbc["parameters"].values())
+    pairs = [name for name in sbc["parameters"] if name.startswith("rho[")]
+    assert len(pairs) == (10 if correlated else 0) and (not correlated or "rho[v, alpha]" in pairs)
+
+
+def test_the_group_report_says_which_step_made_a_missing_file(tmp_path, monkeypatch):
+    """validate(steps=["agreement"]) on a directory without sbc.json stops naming the step to run."""
+    import amortized_rlddm.checks.group as group_checks
+
+    monkeypatch.setattr(group_checks, "_agreement_studies", lambda *args: None)
+    with pytest.raises(FileNotFoundError, match="--steps agreement"):
+        group_checks.validate(None, tmp_path, steps=["agreement"])
+    (tmp_path / "agreement.csv").write_text("study\n")
+    (tmp_path / "timing.csv").write_text("study\n")
+    with pytest.raises(FileNotFoundError, match="--steps sbc"):
+        group_checks.validate(None, tmp_path, steps=["agreement"])
 
 
 def test_bench_group_times_a_given_study_under_its_settings(smoke):
@@ -383,3 +427,159 @@ def test_a_stored_reference_fit_is_read_back_and_keyed_by_data_and_settings(tmp_
     other, _, _ = simulate_group_study(posterior, 3, 40, False, 1)
     reference_posterior(other, posterior, labels, 3, 50, store=tmp_path)
     assert fits == [3, 4, 3] and len(list(tmp_path.glob("*.nc"))) == 3
+
+
+def test_lkj_correlations_from_canonical_partial_correlations_have_the_lkj_marginals_and_density():
+    """Correlation matrices built from CPCs drawn from their Betas have LKJ(eta)'s marginals
+    (each correlation Beta(eta - 1 + p / 2) on (-1, 1)), unit diagonals and positive
+    definiteness; and the CPC prior's log density on w = atanh(CPC) is LKJ's (eta - 1) log det R
+    plus the log Jacobian of w -> R's lower entries (by finite differences), to a constant."""
+    from amortized_rlddm.group.model import correlation_cholesky, cpc_log_prior, sample_correlation_cholesky
+
+    rng = np.random.default_rng(0)
+    p, eta = 4, 2.0
+    factor = sample_correlation_cholesky(rng, p, eta, (20000,))
+    r = factor @ np.swapaxes(factor, -1, -2)
+    np.testing.assert_allclose(np.diagonal(r, axis1=1, axis2=2), 1.0)
+    assert (np.linalg.eigvalsh(r) > 0).all()
+    b = eta - 1 + p / 2
+    for i, j in ((1, 0), (3, 2), (3, 1)):  # first-level CPCs and entries made of several
+        assert stats.kstest((r[:, i, j] + 1) / 2, stats.beta(b, b).cdf).pvalue > 0.01, (i, j)
+    below = np.tril_indices(p, -1)  # row by row: the CPCs' order
+
+    def lower(w):
+        f = correlation_cholesky(np.tanh(w), p)
+        return (f @ f.T)[below]
+
+    constants = []
+    for _ in range(5):
+        w = rng.normal(0, 0.7, 6)
+        jacobian = np.stack([(lower(w + 1e-6 * e) - lower(w - 1e-6 * e)) / 2e-6 for e in np.eye(6)], axis=1)
+        f = correlation_cholesky(np.tanh(w), p)
+        constants.append((eta - 1) * np.linalg.slogdet(f @ f.T)[1] + np.linalg.slogdet(jacobian)[1]
+                         - cpc_log_prior(w, p, eta))
+    assert np.ptp(constants) < 1e-6
+
+
+@pytest.mark.parametrize("n_groups", [1, 2])
+def test_the_correlated_sampler_gives_the_posterior_pymc_gives_for_correlated_normal_participants(n_groups):
+    """Three correlated parameters per participant (true correlations 0.7, -0.3, 0), each
+    observed once with unit noise, wrong proposals, in one group or two (means 1 apart): the
+    chains' group means, sds and correlations match NUTS on the model with the participants
+    integrated out (x_i ~ MultivariateNormal(mu_g(i), D R D + I), PyMC's LKJCholeskyCov with the
+    same half-normal sds)."""
+    import nutpie
+    import pymc as pm
+
+    rng = np.random.default_rng(3)
+    n, p, chains, tune, draws = 60, 3, 4, 500, 2000
+    m, s = np.zeros(p), np.full(p, 1.5)
+    group_index = np.arange(n) % n_groups
+    sds, r = np.array([1.0, 0.7, 1.2]), np.array([[1, 0.7, -0.3], [0.7, 1, 0], [-0.3, 0, 1]])
+    x = (rng.multivariate_normal([0.5, -0.5, 0], r * np.outer(sds, sds), size=n) + rng.standard_normal((n, p))
+         + group_index[:, None])
+    y = x[:, None] + 0.3 + 1.4 * rng.standard_normal((n, chains * ((tune + draws) * 2 + 1), p))
+    log_weight = (stats.norm(y, 1).logpdf(x[:, None]) - stats.norm(x[:, None] + 0.3, 1.4).logpdf(y)).sum(-1)
+
+    def log_likelihood(values, participants=None):
+        seen = x if participants is None else x[participants]
+        return (-0.5 * (seen - values) ** 2 - 0.5 * np.log(2 * np.pi)).sum(-1)
+
+    def log_proposal(values):
+        return (-0.5 * ((values - x - 0.3) / 1.4) ** 2 - np.log(1.4) - 0.5 * np.log(2 * np.pi)).sum(-1)
+
+    chain = metropolis_within_gibbs(y, log_weight, group_index, n_groups, m, s, chains=chains, tune=tune,
+                                    draws=draws, seed=1, log_likelihood=log_likelihood, log_proposal=log_proposal,
+                                    move_steps=p, correlation_eta=2.0)
+    assert 0.2 < chain["correlation_acceptance"].mean() < 0.4
+    with pm.Model() as model:
+        mu = pm.Normal("mu", m, s, shape=(n_groups, p))
+        factor, corr, group_sds = pm.LKJCholeskyCov("chol", n=p, eta=2.0, sd_dist=pm.HalfNormal.dist(s, shape=p),
+                                                    compute_corr=True)
+        pm.MvNormal("x", mu[group_index], factor @ factor.T + np.eye(p), observed=x)
+    trace = nutpie.sample(nutpie.compile_pymc_model(model), chains=4, draws=3000, tune=1000, seed=2,
+                          progress_bar=False)["posterior"]
+    reference = {"mu": trace["mu"].values.reshape(-1, n_groups * p), "sigma": trace["chol_stds"].values.reshape(-1, p),
+                 "rho": trace["chol_corr"].values.reshape(-1, p, p)[:, [1, 2, 2], [0, 0, 1]]}
+    ours = {"mu": chain["mu"].reshape(-1, n_groups * p), "sigma": chain["sigma"].reshape(-1, p),
+            "rho": chain["rho"].reshape(-1, 3)}
+    for name, expected in reference.items():
+        difference = (ours[name].mean(0) - expected.mean(0)) / expected.std(0)
+        ratio = ours[name].std(0) / expected.std(0)
+        assert (np.abs(difference) < 0.15).all() and (np.abs(ratio - 1) < 0.12).all(), (name, difference, ratio)
+
+
+@pytest.mark.parametrize("settings", [{}, {"p_outlier": 0.05, "rt_max": 5.0}])
+def test_the_correlated_pymc_reference_has_the_multivariate_group_normal(settings):
+    """Between two points with the same group covariance, the correlated reference's log
+    density changes as the hyperpriors of mu, the participants' multivariate group normal
+    (scipy's, with t0's interval Jacobian unless contaminants make any t0 possible) and the
+    exact likelihood do, computed here independently; its sigma_ and rho variables are the
+    covariance's sds and correlations in the pair order."""
+    from dataclasses import replace
+
+    from amortized_rlddm.group.model import GroupModel, correlation_pairs
+    from amortized_rlddm.group.reference import reference_model
+    from amortized_rlddm.model.config import load_config
+    from amortized_rlddm.model.designs import named_design
+    from amortized_rlddm.model.likelihood import likelihood_options, loglik
+    from amortized_rlddm.model.simulator import simulate
+
+    config = load_config("default")
+    params = {"v": np.array([2.0, 3.0, 1.0]), "a": np.array([1.0, 1.3, 1.1]), "z": np.array([0.45, 0.5, 0.55]),
+              "t0": np.array([0.3, 0.35, 0.4]), "alpha": np.array([0.2, 0.4, 0.3])}
+    design = replace(named_design("seed"), **settings)
+    study = simulate(params, design, seed=5)
+    options = likelihood_options(design)
+    model = GroupModel(config.priors, ("A", "B"), correlated=True)
+    groups = np.array([0, 1, 1])
+    pymc_model = reference_model(study, model, groups, **options)
+    names, (m, s) = list(model.names), model.hyperpriors()
+    cliff = not settings.get("p_outlier")
+    order = [k for k, name in enumerate(names) if not (cliff and name == "t0")] + ([names.index("t0")] if cliff else [])
+    free = len(order) - int(cliff)
+    logp = pymc_model.compile_logp()
+    outputs = pymc_model.replace_rvs_by_values([pymc_model["group_cholesky"], pymc_model["rho"]]
+                                               + [pymc_model[f"sigma_{name}"] for name in names])
+    evaluate = pymc_model.compile_fn(outputs, inputs=pymc_model.value_vars, on_unused_input="ignore")
+    rng = np.random.default_rng(6)
+    start = pymc_model.initial_point()
+    packed = [v for v in start if v.startswith("group_cholesky")][0]
+    start[packed] = rng.normal(0, 0.4, start[packed].shape)
+    packed_factor, rho, *sigma = evaluate(start)
+    factor = np.zeros((len(order), len(order)))
+    factor[np.tril_indices(len(order))] = packed_factor  # PyMC packs the lower triangle row by row
+    covariance = factor @ factor.T  # in `order`
+    np.testing.assert_allclose(sigma, np.sqrt(np.diag(covariance))[np.argsort(order)], rtol=1e-10)
+    correlation = covariance / np.outer(np.sqrt(np.diag(covariance)), np.sqrt(np.diag(covariance)))
+    position = {k: i for i, k in enumerate(order)}
+    np.testing.assert_allclose(rho, [correlation[position[names.index(a)], position[names.index(b)]]
+                                     for a, b in correlation_pairs(names)], rtol=1e-10)
+    fastest, (lo, hi) = np.nanmin(study.rt, axis=1), model.space.bounds[names.index("t0")]
+    totals = []
+    for _ in range(2):
+        point = dict(start)
+        mu = np.stack([rng.normal(m[k], 0.3 * s[k], 2) for k in order], -1)  # (groups, parameters in order)
+        for i, k in enumerate(order):
+            point[f"mu_{names[k]}"] = mu[:, i]
+        offset = rng.normal(0, 1, (3, free))
+        point["group_offset"] = offset
+        y = mu[groups] + np.concatenate([offset, np.zeros((3, int(cliff)))], -1) @ factor.T  # t0's column below
+        total = 0.0
+        if cliff:
+            u = rng.normal(0, 1, 3)
+            point["t0_interval"] = u
+            ceiling = np.minimum(fastest, hi)
+            t0 = lo + (ceiling - lo) / (1 + np.exp(-u))
+            y[:, -1] = np.log(t0 - lo) - np.log(hi - t0)
+            total += (np.log(hi - lo) - np.log(t0 - lo) - np.log(hi - t0)  # dy/dt0 and dt0/du
+                      + np.log(t0 - lo) + np.log(ceiling - t0) - np.log(ceiling - lo)).sum()
+            total += np.log(np.abs(np.linalg.det(factor[:free, :free])))  # du -> dy of the non-centred ones
+        else:
+            total += np.log(np.abs(np.linalg.det(factor)))
+        total += sum(stats.norm(m[k], s[k]).logpdf(mu[:, i]).sum() for i, k in enumerate(order))
+        total += stats.multivariate_normal(np.zeros(len(order)), covariance).logpdf(y - mu[groups]).sum()
+        theta = model.space.inverse(y[:, np.argsort(order)])
+        total += loglik(study, theta, **options).sum()
+        totals.append((logp(point), total))
+    assert totals[0][0] - totals[1][0] == pytest.approx(totals[0][1] - totals[1][1], rel=1e-9)

@@ -343,3 +343,19 @@ def test_benchmarks_time_pymc_nuts_and_both_q_value_methods():
     assert np.isfinite(nuts["rhat_max"]) and nuts["ess_bulk_min"] > 0
     evaluation = bench_logp(n_trials=(20,), repeats=3)
     assert set(evaluation[20]) == {"closed_form", "scan"} and min(evaluation[20].values()) > 0
+
+
+def test_a_store_finds_a_fit_of_data_equal_but_for_the_last_bits_of_its_floats(tmp_path):
+    """Data simulated on another machine may differ in the last bits of its floats: they name
+    the same stored fit; a real difference in the data, its dtype or the settings names another."""
+    from amortized_rlddm.output import stored_fit_path
+
+    rt = np.random.default_rng(0).uniform(0.2, 2.0, (20, 60))
+    choice = np.ones((20, 60), np.int8)
+    path = stored_fit_path(tmp_path, {"rt": rt, "choice": choice}, {"seed": 0})
+    assert stored_fit_path(tmp_path, {"rt": np.nextafter(rt, 3.0), "choice": choice}, {"seed": 0}) == path
+    changed = rt.copy()
+    changed[3, 7] += 1e-6
+    assert stored_fit_path(tmp_path, {"rt": changed, "choice": choice}, {"seed": 0}) != path
+    assert stored_fit_path(tmp_path, {"rt": rt, "choice": choice.astype(np.int64)}, {"seed": 0}) != path
+    assert stored_fit_path(tmp_path, {"rt": rt, "choice": choice}, {"seed": 1}) != path

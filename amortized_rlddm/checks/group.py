@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from ..amortized.posterior import AmortizedPosterior
 from ..group.fit import fit_group
-from ..group.model import GroupModel
+from ..group.model import LKJ_ETA, GroupModel, correlation_pairs, sample_correlation_cholesky
 from ..model.likelihood import likelihood_options
 from ..model.simulator import simulate
 from ..output import stored_fit_path
@@ -25,26 +25,36 @@ from .diagnostics import compute_metrics, ecdf_cell
 STUDY_CENTRES = {"v": 2.5, "a": 1.2, "z": 0.5, "t0": 0.35, "alpha": 0.3}
 STUDY_SPREADS = {"v": 0.4, "a": 0.15, "z": 0.3, "t0": 0.2, "alpha": 0.6}
 ALPHA_DIFFERENCE = 1.0  # the two-group study: group B's mu_alpha above A's (logit scale)
-STUDIES = (("20 x 60 trials", 20, 60, False), ("50 x 120 trials", 50, 120, False),
-           ("two groups, 2 x 20 x 60 trials", 40, 60, True))
+STUDY_CORRELATIONS = {("a", "t0"): 0.5, ("v", "alpha"): -0.4}  # the correlated study's (others 0)
+# (label, participants, trials, two groups, correlated group normals)
+STUDIES = (("20 x 60 trials", 20, 60, False, False), ("50 x 120 trials", 50, 120, False, False),
+           ("two groups, 2 x 20 x 60 trials", 40, 60, True, False),
+           ("correlated, 30 x 60 trials", 30, 60, False, True))
 
 
 def simulate_group_study(posterior: AmortizedPosterior, participants: int, n_trials: int, two_groups: bool,
-                         seed: int):
+                         seed: int, correlated: bool = False):
     """A study from a known group level (STUDY_CENTRES and STUDY_SPREADS; with two groups,
-    the second half's mu_alpha is ALPHA_DIFFERENCE higher). Returns the study, the group
-    labels and the true group means (group -> parameter -> unbounded mean)."""
+    the second half's mu_alpha is ALPHA_DIFFERENCE higher; with `correlated`, the group
+    normal's correlations STUDY_CORRELATIONS of the parameters the model has). Returns the
+    study, the group labels and the true group means (group -> parameter -> unbounded mean)."""
     model = GroupModel(posterior.config.priors)
     space = model.space
     centre = space.forward({k: np.array([STUDY_CENTRES[k]]) for k in model.names})[0]
     spread = np.array([STUDY_SPREADS[k] for k in model.names])
+    correlation = np.eye(len(model.names))
+    for (a, b), value in STUDY_CORRELATIONS.items() if correlated else ():
+        if a in model.names and b in model.names:
+            i, j = model.names.index(a), model.names.index(b)
+            correlation[i, j] = correlation[j, i] = value
     labels = np.where(np.arange(participants) < participants // 2, "A", "B") if two_groups \
         else np.full(participants, "all")
     means = {g: centre.copy() for g in dict.fromkeys(labels)}
     if two_groups:
         means["B"][model.names.index("alpha")] += ALPHA_DIFFERENCE
     rng = np.random.default_rng(seed)
-    y = np.stack([means[g] for g in labels]) + spread * rng.standard_normal((participants, len(model.names)))
+    y = np.stack([means[g] for g in labels]) + spread * (rng.standard_normal((participants, len(model.names)))
+                                                         @ np.linalg.cholesky(correlation).T)
     values = space.inverse(y)
     design = posterior.design_with_trials(n_trials)
     return simulate(values, design, seed=seed + 1), list(labels), means
@@ -53,29 +63,28 @@ def simulate_group_study(posterior: AmortizedPosterior, participants: int, n_tri
 def agreement(ours, reference, names) -> pd.DataFrame:
     """Per group-level variable: |mean difference| / reference sd and sd ratio."""
     rows = []
-    for kind in ("mu", "sigma", "delta_mu"):
-        for name in names:
-            var = f"{kind}_{name}"
-            if var not in ours.data_vars:
-                continue
-            a, b = ours[var], reference[var]
-            extra = [d for d in a.dims if d not in ("chain", "draw")]
-            labels = a[extra[0]].values if extra else [None]
-            for label in labels:
-                x = a.sel({extra[0]: label}) if extra else a
-                r = b.sel({extra[0]: label}) if extra else b
-                x, r = x.values.ravel(), r.values.ravel()
-                rows.append({"variable": var if label is None else f"{var}[{label}]",
-                             "mean": x.mean(), "reference_mean": r.mean(), "sd": x.std(), "reference_sd": r.std(),
-                             "abs_mean_difference_in_sd": abs(x.mean() - r.mean()) / r.std(),
-                             "sd_ratio": x.std() / r.std()})
+    for var in [f"{kind}_{name}" for kind in ("mu", "sigma", "delta_mu") for name in names] + ["rho"]:
+        if var not in ours.data_vars:
+            continue
+        a, b = ours[var], reference[var]
+        extra = [d for d in a.dims if d not in ("chain", "draw")]
+        labels = a[extra[0]].values if extra else [None]
+        for label in labels:
+            x = a.sel({extra[0]: label}) if extra else a
+            r = b.sel({extra[0]: label}) if extra else b
+            x, r = x.values.ravel(), r.values.ravel()
+            rows.append({"variable": var if label is None else f"{var}[{label}]",
+                         "mean": x.mean(), "reference_mean": r.mean(), "sd": x.std(), "reference_sd": r.std(),
+                         "abs_mean_difference_in_sd": abs(x.mean() - r.mean()) / r.std(),
+                         "sd_ratio": x.std() / r.std()})
     return pd.DataFrame(rows)
 
 
-def reference_posterior(study, posterior, labels, seed, draws, design=None, store=None):
+def reference_posterior(study, posterior, labels, seed, draws, design=None, store=None, correlated=False):
     """The PyMC reference's posterior of a study under the study's settings (`design`,
-    default: the network's), with the amortized sampler's variable names: its group-level
-    variables and the fit's attributes (seconds, divergences).
+    default: the network's; `correlated`: correlated group normals), with the amortized
+    sampler's variable names: its group-level variables and the fit's attributes (seconds,
+    divergences).
 
     `store`: a directory keeping each reference fit (its group-level draws) in a file named by
     the hash of the data and of everything else that decides the fit; a fit found there is
@@ -83,7 +92,7 @@ def reference_posterior(study, posterior, labels, seed, draws, design=None, stor
     design = design or posterior.study_design()
     options = {k: v for k, v in likelihood_options(design).items() if k != "q_init"}
     order = list(dict.fromkeys(labels))
-    model = GroupModel(posterior.config.priors, tuple(order))
+    model = GroupModel(posterior.config.priors, tuple(order), correlated)
     path = None
     if store is not None:
         path = _reference_path(store, study, model, labels, seed, draws, {**options, "q_init": design.q_init})
@@ -102,7 +111,7 @@ def reference_posterior(study, posterior, labels, seed, draws, design=None, stor
             post[f"delta_mu_{name}"] = (mu.isel(group=1) - mu.isel(group=0)).expand_dims(contrast=["B - A"], axis=-1)
         else:
             post[f"mu_{name}"] = mu.isel(group=0, drop=True)
-    group_level = post[[v for v in post.data_vars if v.startswith(("mu_", "sigma_", "delta_mu_"))]]
+    group_level = post[[v for v in post.data_vars if v.startswith(("mu_", "sigma_", "delta_mu_")) or v == "rho"]]
     attrs = {k: trace["posterior"].attrs[k] for k in ("compile_seconds", "sample_seconds", "divergences")}
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,26 +127,43 @@ def _reference_path(store, study, model, labels, seed, draws, options):
     names = ("choice", "rt", "reward", "block", "condition", "excluded", "n_trials", "q_init")
     arrays = {name: getattr(study, name) for name in names if getattr(study, name) is not None}
     settings = {"labels": [str(g) for g in labels], "priors": model.priors.to_dict(), "options": options,
-                "seed": seed, "draws": draws}
+                "seed": seed, "draws": draws, **({"correlated": True} if model.correlated else {})}
     return stored_fit_path(store, arrays, settings)
 
 
 def validate(posterior: AmortizedPosterior, out, seed: int = 0, sbc_studies: int = 200, draws: int = 1000,
              progress: bool = False, reference_store=None, sbc_chains: int = 2, sbc_tune: int = 300,
-             sbc_draws: int = 500) -> dict:
-    """Write agreement.csv, sbc.json, report.md and figures to `out`: the three simulated
-    STUDIES fitted by the amortized sampler and the PyMC reference, and SBC of the group
-    parameters over `sbc_studies` studies of 20 x 60 trials, each fitted with `sbc_chains`
-    chains of `sbc_draws` draws after `sbc_tune`. `reference_store`: see
+             sbc_draws: int = 500, steps=("agreement", "sbc")) -> dict:
+    """Write agreement.csv, timing.csv, sbc.json, report.md and figures to `out`: the simulated
+    STUDIES fitted by the amortized sampler and the PyMC reference (step "agreement"), and SBC
+    of the group parameters over `sbc_studies` studies of 20 x 60 trials, each fitted with
+    `sbc_chains` chains of `sbc_draws` draws after `sbc_tune` (step "sbc"; step "correlated-sbc":
+    the same with correlated group normals, in sbc_correlated.json). The report is made
+    from the files in `out`, so one step can be run again alone. `reference_store`: see
     :func:`reference_posterior`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if "agreement" in steps:
+        _agreement_studies(posterior, out, seed, draws, progress, reference_store)
+    for step, file, correlated in (("sbc", "sbc.json", False), ("correlated-sbc", "sbc_correlated.json", True)):
+        if step in steps:
+            sbc = calibrate(posterior, sbc_studies, seed=seed + 100, chains=sbc_chains, tune=sbc_tune, draws=sbc_draws,
+                            progress=progress, correlated=correlated)
+            (out / file).write_text(json.dumps(sbc, indent=1) + "\n")
+    return write_report(out)
+
+
+def _agreement_studies(posterior, out, seed, draws, progress, reference_store):
+    """The STUDIES against the PyMC reference: agreement.csv, timing.csv and the figures."""
     tables, timings = [], []
-    for k, (label, participants, n_trials, two_groups) in enumerate(tqdm(STUDIES, desc="group studies",
-                                                                      disable=not progress)):
-        study, groups, truth = simulate_group_study(posterior, participants, n_trials, two_groups, seed + k)
-        tree = fit_group(posterior, study, groups=groups if two_groups else None, draws=draws, seed=seed + k)
-        reference, attrs = reference_posterior(study, posterior, groups, seed + k, draws, store=reference_store)
+    for k, (label, participants, n_trials, two_groups, correlated) in enumerate(tqdm(STUDIES, desc="group studies",
+                                                                                  disable=not progress)):
+        study, groups, truth = simulate_group_study(posterior, participants, n_trials, two_groups, seed + k,
+                                                    correlated)
+        tree = fit_group(posterior, study, groups=groups if two_groups else None, draws=draws, seed=seed + k,
+                         correlated=correlated)
+        reference, attrs = reference_posterior(study, posterior, groups, seed + k, draws, store=reference_store,
+                                               correlated=correlated)
         table = agreement(tree["posterior"].to_dataset(), reference, posterior.parameter_names)
         table.insert(0, "study", label)
         tables.append(table)
@@ -158,10 +184,6 @@ def validate(posterior: AmortizedPosterior, out, seed: int = 0, sbc_studies: int
     agreement_table = pd.concat(tables, ignore_index=True)
     agreement_table.to_csv(out / "agreement.csv", index=False)
     pd.DataFrame(timings).to_csv(out / "timing.csv", index=False)
-    sbc = calibrate(posterior, sbc_studies, seed=seed + 100, chains=sbc_chains, tune=sbc_tune, draws=sbc_draws,
-                    progress=progress)
-    (out / "sbc.json").write_text(json.dumps(sbc, indent=1) + "\n")
-    return write_report(out)
 
 
 def validate_on_data(posterior: AmortizedPosterior, study, design, out, seed: int = 0, draws: int = 1000,
@@ -204,6 +226,9 @@ def validate_on_data(posterior: AmortizedPosterior, study, design, out, seed: in
 def write_report(out) -> dict:
     """summary.json and report.md from a validation's agreement.csv, timing.csv and sbc.json."""
     out = Path(out)
+    for name, step in (("agreement.csv", "agreement"), ("timing.csv", "agreement"), ("sbc.json", "sbc")):
+        if not (out / name).exists():
+            raise FileNotFoundError(f"{out / name} is missing: run `rlddm validate-group --steps {step} --out {out}`")
     table, timing = pd.read_csv(out / "agreement.csv"), pd.read_csv(out / "timing.csv")
     sbc = json.loads((out / "sbc.json").read_text())
     studies = {}
@@ -213,19 +238,18 @@ def write_report(out) -> dict:
                           "max_abs_mean_difference_in_sd": float(worst["abs_mean_difference_in_sd"]),
                           "worst_variable": worst["variable"], "median_sd_ratio": float(rows["sd_ratio"].median()),
                           "sd_ratio_range": [float(rows["sd_ratio"].min()), float(rows["sd_ratio"].max())]}
-    summary = {"agreement": studies, "timing": timing.to_dict(orient="records"),
-               "sbc": {"studies": sbc["studies"], "participants": sbc["participants"], "trials": sbc["trials"],
-                       "calibration_error": {k: v["calibration_error"] for k, v in sbc["parameters"].items()},
-                       "ecdf_in_band": {k: v["ecdf_inside_95_band"] for k, v in sbc["parameters"].items()},
-                       "ess_bulk_median": {k: v["ess_bulk_median"] for k, v in sbc["parameters"].items()},
-                       "chains": sbc["chains"], "tune": sbc["tune"], "draws": sbc["draws"],
-                       "acceptance_median": sbc["acceptance_median"], "seconds_per_study": sbc["seconds_per_study"]}}
+    summary = {"agreement": studies, "timing": timing.to_dict(orient="records"), "sbc": _sbc_summary(sbc)}
+    correlated_sbc = out / "sbc_correlated.json"
+    if correlated_sbc.exists():
+        correlated_sbc = json.loads(correlated_sbc.read_text())
+        summary["sbc_correlated"] = _sbc_summary(correlated_sbc)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     lines = ["# The group level against the PyMC reference", "",
              "Amortized Metropolis-within-Gibbs (4 chains x 1,000 draws after 500) against the same hierarchical model "
              "in PyMC with the exact likelihood (nutpie, 4 chains x 1,000 draws after 1,000), on simulated studies "
-             "of the network's design. Per group variable: |mean difference| / reference sd and sd ratio "
-             "([`agreement.csv`](agreement.csv)); times in [`timing.csv`](timing.csv).", "",
+             "of the network's design (the correlated one fitted with correlated group normals, an LKJ(2) prior on "
+             "their correlation matrix, whose entries rho enter the table). Per group variable: |mean difference| / "
+             "reference sd and sd ratio ([`agreement.csv`](agreement.csv)); times in [`timing.csv`](timing.csv).", "",
              "| study | median abs(mean diff.) / ref. sd | max (variable) | median sd ratio | sd ratio range | "
              "amortized s | reference s | max r-hat | median acceptance |", "|---|---|---|---|---|---|---|---|---|"]
     for (study, row), (_, t) in zip(studies.items(), timing.iterrows()):
@@ -234,47 +258,76 @@ def write_report(out) -> dict:
                      f"{row['median_sd_ratio']:.3f} | {row['sd_ratio_range'][0]:.2f}-{row['sd_ratio_range'][1]:.2f} | "
                      f"{t['amortized_seconds']:.1f} | {t['reference_seconds']:.0f} | {t['rhat_max']:.3f} | "
                      f"{t['acceptance_median']:.2f} |")
-    lines += ["", "## Simulation-based calibration of the group parameters", "",
-              f"{sbc['studies']} studies of {sbc['participants']} participants x {sbc['trials']} trials from the "
-              f"hierarchical prior, each fitted by the amortized sampler ({sbc['chains']} chains x {sbc['draws']} "
-              f"draws after {sbc['tune']}; {sbc['seconds_per_study']:.1f} s per study, median acceptance "
-              f"{sbc['acceptance_median']:.2f}).", "",
-              "| variable | calibration error | coverage 50 / 90 / 95% | ECDF in 95% band | median bulk ESS |",
-              "|---|---|---|---|---|"]
-    for name, m in sbc["parameters"].items():
-        coverage = " / ".join(f"{m['coverage'][k]:.2f}" for k in ("50", "90", "95"))
-        lines.append(f"| {name} | {m['calibration_error']:.3f} | {coverage} | {ecdf_cell(m)} | "
-                     f"{m['ess_bulk_median']:.0f} |")
+    lines += ["", "## Simulation-based calibration of the group parameters", ""] + _sbc_lines(sbc)
+    if "sbc_correlated" in summary:
+        lines += ["", "### With correlated group normals", "",
+                  "The same, with the participants drawn from correlated group normals (the correlation matrix from "
+                  "its LKJ(2) prior) and fitted with them ([`sbc_correlated.json`](sbc_correlated.json)):", ""]
+        lines += _sbc_lines(correlated_sbc)
     lines += ["", "Figures: group_posteriors.png, shrinkage.png, group_difference.png.", ""]
     (out / "report.md").write_text("\n".join(lines))
     return summary
 
 
+def _sbc_summary(sbc: dict) -> dict:
+    """The figures of a calibration (sbc.json) that summary.json keeps."""
+    return {"studies": sbc["studies"], "participants": sbc["participants"], "trials": sbc["trials"],
+            "calibration_error": {k: v["calibration_error"] for k, v in sbc["parameters"].items()},
+            "ecdf_in_band": {k: v["ecdf_inside_95_band"] for k, v in sbc["parameters"].items()},
+            "ess_bulk_median": {k: v["ess_bulk_median"] for k, v in sbc["parameters"].items()},
+            "chains": sbc["chains"], "tune": sbc["tune"], "draws": sbc["draws"],
+            "acceptance_median": sbc["acceptance_median"], "seconds_per_study": sbc["seconds_per_study"]}
+
+
+def _sbc_lines(sbc: dict) -> list:
+    """A calibration's sentence and table, in markdown lines."""
+    lines = [f"{sbc['studies']} studies of {sbc['participants']} participants x {sbc['trials']} trials from the "
+             f"hierarchical prior, each fitted by the amortized sampler ({sbc['chains']} chains x {sbc['draws']} "
+             f"draws after {sbc['tune']}; {sbc['seconds_per_study']:.1f} s per study, median acceptance "
+             f"{sbc['acceptance_median']:.2f}).", "",
+             "| variable | calibration error | coverage 50 / 90 / 95% | ECDF in 95% band | median bulk ESS |",
+             "|---|---|---|---|---|"]
+    for name, m in sbc["parameters"].items():
+        coverage = " / ".join(f"{m['coverage'][k]:.2f}" for k in ("50", "90", "95"))
+        lines.append(f"| {name} | {m['calibration_error']:.3f} | {coverage} | {ecdf_cell(m)} | "
+                     f"{m['ess_bulk_median']:.0f} |")
+    return lines
+
+
 def calibrate(posterior: AmortizedPosterior, studies: int, participants: int = 20, n_trials: int = 60, seed: int = 0,
-              chains: int = 2, tune: int = 300, draws: int = 500, progress: bool = False) -> dict:
+              chains: int = 2, tune: int = 300, draws: int = 500, progress: bool = False,
+              correlated: bool = False) -> dict:
     """Simulation-based calibration of the group parameters: studies simulated from the
     hierarchical prior (mu ~ Normal(m, s), sigma ~ HalfNormal(s), participants from the group
-    normal) at the network's design with n_trials trials, each fitted by the amortized sampler
-    (`chains` x `draws` after `tune`). Per parameter, beside the calibration metrics, the
-    median bulk ESS of its draws over the studies: ranks in the last percent need many
-    effective draws."""
-    model = GroupModel(posterior.config.priors)
+    normal; with `correlated`, its correlation matrix from LKJ(LKJ_ETA) and its correlations
+    among the variables) at the network's design with n_trials trials, each fitted by the
+    amortized sampler (`chains` x `draws` after `tune`). Per variable, beside the calibration
+    metrics, the median bulk ESS of its draws over the studies: ranks in the last percent
+    need many effective draws."""
+    model = GroupModel(posterior.config.priors, correlated=correlated)
     m, s = model.hyperpriors()
+    pairs = [f"{a}, {b}" for a, b in correlation_pairs(model.names)] if correlated else []
+    below = np.tril_indices(len(m), -1)  # the pairs' order
     rng = np.random.default_rng(seed)
     truth, samples, ess, acceptance, seconds = {}, {}, {}, [], []
     for k in tqdm(range(studies), desc="group SBC", disable=not progress):
         mu = rng.normal(m, s)
         sigma = np.abs(rng.normal(0.0, s))
-        y = mu + sigma * rng.standard_normal((participants, len(m)))
+        factor = sample_correlation_cholesky(rng, len(m), LKJ_ETA) if correlated else np.eye(len(m))
+        y = mu + sigma * (rng.standard_normal((participants, len(m))) @ factor.T)
         study = simulate(model.space.inverse(y), posterior.design_with_trials(n_trials), seed=int(rng.integers(2**31)))
-        tree = fit_group(posterior, study, draws=draws, tune=tune, chains=chains, seed=int(rng.integers(2**31)))
-        post = tree["posterior"]
-        for j, name in enumerate(model.names):
-            for kind, value in (("mu", mu[j]), ("sigma", sigma[j])):
-                variable = f"{kind}_{name}"
-                truth.setdefault(variable, []).append(value)
-                samples.setdefault(variable, []).append(post[variable].values.ravel())
-                ess.setdefault(variable, []).append(float(tree["diagnostics"][f"ess_bulk_{variable}"]))
+        tree = fit_group(posterior, study, draws=draws, tune=tune, chains=chains, seed=int(rng.integers(2**31)),
+                         correlated=correlated)
+        post, diagnostics = tree["posterior"], tree["diagnostics"]
+        rho = (factor @ factor.T)[below]
+        for variable, value, draws_of, bulk_ess in (
+                [(f"{kind}_{name}", value[j], post[f"{kind}_{name}"], diagnostics[f"ess_bulk_{kind}_{name}"])
+                 for j, name in enumerate(model.names) for kind, value in (("mu", mu), ("sigma", sigma))]
+                + [(f"rho[{pair}]", rho[j], post["rho"].sel(pair=pair), diagnostics["ess_bulk_rho"].sel(pair=pair))
+                   for j, pair in enumerate(pairs)]):
+            truth.setdefault(variable, []).append(value)
+            samples.setdefault(variable, []).append(draws_of.values.ravel())
+            ess.setdefault(variable, []).append(float(bulk_ess))
         acceptance.append(float(np.median(tree["acceptance"]["acceptance_rate"])))
         seconds.append(float(post.attrs["seconds"]))
     metrics = compute_metrics({k: np.stack(v) for k, v in samples.items()},

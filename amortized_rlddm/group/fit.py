@@ -14,7 +14,7 @@ from ..amortized.posterior import AmortizedPosterior
 from ..data.io import read_study
 from ..data.study import Study
 from ..model.task import TaskDesign
-from .model import GroupModel
+from .model import LKJ_ETA, GroupModel, correlation_pairs
 from .sampler import (
     PARTICIPANT_STEPS,
     contrast_labels,
@@ -56,7 +56,7 @@ def group_labels(data: pd.DataFrame | str | Path, column: str, participants, par
 def fit_group(posterior: AmortizedPosterior, data: Study | pd.DataFrame | str | Path, groups=None, chains: int = 4,
               tune: int = 500, draws: int = 1000, seed: int = 0, convention: str = "rlddm",
               participant_steps: int = PARTICIPANT_STEPS, moves: bool = True, move_steps: int = MOVE_STEPS,
-              design: TaskDesign | None = None) -> xr.DataTree:
+              design: TaskDesign | None = None, correlated: bool = False) -> xr.DataTree:
     """The exact hierarchical posterior of a study (see :mod:`amortized_rlddm.group.model`).
 
     Parameters
@@ -87,14 +87,18 @@ def fit_group(posterior: AmortizedPosterior, data: Study | pd.DataFrame | str | 
     design
         The study's settings (deadline, missing kind, q_init, contaminants) as a TaskDesign;
         default: the network's (see :meth:`AmortizedPosterior.study_design`).
+    correlated
+        Correlate the parameters' group normals, with an LKJ(2) prior on their correlation
+        matrix (see :mod:`amortized_rlddm.group.model`); False: independent group normals.
 
     Returns
     -------
     xarray.DataTree
         ``posterior``: ``mu_<parameter>`` (chain, draw[, group]) and ``sigma_<parameter>``
         (chain, draw) on the unbounded scale, ``delta_mu_<parameter>`` (chain, draw, contrast)
-        with groups, and the participants' parameters on their natural scale (chain, draw,
-        participant); ``acceptance``: each participant's acceptance rate, over all chains and
+        with groups, ``rho`` (chain, draw, pair) with `correlated`: the group normals'
+        correlations, pairs labelled "v, a", and the participants' parameters on their natural
+        scale (chain, draw, participant); ``acceptance``: each participant's acceptance rate, over all chains and
         by chain, and with `moves` the random-walk steps' acceptance rates and tuned sizes per
         participant and the scale and shift moves' per parameter; ``diagnostics``: r-hat and
         bulk ESS of every variable. Attributes give the hyperpriors and the time taken.
@@ -107,7 +111,7 @@ def fit_group(posterior: AmortizedPosterior, data: Study | pd.DataFrame | str | 
     if len(labels) != study.n_participants:
         raise ValueError(f"groups: {len(labels)} labels for {study.n_participants} participants")
     order = tuple(dict.fromkeys(labels))
-    model = GroupModel(posterior.config.priors, order)
+    model = GroupModel(posterior.config.priors, order, correlated)
     m, s = model.hyperpriors()
     count = chains * ((tune + draws) * participant_steps + 1)
     values, log_q, log_likelihood = proposals(posterior, study, count, seed, design)
@@ -120,7 +124,8 @@ def fit_group(posterior: AmortizedPosterior, data: Study | pd.DataFrame | str | 
     prepared = time.perf_counter() - start
     chain = metropolis_within_gibbs(y, weight, np.asarray([order.index(g) for g in labels]), len(order), m, s,
                                     chains=chains, tune=tune, draws=draws, seed=seed + 1,
-                                    participant_steps=participant_steps, move_steps=move_steps, **functions)
+                                    participant_steps=participant_steps, move_steps=move_steps,
+                                    correlation_eta=LKJ_ETA if correlated else None, **functions)
     tree = _tree(study, model, chain, m, s, participant_steps)
     tree["posterior"].attrs.update({"proposals_seconds": prepared, "seconds": time.perf_counter() - start,
                                     "checkpoint": posterior.source, "tune": tune})
@@ -140,16 +145,20 @@ def _tree(study, model, chain, m, s, participant_steps):
             pairs = [(i, j) for i in range(n_groups) for j in range(i + 1, n_groups)]
             data[f"delta_mu_{name}"] = (("chain", "draw", "contrast"),
                                         np.stack([mu[..., j] - mu[..., i] for i, j in pairs], axis=-1))
+    coords = {"chain": np.arange(chains), "draw": np.arange(draws), "participant": participants}
+    if "rho" in chain:
+        data["rho"] = (("chain", "draw", "pair"), chain["rho"])
+        coords["pair"] = [f"{a}, {b}" for a, b in correlation_pairs(model.names)]
     for name, x in model.space.inverse(chain["y"]).items():
         data[name] = (("chain", "draw", "participant"), x)
-    coords = {"chain": np.arange(chains), "draw": np.arange(draws), "participant": participants}
     if grouped:
         coords.update(group=list(model.groups), contrast=contrast_labels(model.groups))
     post = xr.Dataset(data, coords=coords)
     post.attrs.update({"inference_library": "amortized_rlddm group (Metropolis-within-Gibbs on amortized "
                                             "proposals)",
                        "unbounded_scale": "each parameter's transform of its prior's support (logit / log)",
-                       "hyperpriors": "mu ~ Normal(m, s), sigma ~ HalfNormal(s)",
+                       "hyperpriors": "mu ~ Normal(m, s), sigma ~ HalfNormal(s)"
+                                      + (f", correlation matrix ~ LKJ({LKJ_ETA:g})" if model.correlated else ""),
                        **{f"m_{n}": float(m[k]) for k, n in enumerate(model.names)},
                        **{f"s_{n}": float(s[k]) for k, n in enumerate(model.names)}})
     rate = chain["accepted"] / (draws * participant_steps)
@@ -169,7 +178,12 @@ def _tree(study, model, chain, m, s, participant_steps):
             shift_move_acceptance_rate_by_chain=(("chain", "parameter"), chain["shift_acceptance"].mean(axis=1)),
             scale_move_step=(("parameter",), chain["scale_step"]),
             shift_move_step=(("parameter",), chain["shift_step"])).assign_coords(parameter=list(model.names))
-    group_vars = [v for v in post.data_vars if v.startswith(("mu_", "sigma_", "delta_mu_"))]
+    if "rho" in chain:
+        acceptance = acceptance.assign(
+            correlation_acceptance_rate=((), float(chain["correlation_acceptance"].mean())),
+            correlation_acceptance_rate_by_chain=(("chain",), chain["correlation_acceptance"]),
+            correlation_step=((), float(chain["correlation_step"])))
+    group_vars = [v for v in post.data_vars if v.startswith(("mu_", "sigma_", "delta_mu_")) or v == "rho"]
     rhat = arviz_stats.rhat(post[group_vars])
     ess = arviz_stats.ess(post[group_vars], method="bulk")
     diagnostics = xr.Dataset({f"rhat_{v}": rhat[v] for v in group_vars} | {f"ess_bulk_{v}": ess[v] for v in group_vars})

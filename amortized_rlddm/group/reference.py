@@ -11,6 +11,13 @@ enter as in the per-participant model: censored by a deadline (the survival prob
 ignorable; excluded trials update the Q-values and add nothing. The participants' trials are
 laid end to end without padding, and the Q-values come from the closed form's nonzero terms
 only (:func:`~amortized_rlddm.exact.qvalues.q_difference_terms`).
+
+With correlated group normals (`GroupModel.correlated`) the sds and the correlation matrix
+come from PyMC's LKJCholeskyCov (sd_dist the half-normals, eta LKJ_ETA), over the parameters
+in an order that puts t0 last when it sits on its interval: the others are non-centred
+(y = mu + L_11 u, u ~ Normal(0, I)), and t0's normal given them, Normal(mu_t0 + L_21 u,
+L_22), enters as the potential with its Jacobian, as above. ``rho`` holds the correlations
+in the pair order of :func:`~amortized_rlddm.group.model.correlation_pairs`.
 """
 
 import time
@@ -26,7 +33,7 @@ from ..exact.participant import participant_trials
 from ..exact.qvalues import closed_form_terms, q_difference_terms
 from ..exact.wfpt import wfpt_log_survival, wfpt_logp
 from ..model.likelihood import missing_kind
-from .model import GroupModel
+from .model import LKJ_ETA, GroupModel, correlation_pairs
 
 
 def _natural(y, lo, hi):
@@ -69,7 +76,6 @@ def reference_model(study: Study, model: GroupModel, group_index: np.ndarray, q_
     """The PyMC hierarchical model of a study (see the module notes); the likelihood settings
     as in :func:`amortized_rlddm.loglik`."""
     m, s = model.hyperpriors()
-    space = model.space
     kind = missing_kind(study, missing, deadline)
     data = _end_to_end_arrays(study, q_init, kind == "deadline")
     scored = data["scored"].astype(bool)
@@ -77,26 +83,11 @@ def reference_model(study: Study, model: GroupModel, group_index: np.ndarray, q_
     np.minimum.at(fastest, data["participant"][scored], data["rt"][scored])
     n_groups = int(group_index.max()) + 1
     coords = {"participant": [str(p) for p in study.participant], "group": list(model.groups)[:n_groups]}
+    if model.correlated:
+        coords["pair"] = [f"{a}, {b}" for a, b in correlation_pairs(model.names)]
     with pm.Model(coords=coords) as pymc_model:
-        theta = {}
-        for k, (name, (lo, hi)) in enumerate(zip(model.names, space.bounds)):
-            mu = pm.Normal(f"mu_{name}", m[k], s[k], dims="group")
-            sigma = pm.HalfNormal(f"sigma_{name}", s[k])
-            if name == "t0" and p_outlier == 0.0:
-                ceiling = np.minimum(fastest, hi)
-                u = pm.Flat("t0_interval", dims="participant")
-                t0 = lo + (ceiling - lo) * pt.sigmoid(u)
-                y = pt.log(t0 - lo) - pt.log(hi - t0) if np.isfinite(hi) else pt.log(t0 - lo)
-                log_dt0_du = np.log(ceiling - lo) + pt.log(pt.sigmoid(u)) + pt.log(pt.sigmoid(-u))
-                log_dy_dt0 = (np.log(hi - lo) - pt.log(t0 - lo) - pt.log(hi - t0)) if np.isfinite(hi) \
-                    else -pt.log(t0 - lo)
-                pm.Potential("t0_group", pm.logp(pm.Normal.dist(mu[group_index], sigma), y)
-                             + log_dy_dt0 + log_dt0_du)
-                theta[name] = pm.Deterministic(name, t0, dims="participant")
-            else:
-                offset = pm.Normal(f"{name}_offset", 0.0, 1.0, dims="participant")
-                theta[name] = pm.Deterministic(name, _natural(mu[group_index] + sigma * offset, lo, hi),
-                                               dims="participant")
+        parameters = _correlated_parameters if model.correlated else _independent_parameters
+        theta = parameters(model, m, s, group_index, fastest, p_outlier)
         alpha_pos = theta.get("alpha_pos", theta.get("alpha"))
         alpha_neg = theta.get("alpha_neg", theta.get("alpha"))
         dq = q_difference_terms(data, alpha_pos, alpha_neg, data["q_init"])
@@ -116,6 +107,64 @@ def reference_model(study: Study, model: GroupModel, group_index: np.ndarray, q_
             total = total + pt.sum(pt.switch(data["missing"].astype(bool), survival, 0.0))
         pm.Potential("loglik", total)
     return pymc_model
+
+
+def _interval_t0(y_of_t0, lo, hi, fastest):
+    """t0 on each participant's interval below their fastest response: a Flat u per
+    participant, t0 = lo + (ceiling - lo) sigmoid(u); the potential adds log p(y(t0)) (the
+    group normal's, given as a function of y) and the Jacobians of t0 -> y and u -> t0."""
+    ceiling = np.minimum(fastest, hi)
+    u = pm.Flat("t0_interval", dims="participant")
+    t0 = lo + (ceiling - lo) * pt.sigmoid(u)
+    y = pt.log(t0 - lo) - pt.log(hi - t0) if np.isfinite(hi) else pt.log(t0 - lo)
+    log_dt0_du = np.log(ceiling - lo) + pt.log(pt.sigmoid(u)) + pt.log(pt.sigmoid(-u))
+    log_dy_dt0 = (np.log(hi - lo) - pt.log(t0 - lo) - pt.log(hi - t0)) if np.isfinite(hi) else -pt.log(t0 - lo)
+    pm.Potential("t0_group", y_of_t0(y) + log_dy_dt0 + log_dt0_du)
+    return pm.Deterministic("t0", t0, dims="participant")
+
+
+def _independent_parameters(model, m, s, group_index, fastest, p_outlier):
+    """The participants' parameters (name -> PyTensor vector) under independent group
+    normals, each non-centred but t0 on its interval (see the module notes)."""
+    theta = {}
+    for k, (name, (lo, hi)) in enumerate(zip(model.names, model.space.bounds)):
+        mu = pm.Normal(f"mu_{name}", m[k], s[k], dims="group")
+        sigma = pm.HalfNormal(f"sigma_{name}", s[k])
+        if name == "t0" and p_outlier == 0.0:
+            theta[name] = _interval_t0(lambda y, mu=mu, sigma=sigma: pm.logp(pm.Normal.dist(mu[group_index], sigma), y),
+                                       lo, hi, fastest)
+        else:
+            offset = pm.Normal(f"{name}_offset", 0.0, 1.0, dims="participant")
+            theta[name] = pm.Deterministic(name, _natural(mu[group_index] + sigma * offset, lo, hi),
+                                           dims="participant")
+    return theta
+
+
+def _correlated_parameters(model, m, s, group_index, fastest, p_outlier):
+    """The participants' parameters (name -> PyTensor vector) under correlated group normals
+    (see the module notes), with mu_<name>, sigma_<name> and rho as named variables."""
+    names, bounds = list(model.names), model.space.bounds
+    cliff = p_outlier == 0.0 and "t0" in names  # t0 on its interval, last in the order
+    order = [k for k, name in enumerate(names) if not (cliff and name == "t0")] + ([names.index("t0")] if cliff else [])
+    free = len(order) - int(cliff)
+    mu = [pm.Normal(f"mu_{names[k]}", m[k], s[k], dims="group") for k in order]
+    factor, corr, sds = pm.LKJCholeskyCov("group_cholesky", n=len(order), eta=LKJ_ETA,
+                                          sd_dist=pm.HalfNormal.dist(s[order], shape=len(order)), compute_corr=True)
+    for position, k in enumerate(order):
+        pm.Deterministic(f"sigma_{names[k]}", sds[position])
+    position = {k: i for i, k in enumerate(order)}
+    pm.Deterministic("rho", pt.stack([corr[position[names.index(b)], position[names.index(a)]]
+                                      for a, b in correlation_pairs(names)]), dims="pair")
+    offset = pm.Normal("group_offset", 0.0, 1.0, shape=(len(group_index), free))
+    y = pt.stack([mu[i][group_index] for i in range(free)], axis=-1) + offset @ factor[:free, :free].T
+    theta = {names[k]: pm.Deterministic(names[k], _natural(y[:, i], *bounds[k]), dims="participant")
+             for i, k in enumerate(order[:free])}
+    if cliff:
+        t0 = names.index("t0")
+        mean = mu[-1][group_index] + offset @ factor[-1, :free]
+        theta["t0"] = _interval_t0(lambda y_t0: pm.logp(pm.Normal.dist(mean, factor[-1, -1]), y_t0),
+                                   *bounds[t0], fastest)
+    return theta
 
 
 def fit_reference(study: Study, model: GroupModel, group_index: np.ndarray, chains: int = 4, tune: int = 1000,

@@ -59,6 +59,12 @@ eps_k and eps2_k are tuned during the tuning iterations toward MOVE_TARGET accep
 each lambda_i toward WALK_TARGET, then fixed (as are L_i and the extra steps), so the kept
 draws come from one fixed, exact kernel.
 
+With correlated group normals (`correlation_eta`), N(y_i; mu, sigma) above is the
+multivariate normal with covariance D R D, the group means take their multivariate conjugate
+update, each log sd its own steps, and R joint random-walk steps on the atanh of its
+canonical partial correlations under their LKJ prior (:mod:`.model`); the scale and shift
+moves leave D^-1 (y - mu) unchanged, so their ratios stand as written.
+
 The proposals, their flow densities and their exact likelihoods are computed before the
 chains run, in vectorized calls (one network pass per batch of draws, one parallel Numba
 call); the chains then only evaluate normal densities, and with the moves 1 + 2 x move_steps
@@ -71,7 +77,7 @@ import numpy as np
 from ..amortized.posterior import AmortizedPosterior, study_likelihood_options
 from ..data.study import Study
 from ..model.likelihood import likelihood_function, loglik_draws
-from .model import GroupModel
+from .model import GroupModel, correlation_cholesky, cpc_log_prior
 
 PROPOSAL_BATCH = 1000  # draws per participant per network pass
 PARTICIPANT_STEPS = 2  # independence steps per participant per iteration
@@ -85,6 +91,7 @@ WALK_STEP = 0.5  # its initial size, in units of the participant's proposal sd (
 ADAPTED_WALK_STEP = 2.38  # over sqrt(parameters): its size once shaped by the chains' own values
 SLOW_ACCEPTANCE = 0.1  # independence steps accepted less often than this in the tuning's 2nd quarter ...
 EXTRA_WALKS = 2  # ... earn the participant this many more random-walk steps per iteration
+CORRELATION_TARGET = 0.3  # acceptance rate the correlations' joint random-walk step is tuned toward
 
 
 def proposals(posterior: AmortizedPosterior, study: Study, count: int, seed: int, design=None):
@@ -109,6 +116,26 @@ def proposals(posterior: AmortizedPosterior, study: Study, count: int, seed: int
 
 def _normal_logpdf(y, mean, sd):
     return -0.5 * ((y - mean) / sd) ** 2 - np.log(sd) - 0.5 * np.log(2 * np.pi)
+
+
+def _group_logpdf(y, centre, sigma, correlation):
+    """log N(y_i; centre_i, D R D) of values y (chains, n, p), D = diag(sigma) (chains, p):
+    (chains, n). `correlation`: None (R = I), or R's inverse (chains, p, p) and log det."""
+    if correlation is None:
+        return _normal_logpdf(y, centre, sigma[:, None]).sum(-1)
+    precision, log_det = correlation
+    e = (y - centre) / sigma[:, None]
+    return (-0.5 * np.einsum("cnp,cpq,cnq->cn", e, precision, e) - np.log(sigma).sum(-1)[:, None]
+            - 0.5 * log_det[:, None] - 0.5 * y.shape[-1] * np.log(2 * np.pi))
+
+
+def _correlation_state(w, p):
+    """R^-1 (chains, p, p), log det R (chains,) and R's Cholesky factor, of atanh(CPCs) w."""
+    factor = correlation_cholesky(np.tanh(w), p)
+    inverse_factor = np.linalg.inv(factor)
+    diagonal = np.diagonal(factor, axis1=-2, axis2=-1)
+    return (np.swapaxes(inverse_factor, -1, -2) @ inverse_factor,
+            2.0 * np.log(np.maximum(diagonal, 1e-300)).sum(-1)), factor
 
 
 def move_densities(posterior: AmortizedPosterior, study: Study, model: GroupModel, chains: int, design=None):
@@ -143,7 +170,7 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
                             hyper_mean: np.ndarray, hyper_sd: np.ndarray, chains: int = 4, tune: int = 500,
                             draws: int = 1000, seed: int = 0, participant_steps: int = PARTICIPANT_STEPS,
                             log_likelihood=None, log_proposal=None, proposal_log_likelihood=None,
-                            move_steps: int = 1) -> dict:
+                            move_steps: int = 1, correlation_eta: float | None = None) -> dict:
     """Run the chains on precomputed proposals.
 
     Parameters
@@ -180,6 +207,14 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
     move_steps
         Parameters given a scale and a shift move per iteration, cycling through them (each
         costs two calls of `log_likelihood`; `log_proposal` is called once per iteration).
+    correlation_eta
+        None: the group normals of the parameters are independent. A number: they are
+        correlated, with an LKJ(correlation_eta) prior on their correlation matrix R (see
+        :mod:`amortized_rlddm.group.model`); the group means then take their multivariate
+        conjugate update, each log sd its own random-walk steps, and R joint random-walk
+        steps on the atanh of its canonical partial correlations (tuned during the tuning
+        toward CORRELATION_TARGET acceptance). The scale and shift moves keep their ratios:
+        they leave the standardised distances to the group means unchanged.
 
     Returns
     -------
@@ -194,7 +229,10 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
         tuned step sizes ``scale_step`` and ``shift_step`` (parameters,); ``walk_accepted``
         (chains, participants): accepted random-walk steps after tuning (out of draws x
         walk_steps), their tuned sizes ``walk_step`` and steps per iteration ``walk_steps``
-        (participants,).
+        (participants,). With `correlation_eta`, ``rho`` (chains, draws, pairs): R's entries
+        below the diagonal, row by row (see :func:`~amortized_rlddm.group.model.correlation_pairs`),
+        ``correlation_acceptance`` (chains,): the acceptance rate of R's steps after tuning, and
+        their tuned size ``correlation_step``.
     """
     n, k, p = y.shape
     steps = tune + draws
@@ -223,10 +261,20 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
     sigma = np.maximum(current_y.std(axis=1), 0.1 * hyper_sd) if n > 1 else np.broadcast_to(hyper_sd, (chains, p))
     sigma = np.array(sigma, float)
     step = SIGMA_STEP_SCALE / np.sqrt(2.0 * n)
+    correlation = None  # R^-1 and log det R (chains, ...), or None: independent group normals
+    if correlation_eta is not None:
+        n_pairs = p * (p - 1) // 2
+        w = np.zeros((chains, n_pairs))  # atanh of R's canonical partial correlations: R = I
+        correlation, factor = _correlation_state(w, p)
+        correlation_step = SIGMA_STEP_SCALE / np.sqrt(n * max(n_pairs, 1))
+        correlation_accepted = np.zeros(chains)
+        below = np.tril_indices(p, -1)
     kept = {"mu": np.empty((chains, draws, n_groups, p)), "sigma": np.empty((chains, draws, p)),
             "y": np.empty((chains, draws, n, p))}
     if not moves:
         kept["index"] = np.empty((chains, draws, n), np.int64)
+    if correlation is not None:
+        kept["rho"] = np.empty((chains, draws, n_pairs))
     accepted = np.zeros((chains, n), np.int64)
     if moves:
         scale_step, shift_step = np.full(p, SCALE_STEP), np.full(p, SHIFT_STEP)
@@ -244,11 +292,11 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
     for t in range(steps):
         # 1. every participant: independence steps, each with a fresh amortized draw
         centre = mu[:, group_index]  # (chains, n, p)
-        current_log_normal = _normal_logpdf(current_y, centre, sigma[:, None]).sum(-1)
+        current_log_normal = _group_logpdf(current_y, centre, sigma, correlation)
         for j in range(participant_steps):
             proposal = base + 1 + t * participant_steps + j
             new_y, new_w = y[participants, proposal], log_weight[participants, proposal]
-            new_log_normal = _normal_logpdf(new_y, centre, sigma[:, None]).sum(-1)
+            new_log_normal = _group_logpdf(new_y, centre, sigma, correlation)
             accept = np.log(rng.random((chains, n))) < new_w + new_log_normal - current_w - current_log_normal
             current_y = np.where(accept[..., None], new_y, current_y)
             current_w = np.where(accept, new_w, current_w)
@@ -261,23 +309,69 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
             elif moves and tune // 4 <= t < tune // 2:
                 early_accepted += accept
         # 2. the group means: conjugate normal given the participants' values and the sd
-        precision = 1.0 / hyper_sd ** 2 + counts[None, :, None] / sigma[:, None] ** 2
         total = np.einsum("cnp,ng->cgp", current_y, members)
-        mean = (hyper_mean / hyper_sd ** 2 + total / sigma[:, None] ** 2) / precision
-        mu = mean + rng.standard_normal(mean.shape) / np.sqrt(precision)
+        if correlation is None:
+            precision = 1.0 / hyper_sd ** 2 + counts[None, :, None] / sigma[:, None] ** 2
+            mean = (hyper_mean / hyper_sd ** 2 + total / sigma[:, None] ** 2) / precision
+            mu = mean + rng.standard_normal(mean.shape) / np.sqrt(precision)
+        else:
+            mu = _correlated_means(total, counts, sigma, correlation[0], hyper_mean, hyper_sd, rng)
         # 3. the group sds: random-walk Metropolis on log sigma (half-normal prior, its Jacobian)
-        squares = ((current_y - mu[:, group_index]) ** 2).sum(axis=1)  # (chains, p)
-
-        def log_conditional(log_sd):
-            return (-0.5 * (np.exp(log_sd) / hyper_sd) ** 2 + log_sd
-                    - n * log_sd - 0.5 * squares * np.exp(-2.0 * log_sd))
-
         log_sd = np.log(sigma)
-        for _ in range(SIGMA_STEPS):
-            candidate = log_sd + step * rng.standard_normal(log_sd.shape)
-            move = np.log(rng.random(log_sd.shape)) < log_conditional(candidate) - log_conditional(log_sd)
-            log_sd = np.where(move, candidate, log_sd)
+        if correlation is None:
+            squares = ((current_y - mu[:, group_index]) ** 2).sum(axis=1)  # (chains, p)
+
+            def log_conditional(log_sd):
+                return (-0.5 * (np.exp(log_sd) / hyper_sd) ** 2 + log_sd
+                        - n * log_sd - 0.5 * squares * np.exp(-2.0 * log_sd))
+
+            for _ in range(SIGMA_STEPS):
+                candidate = log_sd + step * rng.standard_normal(log_sd.shape)
+                move = np.log(rng.random(log_sd.shape)) < log_conditional(candidate) - log_conditional(log_sd)
+                log_sd = np.where(move, candidate, log_sd)
+        else:  # one log sd at a time: the others enter through R
+            spread = current_y - mu[:, group_index]  # (chains, n, p)
+
+            def log_conditional(log_sd):
+                e = spread * np.exp(-log_sd)[:, None]
+                return ((-0.5 * (np.exp(log_sd) / hyper_sd) ** 2 + log_sd - n * log_sd).sum(-1)
+                        - 0.5 * np.einsum("cnp,cpq,cnq->c", e, correlation[0], e))
+
+            for _ in range(SIGMA_STEPS):
+                for k in range(p):
+                    candidate = log_sd.copy()
+                    candidate[:, k] += step * rng.standard_normal(chains)
+                    move = np.log(rng.random(chains)) < log_conditional(candidate) - log_conditional(log_sd)
+                    log_sd = np.where(move[:, None], candidate, log_sd)
         sigma = np.exp(log_sd)
+        if correlation is not None:
+            # 3b. R: joint random-walk steps on w = atanh(CPCs), its LKJ prior and the group normal
+            e = spread / sigma[:, None]
+            scatter = np.einsum("cnp,cnq->cpq", e, e)
+
+            def log_conditional_r(state, w):
+                (inverse, log_det), _ = state
+                return (cpc_log_prior(w, p, correlation_eta) - 0.5 * n * log_det
+                        - 0.5 * np.einsum("cpq,cqp->c", inverse, scatter))
+
+            state = (correlation, factor)
+            moved = np.zeros(chains)
+            for _ in range(SIGMA_STEPS):
+                candidate = w + correlation_step * rng.standard_normal(w.shape)
+                candidate_state = _correlation_state(candidate, p)
+                with np.errstate(invalid="ignore"):
+                    log_r = log_conditional_r(candidate_state, candidate) - log_conditional_r(state, w)
+                move = np.log(rng.random(chains)) < np.where(np.isnan(log_r), -np.inf, log_r)
+                w = np.where(move[:, None], candidate, w)
+                state = ((np.where(move[:, None, None], candidate_state[0][0], state[0][0]),
+                          np.where(move, candidate_state[0][1], state[0][1])),
+                         np.where(move[:, None, None], candidate_state[1], state[1]))
+                moved += move
+            correlation, factor = state
+            if t < tune:
+                correlation_step *= np.exp((t + 1.0) ** -0.6 * (moved.mean() / SIGMA_STEPS - CORRELATION_TARGET))
+            else:
+                correlation_accepted += moved
         if moves:
             # 4. the scale and shift moves of move_steps parameters (cycling), then the current
             # values' weights for the next iteration's independence steps
@@ -295,12 +389,13 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
                 slow_cells = np.ix_(np.arange(chains), slow)
             walk_gain = (t - walk_gain_start + 1.0) ** -0.6
             centre = mu[:, group_index]
-            current_y, current_ll, walk_moved = _random_walk(current_y, current_ll, centre, sigma, walk_shape,
-                                                             walk_step, log_likelihood, rng)
+            current_y, current_ll, walk_moved = _random_walk(current_y, current_ll, centre, sigma, correlation,
+                                                             walk_shape, walk_step, log_likelihood, rng)
             moved = walk_moved.astype(np.int64)
             for _ in range(EXTRA_WALKS if slow.size else 0):
                 y_slow, ll_slow, slow_moved = _random_walk(
-                    current_y[slow_cells], current_ll[slow_cells], centre[slow_cells], sigma, walk_shape[slow],
+                    current_y[slow_cells], current_ll[slow_cells], centre[slow_cells], sigma, correlation,
+                    walk_shape[slow],
                     walk_step[slow], lambda values: log_likelihood(values, slow), rng)
                 current_y[slow_cells], current_ll[slow_cells] = y_slow, ll_slow
                 moved[slow_cells] += slow_moved
@@ -330,6 +425,8 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
             kept["mu"][:, t - tune], kept["sigma"][:, t - tune], kept["y"][:, t - tune] = mu, sigma, current_y
             if not moves:
                 kept["index"][:, t - tune] = index
+            if correlation is not None:
+                kept["rho"][:, t - tune] = (factor @ np.swapaxes(factor, -1, -2))[:, below[0], below[1]]
     kept["accepted"] = accepted
     if moves:
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -337,7 +434,22 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
             kept["shift_acceptance"] = shift_accepted / tries
         kept["scale_step"], kept["shift_step"] = scale_step, shift_step
         kept["walk_accepted"], kept["walk_step"], kept["walk_steps"] = walk_accepted, walk_step, walk_steps
+    if correlation is not None:
+        kept["correlation_acceptance"] = correlation_accepted / (draws * SIGMA_STEPS)
+        kept["correlation_step"] = correlation_step
     return kept
+
+
+def _correlated_means(total, counts, sigma, r_inverse, hyper_mean, hyper_sd, rng):
+    """Each group's mean vector (chains, groups, p) from its conjugate multivariate normal
+    given the participants' values (their sums `total` (chains, groups, p)) under the group
+    covariance D R D and the independent normal hyperpriors."""
+    covariance_inverse = r_inverse / sigma[:, :, None] / sigma[:, None, :]  # (D R D)^-1, (chains, p, p)
+    precision = np.diag(hyper_sd ** -2.0) + counts[None, :, None, None] * covariance_inverse[:, None]
+    right = hyper_mean / hyper_sd ** 2 + np.einsum("cpq,cgq->cgp", covariance_inverse, total)
+    factor = np.linalg.cholesky(precision)  # precision = F F^T: the draw is mean + F^-T u
+    mean = np.linalg.solve(precision, right[..., None])[..., 0]
+    return mean + np.linalg.solve(np.swapaxes(factor, -1, -2), rng.standard_normal(mean.shape)[..., None])[..., 0]
 
 
 def _cholesky_of_covariance(values):
@@ -349,16 +461,17 @@ def _cholesky_of_covariance(values):
     return np.linalg.cholesky(covariance + ridge * np.eye(values.shape[2]))
 
 
-def _random_walk(current_y, current_ll, centre, sigma, shape, step, log_likelihood, rng):
+def _random_walk(current_y, current_ll, centre, sigma, correlation, shape, step, log_likelihood, rng):
     """One random-walk Metropolis step of every participant's values in every chain: a normal
     step shaped by a covariance per participant (its Cholesky factor `shape`, scaled by
-    `step`), accepted with the exact likelihood and the group normal. Returns the values,
-    their log-likelihood and which chains and participants moved."""
+    `step`), accepted with the exact likelihood and the group normal (`correlation`: see
+    :func:`_group_logpdf`). Returns the values, their log-likelihood and which chains and
+    participants moved."""
     walked = current_y + step[None, :, None] * np.einsum("npq,cnq->cnp", shape, rng.standard_normal(current_y.shape))
     walked_ll = log_likelihood(walked)
     with np.errstate(invalid="ignore"):
-        log_r = walked_ll - current_ll + (_normal_logpdf(walked, centre, sigma[:, None])
-                                          - _normal_logpdf(current_y, centre, sigma[:, None])).sum(-1)
+        log_r = walked_ll - current_ll + (_group_logpdf(walked, centre, sigma, correlation)
+                                          - _group_logpdf(current_y, centre, sigma, correlation))
         accept = np.log(rng.random(log_r.shape)) < log_r
     return (np.where(accept[..., None], walked, current_y), np.where(accept, walked_ll, current_ll), accept)
 
