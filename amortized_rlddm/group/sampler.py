@@ -347,27 +347,8 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
         if correlation is not None:
             # 3b. R: joint random-walk steps on w = atanh(CPCs), its LKJ prior and the group normal
             e = spread / sigma[:, None]
-            scatter = np.einsum("cnp,cnq->cpq", e, e)
-
-            def log_conditional_r(state, w):
-                (inverse, log_det), _ = state
-                return (cpc_log_prior(w, p, correlation_eta) - 0.5 * n * log_det
-                        - 0.5 * np.einsum("cpq,cqp->c", inverse, scatter))
-
-            state = (correlation, factor)
-            moved = np.zeros(chains)
-            for _ in range(SIGMA_STEPS):
-                candidate = w + correlation_step * rng.standard_normal(w.shape)
-                candidate_state = _correlation_state(candidate, p)
-                with np.errstate(invalid="ignore"):
-                    log_r = log_conditional_r(candidate_state, candidate) - log_conditional_r(state, w)
-                move = np.log(rng.random(chains)) < np.where(np.isnan(log_r), -np.inf, log_r)
-                w = np.where(move[:, None], candidate, w)
-                state = ((np.where(move[:, None, None], candidate_state[0][0], state[0][0]),
-                          np.where(move, candidate_state[0][1], state[0][1])),
-                         np.where(move[:, None, None], candidate_state[1], state[1]))
-                moved += move
-            correlation, factor = state
+            w, correlation, factor, moved = _correlation_steps(w, correlation, factor, np.einsum("cnp,cnq->cpq", e, e),
+                                                               n, correlation_eta, correlation_step, rng)
             if t < tune:
                 correlation_step *= np.exp((t + 1.0) ** -0.6 * (moved.mean() / SIGMA_STEPS - CORRELATION_TARGET))
             else:
@@ -395,8 +376,7 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
             for _ in range(EXTRA_WALKS if slow.size else 0):
                 y_slow, ll_slow, slow_moved = _random_walk(
                     current_y[slow_cells], current_ll[slow_cells], centre[slow_cells], sigma, correlation,
-                    walk_shape[slow],
-                    walk_step[slow], lambda values: log_likelihood(values, slow), rng)
+                    walk_shape[slow], walk_step[slow], lambda values: log_likelihood(values, slow), rng)
                 current_y[slow_cells], current_ll[slow_cells] = y_slow, ll_slow
                 moved[slow_cells] += slow_moved
             if t < tune:  # Robbins-Monro on each participant's log step size, toward WALK_TARGET
@@ -438,6 +418,33 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
         kept["correlation_acceptance"] = correlation_accepted / (draws * SIGMA_STEPS)
         kept["correlation_step"] = correlation_step
     return kept
+
+
+def _correlation_steps(w, correlation, factor, scatter, n, eta, step, rng):
+    """SIGMA_STEPS joint random-walk Metropolis steps of w = atanh(R's CPCs) (chains, pairs)
+    under the LKJ(eta) prior and the group normal of n participants, whose standardised
+    distances to their group means have the scatter matrix `scatter` (chains, p, p). Returns
+    w, R's inverse and log det (see :func:`_group_logpdf`), its Cholesky factor, and each
+    chain's accepted steps."""
+    p = scatter.shape[-1]
+
+    def log_conditional(w, correlation):
+        inverse, log_det = correlation
+        return cpc_log_prior(w, p, eta) - 0.5 * n * log_det - 0.5 * np.einsum("cpq,cqp->c", inverse, scatter)
+
+    moved = np.zeros(w.shape[0])
+    for _ in range(SIGMA_STEPS):
+        candidate = w + step * rng.standard_normal(w.shape)
+        candidate_correlation, candidate_factor = _correlation_state(candidate, p)
+        with np.errstate(invalid="ignore"):
+            log_r = log_conditional(candidate, candidate_correlation) - log_conditional(w, correlation)
+        move = np.log(rng.random(w.shape[0])) < np.where(np.isnan(log_r), -np.inf, log_r)
+        w = np.where(move[:, None], candidate, w)
+        correlation = (np.where(move[:, None, None], candidate_correlation[0], correlation[0]),
+                       np.where(move, candidate_correlation[1], correlation[1]))
+        factor = np.where(move[:, None, None], candidate_factor, factor)
+        moved += move
+    return w, correlation, factor, moved
 
 
 def _correlated_means(total, counts, sigma, r_inverse, hyper_mean, hyper_sd, rng):
