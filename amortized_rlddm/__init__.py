@@ -45,6 +45,9 @@ _API = {
     "DataError": "data.io",
     "fit_group": "group.fit",
     "pointwise_loglik": "model.likelihood",
+    "ExactTarget": "model.target",
+    "SettingOptions": "model.settings",
+    "prepare_study": "model.settings",
 }
 __all__ = sorted(_API)
 

@@ -233,7 +233,7 @@ def bench_infer(checkpoint, draws=1000, many=1000, seed=0, repeats=20):
     posterior.infer(lots, draws=draws, seed=0)
     many_s = time.perf_counter() - start
     times = {"one_ms": one_ms, "many_s": many_s}
-    for label, kwargs in (("unchecked", {"check": False}), ("refined", {"refine": True})):
+    for label, kwargs in (("unchecked", {"check": False}), ("corrected", {"refine": True})):
         posterior.infer(one, draws=draws, seed=0, **kwargs)
         start = time.perf_counter()
         for _ in range(repeats):
@@ -250,9 +250,31 @@ def print_bench_infer(result):
 
     print(f"backend {backend()}; warm end-to-end infer() with {result['draws']:,} draws per participant")
     for label, key, targets in (("without the check", "unchecked_", (50, 5)), ("checked (default)", "", (50, 5)),
-                                ("checked and refined", "refined_", (50, 60))):
+                                ("corrected (--refine)", "corrected_", (300, 60))):
         print(f"{label:<20} 1 participant: {result[key + 'one_ms']:8.1f} ms (target < {targets[0]} ms); "
               f"{result['many']:,} participants: {result[key + 'many_s']:7.2f} s (target < {targets[1]} s)")
+
+
+def bench_correction(posterior, study, design, draws=1000, seed=0, repeats=3):
+    """Warm time of the correction (`infer --refine`) of a data file's study under its settings
+    `design`, with the participants trusted and the methods of the last run."""
+    posterior.infer(study, draws=draws, seed=seed, refine=True, design=design)  # warm-up: compiles
+    seconds = []
+    for repeat in range(repeats):
+        start = time.perf_counter()
+        tree = posterior.infer(study, draws=draws, seed=seed + 1 + repeat, refine=True, design=design)
+        seconds.append(time.perf_counter() - start)
+    checks = tree["importance"]
+    methods, counts = np.unique(checks["method"].values, return_counts=True)
+    return {"participants": study.n_participants, "draws": draws, "seconds": seconds,
+            "trusted": int(checks["trusted"].sum()), "methods": dict(zip(methods.tolist(), counts.tolist()))}
+
+
+def print_bench_correction(result, source):
+    methods = ", ".join(f"{m} {c}" for m, c in result["methods"].items())
+    print(f"{source}: {result['participants']} participants x {result['draws']:,} draws corrected (--refine), warm: "
+          f"{', '.join(f'{s:.2f}' for s in result['seconds'])} s (median {np.median(result['seconds']):.2f} s); "
+          f"last run trusted {result['trusted']}/{result['participants']} ({methods})")
 
 
 def bench_group(posterior, participants=28, n_trials=60, chains=4, draws=1000, seed=0, reference=True,

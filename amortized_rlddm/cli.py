@@ -20,9 +20,6 @@ from .model.simulator import simulate
 DEFAULT_CONFIG = "default"  # the shipped config and network, found by name (amortized_rlddm.resources)
 DEFAULT_CHECKPOINT = "default"
 SIMULATION_CHUNK = 10_000  # participants per simulator call: the progress bar's step
-# HDDM's RL-DDM (HDDMrl) fixes z at 0.5 and mixes in contaminants by default: p_outlier 0.05 at
-# w_outlier = 0.1 per second and response, the density of RTs uniform on [0, 5] s, choice random
-HDDM_CHOICES = {"fixed": {"z": 0.5}, "p_outlier": 0.05, "rt_max": 5.0}
 
 
 def _simulate_study(config, participants, seed, progress=False):
@@ -101,8 +98,7 @@ def _demo_on_data(args, out):
     from .output import save_posterior, summarize
 
     posterior = AmortizedPosterior.load(args.checkpoint)
-    design = _study_design(posterior, args)
-    study, excluded = _apply_exclusions(_read_data(args), args)
+    study, design, excluded = _prepared_study(args, posterior.base_design)
     posterior.infer(study.select([0]), draws=args.draws, seed=args.seed, design=design)  # warm-up: compiles
     start = time.perf_counter()
     tree = posterior.infer(study, draws=args.draws, seed=args.seed, design=design)
@@ -114,13 +110,14 @@ def _demo_on_data(args, out):
     table = summary.pivot(index="participant", columns="parameter", values="mean")[list(posterior.parameter_names)]
     table = table.reindex(tree["posterior"]["participant"].values)  # the file's order
     table["k-hat"] = tree["importance"]["khat"].values
+    table["trusted"] = tree["importance"]["trusted"].values
     with pd.option_context("display.width", 160, "display.max_rows", 500):
         print(f"posterior means of {study.n_participants} participants of {args.data} "
               f"({', '.join(f'{k}: {int(v.sum())} trials excluded' for k, v in excluded.items()) or 'no exclusions'})")
         print(table.round(3).to_string())
     _print_importance(tree)
-    if tree["importance"]["above_threshold"].any():
-        print("the draws of those above the threshold are unreliable: `rlddm infer` with the same options and "
+    if not tree["importance"]["trusted"].all():
+        print("the draws of those not trusted are the network's alone: `rlddm infer` with the same options and "
               "--refine corrects them with the exact likelihood (--fallback nuts fits those it cannot)")
     print(f"inferred {study.n_participants} participants x {args.draws} draws in {elapsed:.2f} s "
           f"({elapsed * 1000 / study.n_participants:.1f} ms per participant, checked by PSIS)")
@@ -128,17 +125,17 @@ def _demo_on_data(args, out):
 
 
 def _print_importance(tree):
-    """One line on the importance-sampling check of every participant's draws."""
+    """How many participants' posteriors passed the check against the exact posterior, by
+    method, and which did not, with the reason."""
     if "importance" not in tree.children:
         return
     checks = tree["importance"]
-    above = [str(p) for p in checks["participant"].values[checks["above_threshold"].values]]
-    threshold = checks.attrs["khat_threshold"]
-    threshold = f"{threshold:.2f}" if isinstance(threshold, float) else threshold
-    print(f"exact-likelihood check (PSIS): median k-hat {float(checks['khat'].median()):.2f}; above the "
-          f"threshold {threshold}: {', '.join(above) if above else 'none'}")
-    if "nuts_fallback" in tree["posterior"].attrs:
-        print(f"NUTS fallback: {tree['posterior'].attrs['nuts_fallback']}")
+    trusted, methods = checks["trusted"].values, checks["method"].values
+    counts = ", ".join(f"{method} {int((methods == method).sum())}" for method in dict.fromkeys(methods))
+    print(f"trusted {int(trusted.sum())}/{trusted.size} ({counts}); median k-hat of the network's draws "
+          f"{float(checks['khat'].median()):.2f}")
+    for participant, reason in zip(checks["participant"].values[~trusted], checks["reason"].values[~trusted]):
+        print(f"  not trusted: {participant}: {reason}")
 
 
 def cmd_train(args):
@@ -168,8 +165,7 @@ def cmd_infer(args):
     from .output import save_posterior, summarize
 
     posterior = AmortizedPosterior.load(checkpoint_for_model(args.checkpoint, args.model))
-    design = _study_design(posterior, args)
-    study, _ = _apply_exclusions(_read_data(args), args)
+    study, design, _ = _prepared_study(args, posterior.base_design)
     start = time.perf_counter()
     tree = posterior.infer(study, draws=args.draws, seed=args.seed, model=args.model, check=args.check,
                            refine=args.refine, fallback=args.fallback, log_likelihood=args.log_likelihood,
@@ -193,19 +189,32 @@ def cmd_check(args):
     from .checks.posterior_check import check_posteriors, fresh_simulations
 
     posterior = AmortizedPosterior.load(args.checkpoint)
-    design = named_design(args.design) if args.design else None
-    study = _read_data(args) if args.data else fresh_simulations(posterior, args.participants, args.seed, design)
+    if args.data:
+        study, design, _ = _prepared_study(args, posterior.base_design)
+    else:
+        from .model.settings import SettingOptions
+
+        if SettingOptions.from_namespace(args) != SettingOptions(design=args.design):
+            raise ValueError("the likelihood settings and exclusions apply to --data; simulations take theirs "
+                             "from --design (or the network's own design)")
+        design = named_design(args.design) if args.design else None
+        study = fresh_simulations(posterior, args.participants, args.seed, design)
     summary = check_posteriors(posterior, study, args.out, draws=args.draws, seed=args.seed, design=design)
     source = args.data or (f"{args.participants} fresh simulations of "
                            + (f"design {args.design}" if args.design else "the network's design"))
     print(f"{summary['participants']} participants ({source}), {summary['draws']} draws each: "
           f"{100 * summary['share_above_threshold']:.1f}% above the k-hat threshold "
           f"{summary['khat_threshold']:.2f} (median k-hat {summary['khat_quantiles']['0.5']:.2f}, "
-          f"99th percentile {summary['khat_quantiles']['0.99']:.2f}); after refinement "
-          f"{summary['after_refinement_above_threshold']} above")
-    print("refinement moved the posterior means by (median, in raw sds): " + ", ".join(
+          f"99th percentile {summary['khat_quantiles']['0.99']:.2f})")
+    methods = ", ".join(f"{method} {count}" for method, count in summary["methods"].items())
+    print(f"corrected: trusted {100 * summary['trusted_share']:.1f}% ({methods}) in "
+          f"{summary['seconds_corrected']:.1f} s")
+    for participant, reason in summary["untrusted"].items():
+        print(f"  not trusted: {participant}: {reason}")
+    print("the correction moved the posterior means by (median, in raw sds): " + ", ".join(
         f"{k} {v:.3f}" for k, v in summary["refined_shift_in_raw_sd"].items()))
-    print("refined sd / raw sd (median): " + ", ".join(f"{k} {v:.3f}" for k, v in summary["refined_sd_ratio"].items()))
+    print("corrected sd / raw sd (median): "
+          + ", ".join(f"{k} {v:.3f}" for k, v in summary["refined_sd_ratio"].items()))
     print(f"wrote check.csv, check.json, khat_histogram.png and refined_overlays.png to {args.out}")
 
 
@@ -216,7 +225,7 @@ def cmd_group(args):
     from .output import save_posterior
 
     posterior = AmortizedPosterior.load(args.checkpoint)
-    study, _ = _apply_exclusions(_read_data(args), args)
+    study, design, _ = _prepared_study(args, posterior.base_design)
     groups = None
     if args.group_column:
         participant_column = {"rlddm": "participant", "hssm": "participant_id", "hddm": "subj_idx"}[args.convention]
@@ -224,7 +233,7 @@ def cmd_group(args):
     tree = fit_group(posterior, study, groups=groups, chains=args.chains, tune=args.tune, draws=args.draws,
                      seed=args.seed, moves=args.move_steps != 0,
                      move_steps=MOVE_STEPS if args.move_steps is None else max(args.move_steps, 1),
-                     design=_study_design(posterior, args), correlated=args.correlated)
+                     design=design, correlated=args.correlated)
     save_posterior(tree, args.out)
     post = tree["posterior"]
     diagnostics = tree["diagnostics"].to_dataset()
@@ -262,8 +271,7 @@ def cmd_validate_group(args):
 
     posterior = AmortizedPosterior.load(args.checkpoint)
     if args.data:
-        design = _study_design(posterior, args)
-        study, _ = _apply_exclusions(_read_data(args), args)
+        study, design, _ = _prepared_study(args, posterior.base_design)
         table = validate_on_data(posterior, study, design, args.out, seed=args.seed, source=args.data,
                                  reference_store=args.reference_store)
         print(table.round(3).to_string(index=False))
@@ -332,8 +340,7 @@ def cmd_real_amortized(args):
     from .checks.real_amortized import real_amortized_report
 
     posteriors = {model: AmortizedPosterior.load(checkpoint_for_model(args.checkpoint, model)) for model in args.model}
-    design = _study_design(next(iter(posteriors.values())), args)
-    study, excluded = _apply_exclusions(_read_data(args), args)
+    study, design, excluded = _prepared_study(args, next(iter(posteriors.values())).base_design)
     summary = real_amortized_report(posteriors, study, design, args.exact, args.out, draws=args.draws,
                                     seed=args.seed, source=args.data, excluded=excluded)
     for model in posteriors:
@@ -386,8 +393,8 @@ def _add_data_options(p, required=True):
 
 
 def _add_settings_options(p, hddm=False, design=True):
-    """The likelihood settings of a study (and its exclusions), for infer and fit-exact; with
-    `design`, --design too (read by _study_design)."""
+    """The likelihood settings of a study and its exclusions (read by _prepared_study); with
+    `design`, --design too."""
     p.add_argument("--missing", choices=["deadline", "ignorable"], help="what missing responses are")
     p.add_argument("--deadline", type=float, help="the response deadline in seconds (implies --missing deadline)")
     p.add_argument("--q-init", type=float, help="initial Q-values (default: the data's q_init column, else 0.5)")
@@ -404,30 +411,13 @@ def _add_settings_options(p, hddm=False, design=True):
                             "--rt-max (and its exclusions)")
 
 
-def _study_design(posterior, args):
-    """The study's settings from --design or --deadline, --missing, --q-init, --p-outlier and
-    --rt-max (see AmortizedPosterior.study_design); a named design's exclusions apply too."""
-    given = [k for k in ("deadline", "missing", "q_init", "p_outlier", "rt_max") if getattr(args, k) is not None]
-    if args.design:
-        if given:
-            raise ValueError("--design sets the deadline, missing kind, q_init and contaminants; give it or them")
-        design = named_design(args.design)
-        args.exclude_first = args.exclude_first or design.exclude_first
-        return design
-    return posterior.study_design("design" if args.deadline is None and args.missing is None else args.deadline,
-                                  args.missing, args.q_init, args.p_outlier, args.rt_max)
+def _prepared_study(args, base):
+    """The study of --data, its likelihood settings and exclusions as the options say
+    (amortized_rlddm.model.settings.prepare_study: the same for every command); `base`: the
+    settings where the options give none."""
+    from .model.settings import SettingOptions, prepare_study
 
-
-def _apply_exclusions(study, args):
-    """The study with the exclusions the options ask for, and their counts per participant by rule."""
-    from .data.exclusions import exclude_fast_responses, exclude_first_trial_of_each_condition
-
-    excluded = {}
-    if args.min_rt is not None:
-        study, excluded["faster than --min-rt"] = exclude_fast_responses(study, args.min_rt)
-    if args.exclude_first or getattr(args, "hddm_compatible", False):
-        study, excluded["first trial of each pair (HDDM)"] = exclude_first_trial_of_each_condition(study)
-    return study, excluded
+    return prepare_study(_read_data(args), SettingOptions.from_namespace(args), base)
 
 
 def _pair_reward_probs(study, text):
@@ -446,22 +436,18 @@ def cmd_fit_exact(args):
     from .checks.real_data import write_real_data_report
     from .exact.fit import fit_study, refit_failed, subject_table
     from .model.config import MODELS
+    from .model.likelihood import study_likelihood_options
     from .model.priors import PriorSet
+    from .model.task import TaskDesign
     from .output import save_posterior
 
-    study = _read_data(args)
+    study, design, excluded = _prepared_study(args, TaskDesign())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    study, excluded = _apply_exclusions(study, args)
     if args.pair_reward_probs:
         study = replace(study, arm_probs=_pair_reward_probs(study, args.pair_reward_probs))
-    # HDDM's RL-DDM: z = 0.5, and HDDM's default contaminants (p_outlier 0.05 at the density
-    # w_outlier = 0.1 per response and second, i.e. RTs uniform on [0, 5] s with a random choice)
-    hddm = HDDM_CHOICES if args.hddm_compatible else {}
-    options = {"q_init": args.q_init, "deadline": args.deadline, "missing": args.missing,
-               "p_outlier": hddm.get("p_outlier", 0.0) if args.p_outlier is None else args.p_outlier,
-               "rt_max": hddm.get("rt_max", 10.0) if args.rt_max is None else args.rt_max}
-    fixed = hddm.get("fixed")
+    options = study_likelihood_options(study, design)
+    fixed = {"z": 0.5} if args.hddm_compatible else None  # HDDM's RL-DDM fixes the start point
     given = load_config(args.config).priors.to_dict() if args.config else {}
     trees, model_priors = {}, {}
     for model in args.model:
@@ -508,6 +494,13 @@ def cmd_bench(args):
         from .benchmarks import bench_likelihood, print_bench_likelihood
 
         print_bench_likelihood(bench_likelihood(seed=args.seed))
+    elif args.what == "infer" and args.data:
+        from .amortized.posterior import AmortizedPosterior
+        from .benchmarks import bench_correction, print_bench_correction
+
+        posterior = AmortizedPosterior.load(args.checkpoint)
+        study, design, _ = _prepared_study(args, posterior.base_design)
+        print_bench_correction(bench_correction(posterior, study, design, seed=args.seed), Path(args.data).name)
     elif args.what == "infer":
         from .benchmarks import bench_infer, print_bench_infer
 
@@ -518,8 +511,8 @@ def cmd_bench(args):
 
         posterior = AmortizedPosterior.load(args.checkpoint)
         if args.data:
-            study, _ = _apply_exclusions(_read_data(args), args)
-            print_bench_group(bench_group(posterior, seed=args.seed, study=study, design=_study_design(posterior, args),
+            study, design, _ = _prepared_study(args, posterior.base_design)
+            print_bench_group(bench_group(posterior, seed=args.seed, study=study, design=design,
                                           source=Path(args.data).name, reference=not args.no_reference))
         else:
             print_bench_group(bench_group(posterior, seed=args.seed, reference=not args.no_reference))
@@ -590,10 +583,12 @@ def build_parser():
     p.add_argument("--no-check", dest="check", action="store_const", const=False, default=None,
                    help="skip the exact-likelihood importance-sampling check of each participant")
     p.add_argument("--refine", action="store_true",
-                   help="draws resampled by their importance weights (the exact posterior where k-hat is low)")
+                   help="correct every participant's draws with the exact posterior: the network's draws "
+                        "resampled by their importance weights where they pass the check, adaptive importance "
+                        "sampling and then DE-MCz chains where they do not (importance: trusted, method)")
     p.add_argument("--fallback", choices=["nuts"],
-                   help="fit the participants whose k-hat stays above the threshold with NUTS on the exact "
-                        "likelihood, started from their draws")
+                   help="fit the participants whose posterior is still not trusted with NUTS on the exact "
+                        "likelihood, started from their draws (the last resort)")
     p.add_argument("--log-likelihood", action="store_true",
                    help="add the pointwise log-likelihood (a log_likelihood group, for arviz_stats.loo and "
                         "compare) and each participant's PSIS-LOO")
@@ -604,8 +599,9 @@ def build_parser():
     p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help=checkpoint_help)
     _add_data_options(p, required=False)
     p.add_argument("--participants", type=int, default=1000,
-                   help="without --data: participants simulated from the network's design (default %(default)s)")
-    p.add_argument("--design", choices=sorted(NAMED_DESIGNS), help=design_help)
+                   help="without --data: participants simulated from the network's design, or from --design "
+                        "(default %(default)s)")
+    _add_settings_options(p)
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="rlddm_output/check", help="report directory (default: %(default)s)")
@@ -746,7 +742,7 @@ def build_parser():
     p.add_argument("--config", help="a YAML config or shipped name for the priors (default: the built-in "
                                     "priors for human data, docs/model.md)")
     p.add_argument("--model", nargs="+", default=["single", "dual"], choices=["single", "dual"])
-    _add_settings_options(p, hddm=True, design=False)
+    _add_settings_options(p, hddm=True)
     p.add_argument("--hddm-compatible", action="store_true",
                    help="HDDM's RL-DDM choices: z fixed at 0.5, each pair's first trial left out, "
                         "HDDM's contaminants (p_outlier 0.05, RTs uniform on [0, 5] s)")

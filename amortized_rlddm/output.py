@@ -66,8 +66,9 @@ def summarize(tree: xr.DataTree, prob: float = HDI_PROB) -> pd.DataFrame:
     pandas.DataFrame
         Columns participant, parameter, mean, sd, ``hdi_<pct>_lower``, ``hdi_<pct>_upper``
         and, when the tree has them, the data checks (out_of_distribution, ood_reasons) and
-        the importance-sampling check (khat, importance_ess, khat_above_threshold,
-        log_evidence, log_evidence_se and, when present, method, elpd_loo, elpd_loo_se).
+        the check against the exact posterior (trusted, method, untrusted_reason, khat,
+        importance_ess, khat_above_threshold, rounds, likelihood_evaluations, log_evidence,
+        log_evidence_se, elpd_loo, elpd_loo_se, as present).
     """
     post = tree["posterior"].to_dataset()
     rows = []
@@ -88,9 +89,10 @@ def summarize(tree: xr.DataTree, prob: float = HDI_PROB) -> pd.DataFrame:
         table = table.merge(flags, on="participant", how="left")
     if "importance" in tree.children:
         checks = tree["importance"].to_dataset()
-        columns = {"khat": "khat", "ess": "importance_ess", "above_threshold": "khat_above_threshold",
-                   "log_evidence": "log_evidence", "log_evidence_se": "log_evidence_se", "method": "method",
-                   "elpd_loo": "elpd_loo", "elpd_loo_se": "elpd_loo_se"}
+        columns = {"trusted": "trusted", "method": "method", "reason": "untrusted_reason", "khat": "khat",
+                   "ess": "importance_ess", "above_threshold": "khat_above_threshold", "rounds": "rounds",
+                   "evaluations": "likelihood_evaluations", "log_evidence": "log_evidence",
+                   "log_evidence_se": "log_evidence_se", "elpd_loo": "elpd_loo", "elpd_loo_se": "elpd_loo_se"}
         table = table.merge(pd.DataFrame({"participant": checks["participant"].values,
                                           **{column: checks[name].values for name, column in columns.items()
                                              if name in checks}}),

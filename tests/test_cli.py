@@ -4,10 +4,12 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 import xarray as xr
 
 from amortized_rlddm.cli import main
 from amortized_rlddm.data.io import read_study
+from amortized_rlddm.model.simulator import simulate
 
 SMOKE = "training_configs/smoke.yaml"
 
@@ -88,3 +90,81 @@ def test_the_demo_on_a_data_file_lists_the_participants_in_the_files_order(tmp_p
     assert rows[:3] == ["s10", "s9", "s1"]
     assert "median k-hat" in printed
     assert {"posterior.nc", "summary.csv", "posteriors.png"} <= {p.name for p in (tmp_path / "demo").iterdir()}
+
+
+class _Reached(Exception):
+    """Raised where a command hands its study and settings on: the test reads what it was given."""
+
+
+class _Network:
+    """A stand-in for a general network: the settings it gives where the options give none."""
+
+    def __init__(self):
+        from amortized_rlddm.model.task import TaskDesign
+
+        self.base_design = TaskDesign(n_trials=(20, 400))
+
+
+def _what_each_command_sees(monkeypatch, data, options):
+    """(excluded mask, likelihood options) that infer, group, check and fit-exact hand on."""
+    from amortized_rlddm.amortized.posterior import AmortizedPosterior
+    from amortized_rlddm.checks import posterior_check
+    from amortized_rlddm.exact import fit
+    from amortized_rlddm.group import fit as group_fit
+    from amortized_rlddm.model.likelihood import study_likelihood_options
+
+    seen = {}
+
+    def record(name, study, design=None, options=None):
+        options = study_likelihood_options(study, design) if options is None else options
+        seen[name] = (study.excluded.copy(), options)
+        raise _Reached
+
+    monkeypatch.setattr(AmortizedPosterior, "load", classmethod(lambda cls, checkpoint: _Network()))
+    monkeypatch.setattr(_Network, "infer", lambda self, study, design, **kw: record("infer", study, design),
+                        raising=False)
+    monkeypatch.setattr(group_fit, "fit_group", lambda posterior, study, design, **kw: record("group", study, design))
+    monkeypatch.setattr(posterior_check, "check_posteriors",
+                        lambda posterior, study, out, design, **kw: record("check", study, design))
+    monkeypatch.setattr(fit, "fit_study", lambda study, priors, model, options, **kw: record("fit-exact", study,
+                                                                                             options=options))
+    commands = {"infer": ["--out", "p.nc"], "group": ["--out", "g.nc"], "check": [],
+                "fit-exact": ["--model", "single", "--out", str(data.parent / "fits")]}
+    for command, extra in commands.items():
+        with pytest.raises(_Reached):
+            main([command, "--checkpoint", "general", "--data", str(data), *options, *extra]
+                 if command != "fit-exact" else [command, "--data", str(data), *options, *extra])
+    return seen
+
+
+@pytest.mark.parametrize("options", [["--design", "hddm_pst_contaminants"],
+                                     ["--exclude-first", "--p-outlier", "0.05", "--rt-max", "5", "--min-rt", "0.3"],
+                                     ["--missing", "ignorable", "--q-init", "0.2"]])
+def test_every_command_sees_the_same_settings_and_exclusions_for_the_same_options(tmp_path, monkeypatch, options):
+    from amortized_rlddm.data.io import write_study
+    from amortized_rlddm.model.config import load_config
+    from amortized_rlddm.model.designs import named_design
+
+    design = named_design("hddm_pst")
+    study = simulate(load_config("general").priors.sample(np.random.default_rng(0), 3), design, seed=2)
+    data = tmp_path / "data.csv"
+    write_study(study, data)
+    seen = _what_each_command_sees(monkeypatch, data, options)
+    assert set(seen) == {"infer", "group", "check", "fit-exact"}
+    excluded, settings = seen["infer"]
+    for command, (mask, given) in seen.items():
+        assert np.array_equal(mask, excluded), command
+        assert given == settings, command
+    first_of_each_pair = 3 * study.n_conditions  # excluded by --design hddm_pst_contaminants and --exclude-first
+    assert excluded.sum() >= (first_of_each_pair if "--missing" not in options else 0)
+    assert settings["p_outlier"] == (0.0 if "--missing" in options else 0.05)
+    assert settings["q_init"] == (0.2 if "--missing" in options else 0.5)
+
+
+def test_settings_the_options_cannot_combine_are_refused(tmp_path, capsys):
+    data = tmp_path / "data.csv"
+    main(["simulate", "--participants", "2", "--seed", "5", "--out", str(data)])
+    assert main(["group", "--data", str(data), "--design", "seed", "--p-outlier", "0.05", "--out", "g.nc"]) == 2
+    assert "--design seed sets the deadline" in capsys.readouterr().err
+    assert main(["check", "--p-outlier", "0.05", "--participants", "5"]) == 2
+    assert "apply to --data" in capsys.readouterr().err

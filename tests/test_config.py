@@ -405,3 +405,21 @@ def test_network_kinds_outside_the_tested_ones_are_refused(section, kind):
     spec["network"][section] = {"kind": kind}
     with pytest.raises(ValueError, match=f"network.{section}.kind"):
         training_settings(config_from_dict(spec, source="test"))
+
+
+def test_the_closed_form_prior_densities_are_scipys():
+    from scipy import stats
+
+    from amortized_rlddm.model.priors import Beta, Normal, TruncatedNormal, Uniform
+
+    x = np.concatenate([np.linspace(-3.0, 7.0, 2001), [0.0, 0.3, 1.0, 2.0, 5.0]])
+    cases = {Normal(2.0, 5.0): stats.norm(2.0, 5.0),
+             TruncatedNormal(1.5, 1.0, 0.3, 5.0): stats.truncnorm(-1.2, 3.5, 1.5, 1.0),
+             TruncatedNormal(-3.0, 0.5, 2.0, 4.0): stats.truncnorm(10.0, 14.0, -3.0, 0.5),  # far in the tail
+             Beta(2.0, 2.0): stats.beta(2.0, 2.0), Beta(0.5, 0.7): stats.beta(0.5, 0.7),
+             Uniform(0.2, 3.0): stats.uniform(0.2, 2.8)}
+    for prior, reference in cases.items():
+        ours, theirs = prior.logpdf(x), reference.logpdf(x)
+        np.testing.assert_array_equal(np.isfinite(ours), np.isfinite(theirs))
+        np.testing.assert_allclose(ours[np.isfinite(theirs)], theirs[np.isfinite(theirs)], rtol=1e-12, atol=1e-12)
+        assert np.ndim(prior.logpdf(1.0)) == 0

@@ -300,15 +300,16 @@ def test_the_real_data_report_compares_with_the_exact_fits(general_smoke, tmp_pa
     refined = summary["single"]["agreement"]
     assert all(refined[f"refined/{n}"]["std_mean_difference"] < 1e-9 for n in names)
     assert all(abs(refined[f"refined/{n}"]["sd_ratio"] - 1) < 1e-9 for n in names)
-    # the agreement where the refined draws' k-hat is below the threshold: those subjects alone
+    # the agreement where the corrected draws are trusted: those subjects alone
     subjects = pd.read_csv(tmp_path / "b" / "subjects_single.csv")
-    trusted = int((~subjects["refined_above_threshold"]).sum())
-    assert summary["single"]["refined_below_threshold_subjects"] == trusted
-    below = [key for key in refined if key.startswith("refined_below_threshold/")]
+    trusted = int(subjects["refined_trusted"].sum())
+    assert summary["single"]["trusted"] == trusted == summary["single"]["trusted_exact_subjects"]
+    assert sum(summary["single"]["methods"].values()) == 5 and len(summary["single"]["untrusted"]) == 5 - trusted
+    below = [key for key in refined if key.startswith("trusted/")]
     assert len(below) == (len(names) if trusted else 0)
     assert all(refined[key]["std_mean_difference"] < 1e-9 for key in below)
     report = (tmp_path / "b" / "report.md").read_text()
-    assert f"{trusted} of them with the refined draws' k-hat below the threshold" in report
+    assert f"**Trusted {trusted} of 5**" in report and f"{trusted} of them trusted after the correction" in report
     totals = summary["model_comparison"]  # one network twice: no evidence either way
     assert totals["log_bayes_factor_total"] == 0 and totals["dual_by_evidence"] == 0
     assert totals["same_verdict_by_evidence"] == 2 and totals["same_verdict_by_loo"] == 0

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from amortized_rlddm.amortized.importance import khat_threshold, proposal_factor, psis, resample
+from amortized_rlddm.amortized.importance import khat_threshold, psis, resample
 from amortized_rlddm.amortized.packing import pack
 from amortized_rlddm.amortized.posterior import AmortizedPosterior
 from amortized_rlddm.amortized.training import train
@@ -110,17 +110,23 @@ def test_resampling_by_the_weights_gives_the_target():
     weights = np.array([0.5, 0.25, 0.125, 0.125])
     counts = np.bincount(resample({"i": np.arange(4)}, np.log(weights), 1000, rng)["i"], minlength=4)
     assert np.all(np.abs(counts - 1000 * weights) <= 1)
-    assert proposal_factor(np.array([1000.0, 500.0, 10.0]), 1000).tolist() == [2, 3, 20]
 
 
-def test_refined_posteriors_resample_enough_proposals(smoke):
+def test_corrected_posteriors_say_how_each_participant_was_corrected(smoke):
     study = simulate(smoke.config.priors.sample(np.random.default_rng(8), 4), smoke.design, seed=9)
     tree = smoke.infer(study, draws=200, seed=2, refine=True)
     checks = tree["importance"]
-    assert tree["posterior"]["alpha"].shape == (1, 200, 4) and tree["posterior"].attrs["refined"] != "no"
-    assert (checks["proposals"] >= 400).all() and (checks["proposals"] % 400 == 0).all()
-    short = checks["ess"].values < 200
-    assert (checks["proposals"].values[short] > 400).all()  # a short first pass drew more proposals
+    assert tree["posterior"]["alpha"].shape == (1, 200, 4) and tree["posterior"].attrs["corrected"] != "no"
+    assert (checks["proposals"] == 400).all()
+    refined = checks["method"].values == "refined"
+    assert set(checks["method"].values) <= {"refined", "adaptive"}
+    # the resampled flow draws passed the check; the others went through adaptive rounds
+    assert checks["trusted"].values[refined].all() and (checks["rounds"].values[refined] == 0).all()
+    assert (checks["rounds"].values[~refined] >= 1).all()
+    assert (checks["evaluations"].values[~refined] > 400).all()
+    trusted = checks["trusted"].values
+    assert ((checks["ess"].values >= 400) | ~trusted).all() and (checks["reason"].values[trusted] == "").all()
+    assert all(reason for reason in checks["reason"].values[~trusted])
 
 
 def test_the_flows_density_integrates_to_one_over_a_grid(smoke):
@@ -188,15 +194,19 @@ def test_arviz_loo_runs_on_the_output(smoke):
 def test_the_nuts_fallback_fits_a_participant_the_check_fails(smoke, monkeypatch):
     study = simulate(smoke.config.priors.sample(np.random.default_rng(18), 2), smoke.design, seed=19)
 
-    def failing_first(log_ratios):  # a forced failure: participant 0 above the threshold
+    def failing_first(log_ratios):  # a forced failure: participant 0 above the threshold, 1 passing
         result = psis(log_ratios)
-        return result.assign(above_threshold=("participant", np.array([True, False])))
+        return result.assign(above_threshold=("participant", np.array([True, False])),
+                             ess=("participant", np.array([result["ess"].values[0], log_ratios.shape[1]])))
 
-    monkeypatch.setattr("amortized_rlddm.amortized.posterior.psis", failing_first)
+    monkeypatch.setattr("amortized_rlddm.amortized.correction.psis", failing_first)
     amortized = smoke.infer(study, draws=200, seed=4)
     tree = smoke.infer(study, draws=200, seed=4, fallback="nuts")
     checks = tree["importance"]
-    assert checks["method"].values.tolist() == ["nuts", "amortized"]
+    assert checks["method"].values.tolist() == ["nuts", "flow"]
+    assert checks["trusted"].values[0] == (checks["nuts_rhat_max"].values[0] <= 1.01
+                                           and checks["nuts_ess_bulk_min"].values[0] >= 400
+                                           and checks["nuts_divergences"].values[0] == 0)
     assert "1 participant(s) fitted with NUTS" in tree["posterior"].attrs["nuts_fallback"]
     assert checks["nuts_rhat_max"].values[0] < 1.05 and np.isnan(checks["nuts_rhat_max"].values[1])
     post, before = tree["posterior"], amortized["posterior"]

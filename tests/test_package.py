@@ -63,14 +63,18 @@ def test_the_shipped_general_network_serves_its_family_and_refuses_outside_it():
 
 def _clean_copy(dest):
     """The files a wheel is built from, without build leftovers of the checkout."""
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
+    for name in ("pyproject.toml", "setup.py", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, dest / name)
     ignore = shutil.ignore_patterns("__pycache__", "tmp-*", "*.tmp", "state.json")
     for name in ("amortized_rlddm", "checkpoints", "training_configs"):
         shutil.copytree(ROOT / name, dest / name, ignore=ignore)
 
 
-def test_a_wheel_installed_outside_the_checkout_runs_the_demo(tmp_path):
+@pytest.fixture(scope="module")
+def installed_wheel(tmp_path_factory):
+    """A wheel built from a clean copy of the checkout, installed in a venv of its own: its
+    `rlddm`, its python, an empty working folder outside the checkout and the environment."""
+    tmp_path = tmp_path_factory.mktemp("wheel")
     source, dist, work = tmp_path / "source", tmp_path / "dist", tmp_path / "empty"
     source.mkdir(), work.mkdir()
     _clean_copy(source)
@@ -92,7 +96,22 @@ def test_a_wheel_installed_outside_the_checkout_runs_the_demo(tmp_path):
     where = subprocess.run([python, "-c", "import amortized_rlddm; print(amortized_rlddm.__file__)"], cwd=work,
                            env=env, check=True, capture_output=True, text=True).stdout
     assert Path(where.strip()).is_relative_to(venv)
-    demo = subprocess.run([venv / "bin" / "rlddm", "demo", "--participants", "5", "--draws", "200"], cwd=work,
+    return {"rlddm": venv / "bin" / "rlddm", "python": python, "work": work, "env": env}
+
+
+def test_the_wheel_holds_every_subpackage_of_the_checkout(installed_wheel):
+    found = sorted(".".join(path.relative_to(ROOT).parent.parts)
+                   for path in (ROOT / "amortized_rlddm").rglob("__init__.py"))
+    assert "amortized_rlddm.group" in found
+    code = "import importlib, sys; [importlib.import_module(name) for name in sys.argv[1:]]; print('ok')"
+    out = subprocess.run([installed_wheel["python"], "-c", code, *found], cwd=installed_wheel["work"],
+                         env=installed_wheel["env"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_a_wheel_installed_outside_the_checkout_runs_the_demo(installed_wheel):
+    work, env = installed_wheel["work"], installed_wheel["env"]
+    demo = subprocess.run([installed_wheel["rlddm"], "demo", "--participants", "5", "--draws", "200"], cwd=work,
                           env=env, capture_output=True, text=True, timeout=600)
     assert demo.returncode == 0, demo.stderr
     assert "inferred 5 participants x 200 draws" in demo.stdout
@@ -101,6 +120,18 @@ def test_a_wheel_installed_outside_the_checkout_runs_the_demo(tmp_path):
     # quiet by default: no TensorFlow, XLA or CUDA log line on either stream
     for line in (demo.stdout + demo.stderr).splitlines():
         assert not any(key in line for key in ("absl", "cuda", "oneDNN", "tensorflow", "XLA", "I0000", "E0000"))
+
+
+def test_a_wheel_installed_outside_the_checkout_fits_the_group_level(installed_wheel):
+    work, env, rlddm = installed_wheel["work"], installed_wheel["env"], installed_wheel["rlddm"]
+    subprocess.run([rlddm, "simulate", "--participants", "6", "--seed", "3", "--out", "study.csv"], cwd=work,
+                   env=env, check=True, capture_output=True)
+    group = subprocess.run([rlddm, "group", "--data", "study.csv", "--chains", "2", "--tune", "40", "--draws", "40",
+                            "--out", "group.nc", "--quiet"], cwd=work, env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert group.returncode == 0, group.stderr
+    assert "6 participants, 2 chains x 40 draws" in group.stdout
+    assert (work / "group.nc").stat().st_size > 0
 
 
 def test_quiet_turns_progress_off_and_progress_goes_to_stderr(tmp_path, capsys):

@@ -7,8 +7,8 @@ log q(theta | data) over the draws; ArviZ's PSIS smooths their largest values wi
 generalized Pareto fit whose shape k-hat says whether the weights can be trusted: below
 min(1 - 1 / log10(S), 0.7) for S draws (Vehtari et al. 2024), the importance-sampling
 estimates (and the draws resampled by the weights) approach the exact posterior's.
-Refinement draws more proposals where the effective sample size falls short and resamples
-the requested number of draws by the weights. The pointwise log-likelihood of the draws
+Refinement resamples the requested number of draws by the weights
+(:mod:`~amortized_rlddm.amortized.correction`). The pointwise log-likelihood of the draws
 (:func:`pointwise_group`) gives each participant's PSIS-LOO (:func:`participant_loo`), with
 the approximate-posterior correction for the flow's own draws.
 """
@@ -22,8 +22,7 @@ from arviz_stats.base import array_stats
 from scipy.special import logsumexp
 
 from ..data.study import Study
-from ..model.likelihood import loglik_draws, pointwise_loglik
-from ..model.priors import PriorSet
+from ..model.likelihood import pointwise_loglik
 
 # a log ratio of -inf (a draw the target rules out) enters PSIS as this: weight 0, and finite
 IMPOSSIBLE = -1e300
@@ -38,14 +37,6 @@ def khat_threshold(draws):
     return float(threshold) if threshold.ndim == 0 else threshold
 
 
-def log_importance_ratios(values: dict, log_proposal: np.ndarray, study: Study, priors: PriorSet,
-                          options: dict) -> np.ndarray:
-    """(participants, draws) log p(theta) + log p(data | theta) - log q(theta) of the draws."""
-    shape = log_proposal.shape
-    prior = priors.logpdf({k: np.asarray(values[k]) for k in priors.names}).reshape(shape)
-    return prior + loglik_draws(study, {k: values[k] for k in priors.names}, **options) - log_proposal
-
-
 def psis(log_ratios: np.ndarray) -> xr.Dataset:
     """PSIS of each participant's log ratios (participants, draws).
 
@@ -57,7 +48,8 @@ def psis(log_ratios: np.ndarray) -> xr.Dataset:
         raw ratios) and its Monte Carlo standard error ``log_evidence_se``; ``above_threshold``
         (k-hat above :func:`khat_threshold`); and ``log_weights`` (participant, draw), the
         normalised smoothed log weights. A participant whose tail cannot be fitted (its
-        largest weights all equal) gets k-hat = inf and its raw weights.
+        largest weights all equal) gets its raw weights and k-hat = inf, or 0 when all its
+        weights are equal (the proposal is the target).
     """
     draws = log_ratios.shape[1]
     if draws < MIN_DRAWS:
@@ -68,8 +60,9 @@ def psis(log_ratios: np.ndarray) -> xr.Dataset:
     for i, row in enumerate(ratios):
         try:  # ArviZ smooths the right tail of -ary (it is written for PSIS-LOO's -log-likelihood)
             smoothed[i], khat[i] = array_stats.psislw(-row, r_eff=1.0, axis=-1)
-        except ValueError:  # a tail of equal weights (draws the target rules out) cannot be fitted
-            smoothed[i], khat[i] = row, np.inf
+        except ValueError:  # a tail of equal weights cannot be fitted: exact weights if every weight is equal
+            exact = row[0] > IMPOSSIBLE and np.ptp(row) == 0
+            smoothed[i], khat[i] = row, 0.0 if exact else np.inf
     log_weights = smoothed - logsumexp(smoothed, axis=-1, keepdims=True)
     ess = 1.0 / np.exp(logsumexp(2.0 * log_weights, axis=-1))
     log_evidence = logsumexp(ratios, axis=-1) - np.log(draws)
@@ -83,19 +76,6 @@ def psis(log_ratios: np.ndarray) -> xr.Dataset:
                        "log_weights": (("participant", "draw"), log_weights)},
                       attrs={"khat_threshold": threshold, "method": "PSIS (arviz-stats), exact likelihood x prior "
                                                                      "over the flow's density"})
-
-
-# Refinement: proposals per requested draw at most (a participant still short of the requested
-# effective size after that keeps its k-hat flag), and the margin on the estimated need.
-MAX_PROPOSAL_FACTOR = 20
-PROPOSAL_MARGIN = 1.2
-
-
-def proposal_factor(ess: np.ndarray, draws: int) -> np.ndarray:
-    """Per participant, how many times `draws` proposals should give `draws` effective ones,
-    judged from the effective size `ess` that `draws` proposals gave (1 to MAX_PROPOSAL_FACTOR)."""
-    need = np.ceil(PROPOSAL_MARGIN * draws / np.maximum(np.asarray(ess, float), 1.0))
-    return np.clip(need, 1, MAX_PROPOSAL_FACTOR).astype(int)
 
 
 def resample(values: dict, log_weights: np.ndarray, draws: int, rng: np.random.Generator) -> dict:

@@ -23,38 +23,28 @@ from ..data.io import read_study
 from ..data.study import Study
 from ..model.config import Config
 from ..model.family import DesignFamily
-from ..model.likelihood import likelihood_options
+from ..model.likelihood import study_likelihood_options
+from ..model.settings import with_settings
+from ..model.target import ExactTarget
 from ..model.task import TaskDesign
 from .checkpoint import OOD_REFERENCE_FILE, InferenceError, check_consistency, read_checkpoint, resolve_checkpoint
+from .correction import check_ratios, correct_draws
 from .data_checks import ood_flags, ood_reference, refuse_unserved
 from .importance import (
     MIN_DRAWS,
-    khat_threshold,
-    log_importance_ratios,
     participant_loo,
     pointwise_elpd,
     pointwise_group,
-    proposal_factor,
-    psis,
-    resample,
 )
 from .networks import backend, network_kinds
 from .packing import pack, parameter_space
 from .training import training_design, training_settings
 
 CHUNK = 256  # participants per compiled call; a fixed shape avoids recompiling
+FLOW_BLOCK = 8192  # rows per compiled pass of the flow's density at new values (one shape)
 INITIAL_PROPOSALS = 2  # proposals per requested draw on a refined posterior's first pass
 NUTS_CHAINS, NUTS_TUNE = 4, 1000  # the NUTS fallback's chains and tuning steps
 NUTS_MIN_CHAIN_DRAWS = 250  # the fallback's shortest chain, so that its r-hat means something
-
-
-def study_likelihood_options(study: Study, design: TaskDesign) -> dict:
-    """The likelihood's keyword arguments for a study under its design's settings; the data's
-    own q_init column, when there is one, wins (as in the networks' inputs)."""
-    options = likelihood_options(design)
-    if study.q_init is not None:
-        options["q_init"] = None
-    return options
 
 
 def _chunks(n):
@@ -160,17 +150,16 @@ class AmortizedPosterior:
             and the contaminants' RT range; None keeps the network's (a general network's:
             0.5, no contaminants).
         """
-        base = self.design if not self.serves_family else TaskDesign(n_trials=self.design.n_trials)
-        changes = {name: value for name, value in (("q_init", q_init), ("p_outlier", p_outlier),
-                                                    ("rt_max", rt_max)) if value is not None}
-        if deadline != "design":
-            changes.update(deadline=deadline, missing=missing, omission_rate=0.0)
-        elif missing is not None:
-            changes.update(missing=missing, omission_rate=0.0)
         try:
-            return replace(base, **changes)
+            return with_settings(self.base_design, deadline, missing, q_init, p_outlier, rt_max)
         except ValueError as err:
             raise InferenceError(str(err)) from None
+
+    @property
+    def base_design(self) -> TaskDesign:
+        """The settings where a study states none: the network's design, or for a general
+        network a design without a deadline, at q_init 0.5 and without contaminants."""
+        return self.design if not self.serves_family else TaskDesign(n_trials=self.design.n_trials)
 
     def design_with_trials(self, n_trials: int) -> TaskDesign:
         """The network's design with n_trials trials per participant, for simulating at one
@@ -369,6 +358,39 @@ class AmortizedPosterior:
             out[start:stop] = np.asarray(log_q).reshape(len(idx), draws)[: stop - start]
         return out
 
+    def unbounded_density_function(self, study: Study, design: TaskDesign | None = None):
+        """The flow's log density in the unbounded space as a function of new values, for
+        evaluating it at many points of a study's participants (the correction's adaptive
+        rounds): the summaries are computed here, once, and each call runs the flow in
+        blocks of FLOW_BLOCK rows, one compiled shape whatever the number of points.
+
+        Returns
+        -------
+        callable
+            ``log_flow(y, participants)``: unbounded values y (R, M, parameters) of the
+            participants at indices `participants` (R of them) -> (R, M) log densities.
+        """
+        design = design or self.study_design()
+        data = pack(study, self.network, design, self.design.max_trials)
+        rows = []
+        for start, stop, idx in _chunks(study.n_participants):
+            summary = np.asarray(self._summaries(data["summary_variables"][idx], data["summary_mask"][idx]))
+            rows.append(np.concatenate([data["inference_conditions"][idx], summary], axis=-1)[: stop - start])
+        conditions = np.concatenate(rows).astype(np.float32)
+
+        def log_flow(y: np.ndarray, participants) -> np.ndarray:
+            r, m, p = y.shape
+            every_condition = np.repeat(conditions[np.asarray(participants)], m, axis=0)
+            theta = y.reshape(r * m, p).astype(np.float32)
+            out = np.empty(r * m)
+            for start in range(0, r * m, FLOW_BLOCK):
+                stop = min(start + FLOW_BLOCK, r * m)
+                block = np.arange(start, start + FLOW_BLOCK).clip(max=stop - 1)  # the last row repeated as padding
+                out[start:stop] = np.asarray(self._flow_density(every_condition[block], theta[block]))[: stop - start]
+            return out.reshape(r, m)
+
+        return log_flow
+
     def density_function(self, study: Study, design: TaskDesign | None = None, draws: int = 1):
         """The amortized posterior's log density as a function, for evaluating it many times at
         new values of one study (the group sampler calls it once per iteration).
@@ -486,22 +508,28 @@ class AmortizedPosterior:
             :data:`~amortized_rlddm.model.designs.NAMED_DESIGNS`).
         check
             Check every participant's draws against the exact posterior by Pareto-smoothed
-            importance sampling (an ``importance`` group: ``khat``, ``ess``, ``log_evidence``
-            and its standard error, ``above_threshold``). Default: on when the network gives
-            each draw's density with it (coupling flows), as it then costs one exact
-            likelihood per draw, a few milliseconds per participant, and there are at least
-            25 draws (PSIS's Pareto fit needs them).
+            importance sampling (an ``importance`` group: ``trusted``, ``method`` "flow",
+            ``reason``, ``khat``, ``ess``, ``log_evidence`` and its standard error,
+            ``above_threshold``). The draws are trusted where k-hat is below its threshold
+            and half of them are effective. Default: on when the network gives each draw's
+            density with it (coupling flows), as it then costs one exact likelihood per draw,
+            a few milliseconds per participant, and there are at least 25 draws (PSIS's
+            Pareto fit needs them).
         refine
-            Return draws resampled by their importance weights: the exact posterior where k-hat
-            is below its threshold. Participants whose effective size falls short of `draws`
-            get more proposals first (up to 20 per draw); ``importance`` then says how many
-            (``proposals``) and the k-hat of the final proposals.
+            Return draws of each participant's exact posterior
+            (:func:`~amortized_rlddm.amortized.correction.correct_draws`): the network's draws
+            (twice as many as asked) resampled by their importance weights where those pass
+            the check with an effective size of max(400, draws / 2) (``method`` "refined"),
+            adaptive importance sampling started from them where they do not ("adaptive"), and
+            DE-MCz chains where its weights still fail ("mcmc"). ``importance`` says per
+            participant whether the result is ``trusted`` (and if not, the ``reason``), the
+            adaptive ``rounds`` and the exact posterior's ``evaluations``.
         fallback
-            ``"nuts"``: participants whose k-hat stays above the threshold are fitted with NUTS
-            on the exact likelihood (:class:`~amortized_rlddm.exact.model.ExactPosterior`, 4
-            chains started from amortized draws, 1,000 tuning steps) and their draws replaced;
-            ``importance`` says which (``method``) and gives their fits' r-hat, bulk ESS and
-            divergences. Implies `check`.
+            ``"nuts"``: participants still not trusted are fitted with NUTS on the exact
+            likelihood (:class:`~amortized_rlddm.exact.model.ExactPosterior`, 4 chains started
+            from their draws, 1,000 tuning steps) and their draws replaced; ``importance``
+            says which (``method`` "nuts"), whether the fit passed the convergence gate
+            (``trusted``) and gives its r-hat, bulk ESS and divergences. Implies `check`.
         log_likelihood
             Add a ``log_likelihood`` group: variable ``choice_rt`` (chain, draw, obs), each
             trial's log-likelihood given the participant's history, over the trials that enter
@@ -537,23 +565,28 @@ class AmortizedPosterior:
         self.check(study, model=model, design=design)
         check = refine or fallback is not None or (self.density_is_cheap and draws >= MIN_DRAWS
                                                    if check is None else check)
-        # refinement starts from INITIAL_PROPOSALS per requested draw: most participants then
-        # reach the requested effective size in one pass
+        # the correction starts from INITIAL_PROPOSALS flow draws per requested draw
         proposals = draws * INITIAL_PROPOSALS if refine else draws
-        values, log_proposal, summaries = self._draws(study, proposals, seed, density=check, design=design)
+        y, summaries, log_q = self._sample(study, proposals, seed, density=check, design=design)
+        if not np.all(np.isfinite(y)):
+            raise InferenceError("the network produced non-finite draws; the checkpoint may be damaged")
+        target = ExactTarget(study, self.config.priors, design, self.network["t0_upper"])
+        values = target.to_natural(y)
         participants = np.asarray([str(p) for p in study.participant])
         groups = {"data_checks": self.data_checks(study, summaries).assign_coords(participant=participants)}
         options = study_likelihood_options(study, design)
         if check:
-            ratios = log_importance_ratios(values, log_proposal, study, self.config.priors, options)
-            importance = psis(ratios)
-            # the LOO correction of each participant's draws: their log ratios while the draws
-            # are the flow's own, none once they are resampled or NUTS's
-            corrections = np.zeros((study.n_participants, draws)) if refine else ratios
             if refine:
-                values, importance = self._refine(study, values, ratios, importance, draws, seed, design)
-            importance = importance.assign(method=("participant", np.full(study.n_participants,
-                                                                          "refined" if refine else "amortized")))
+                corrected, importance = correct_draws(target, y, log_q, self.unbounded_density_function(study, design),
+                                                      draws, np.random.default_rng(seed))
+                values = target.to_natural(corrected)
+                corrections = np.zeros((study.n_participants, draws))  # the draws are the exact posterior's
+            else:
+                # the LOO correction of the flow's own draws: their log ratios
+                corrections = target.log_density(y) - log_q
+                # the flow's draws themselves are trusted where half of them are effective
+                importance = check_ratios(corrections, draws / 2).assign(
+                    method=("participant", np.full(study.n_participants, "flow")))
             if fallback:
                 values, importance = self._nuts_fallback(study, values, importance, seed, design)
                 corrections[importance["method"].values == "nuts"] = 0.0
@@ -569,7 +602,8 @@ class AmortizedPosterior:
             coords={"chain": [0], "draw": np.arange(draws), "participant": participants})
         posterior.attrs.update({"inference_library": "amortized_rlddm / BayesFlow", "checkpoint": self.source,
                                 "backend": backend(), "model": self.config.model,
-                                "refined": "PSIS resampling" if refine else "no"})
+                                "corrected": "exact: PSIS resampling, adaptive importance sampling" if refine
+                                else "no"})
         if check and fallback:
             nuts = participants[importance["method"].values == "nuts"]
             posterior.attrs["nuts_fallback"] = (f"{nuts.size} participant(s) fitted with NUTS on the exact likelihood"
@@ -590,52 +624,17 @@ class AmortizedPosterior:
         log_proposal = log_density + space.log_abs_det_jacobian(values) if density else None
         return values, log_proposal, summaries
 
-    def _refine(self, study, values, ratios, importance, draws, seed, design):
-        """Draws resampled by their PSIS weights; participants whose proposals' effective size
-        falls short of `draws` get proposal_factor times as many proposals first (one batch
-        per factor). Returns the resampled values and the importance check of the final
-        proposals."""
-        first = ratios.shape[1]
-        factor = proposal_factor(importance["ess"].values * draws / first, draws) * draws // first
-        proposals = np.full(study.n_participants, first)
-        final = {k: list(v) for k, v in values.items()}
-        log_weights = list(importance["log_weights"].values)
-        table = {name: importance[name].values.copy() for name in ("khat", "ess", "log_evidence", "log_evidence_se")}
-        for k, more in enumerate(sorted({int(f) * first for f in factor if f > 1})):
-            short = np.flatnonzero(factor * first == more)
-            sub = study.select(short)
-            sub_values, sub_log_q, _ = self._draws(sub, more, None if seed is None else seed + 1 + k, density=True,
-                                                   design=design)
-            again = psis(log_importance_ratios(sub_values, sub_log_q, sub, self.config.priors,
-                                               study_likelihood_options(sub, design)))
-            for j, i in enumerate(short):
-                proposals[i] = more
-                for name in final:
-                    final[name][i] = sub_values[name][j]
-                log_weights[i] = again["log_weights"].values[j]
-                for name in table:
-                    table[name][i] = again[name].values[j]
-        rng = np.random.default_rng(seed)
-        picked = [resample({k: final[k][i] for k in final}, log_weights[i], draws, rng)
-                  for i in range(study.n_participants)]
-        refined = {k: np.stack([p[k] for p in picked]) for k in values}
-        checks = xr.Dataset({**{name: (("participant",), table[name]) for name in table},
-                             "proposals": (("participant",), proposals),
-                             "above_threshold": (("participant",), table["khat"] > khat_threshold(proposals))},
-                            attrs={**importance.attrs, "khat_threshold": "min(1 - 1/log10(proposals), 0.7)",
-                                   "refined": "draws resampled by PSIS weights"})
-        return refined, checks
-
     def _nuts_fallback(self, study, values, importance, seed, design):
         """The values with every participant above the k-hat threshold replaced by a NUTS fit
         of the exact posterior, its chains started from the participant's draws; the
         importance check gains ``method`` "nuts" for them and their fits' diagnostics."""
-        from ..exact.model import ExactPosterior  # PyMC loads only when a participant needs it
+        from ..exact.model import ExactPosterior, converged  # PyMC loads only when a participant needs it
 
-        flagged = np.flatnonzero(importance["above_threshold"].values)
+        flagged = np.flatnonzero(~importance["trusted"].values)
         diagnostics = {name: np.full(study.n_participants, np.nan)
                        for name in ("nuts_rhat_max", "nuts_ess_bulk_min", "nuts_divergences")}
         method = importance["method"].values.astype(object)
+        trusted, reason = importance["trusted"].values.copy(), importance["reason"].values.astype(object)
         if flagged.size:
             draws = next(iter(values.values())).shape[1]
             chains = NUTS_CHAINS
@@ -658,5 +657,10 @@ class AmortizedPosterior:
                 diagnostics["nuts_rhat_max"][i] = fit.diagnostics["rhat_max"]
                 diagnostics["nuts_ess_bulk_min"][i] = fit.diagnostics["ess_bulk_min"]
                 diagnostics["nuts_divergences"][i] = fit.diagnostics["divergences"]
+                trusted[i] = converged(fit.diagnostics)
+                reason[i] = "" if trusted[i] else (
+                    f"NUTS did not pass the convergence gate (r-hat {fit.diagnostics['rhat_max']:.3f}, bulk ESS "
+                    f"{fit.diagnostics['ess_bulk_min']:.0f}, {fit.diagnostics['divergences']} divergences)")
         return values, importance.assign(method=("participant", method.astype(str)),
+                                         trusted=("participant", trusted), reason=("participant", reason.astype(str)),
                                          **{k: ("participant", v) for k, v in diagnostics.items()})

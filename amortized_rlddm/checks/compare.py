@@ -21,10 +21,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
-from ..amortized.posterior import study_likelihood_options
 from ..data.io import read_study
 from ..exact.model import ExactPosterior, posterior_tree
 from ..model.designs import named_design
+from ..model.likelihood import study_likelihood_options
 from ..model.simulator import simulate
 
 OVERLAY_DATASETS = 4

@@ -33,7 +33,9 @@ def plot_recovery(summary, truth, path):
 
 
 def plot_posteriors(summary, path):
-    """Forest plot: each participant's posterior mean and HDI, one panel per parameter."""
+    """Forest plot: each participant's posterior mean and HDI, one panel per parameter; with a
+    ``trusted`` column, the participants whose posterior failed the exact check are drawn in
+    red with open markers and named in red."""
     lower, upper, pct = _interval_columns(summary)
     names = list(dict.fromkeys(summary["parameter"]))
     n = summary["participant"].nunique()
@@ -42,11 +44,19 @@ def plot_posteriors(summary, path):
     for ax, name in zip(axes[0], names):
         rows = summary[summary["parameter"] == name]
         y = np.arange(len(rows))
-        ax.hlines(y, rows[lower], rows[upper], lw=1.2)
-        ax.plot(rows["mean"], y, "o", ms=3)
+        trusted = rows["trusted"].to_numpy(bool) if "trusted" in rows else np.ones(len(rows), bool)
+        for keep, color, face in ((trusted, "C0", "C0"), (~trusted, "C3", "none")):
+            ax.hlines(y[keep], rows[lower][keep], rows[upper][keep], lw=1.2, color=color)
+            ax.plot(rows["mean"][keep], y[keep], "o", ms=3, color=color, markerfacecolor=face)
         ax.set_title(name)
     axes[0][0].set_yticks(np.arange(n), summary["participant"].iloc[:n].astype(str))
+    if "trusted" in summary:
+        for label, ok in zip(axes[0][0].get_yticklabels(), summary["trusted"].iloc[:n].to_numpy(bool)):
+            label.set_color("black" if ok else "C3")
     axes[0][0].invert_yaxis()
-    fig.suptitle(f"posterior means and {pct}% HDIs", fontsize=10)
+    untrusted = int((~summary.drop_duplicates("participant")["trusted"].to_numpy(bool)).sum()) \
+        if "trusted" in summary else 0
+    fig.suptitle(f"posterior means and {pct}% HDIs" + (f"; red: {untrusted} not trusted (exact check failed)"
+                                                        if untrusted else ""), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -1,12 +1,14 @@
 """`rlddm check`: how well the amortized posteriors of a study match the exact ones.
 
 Every participant's draws are checked by PSIS against the exact likelihood (k-hat, ESS, log
-evidence) and refined by resampling; the report gives the share above ArviZ's k-hat
-threshold, how far refinement moved each parameter (in raw posterior sds), a k-hat histogram
-and raw-vs-refined overlays of the participants with the highest k-hat.
+evidence) and corrected (`infer --refine`); the report gives the share of raw draws above
+ArviZ's k-hat threshold, the share of corrected posteriors trusted and by which method, how
+far the correction moved each parameter (in raw posterior sds), a k-hat histogram and
+raw-vs-corrected overlays of the participants with the highest k-hat.
 """
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,25 +35,29 @@ def fresh_simulations(posterior: AmortizedPosterior, participants: int, seed: in
 
 def check_posteriors(posterior: AmortizedPosterior, study: Study, out: str | Path, draws: int = 1000,
                      seed: int = 0, design=None) -> dict:
-    """Check and refine every participant's posterior; write check.csv, check.json,
+    """Check and correct every participant's posterior; write check.csv, check.json,
     khat_histogram.png and refined_overlays.png to `out`.
 
     Returns the summary written to check.json: participants, draws, the k-hat threshold, the
-    share of participants above it, k-hat quantiles, and per parameter the median |refined
-    mean - raw mean| / raw sd and median refined sd / raw sd. `design`: the study's settings
-    (a TaskDesign; default: the network's).
+    share of participants whose raw draws are above it, k-hat quantiles, per parameter the
+    median |corrected mean - raw mean| / raw sd and median corrected sd / raw sd, the share of
+    corrected posteriors trusted, the count per method, the untrusted with their reason, the
+    median exact posterior evaluations and the correction's time. `design`: the study's
+    settings (a TaskDesign; default: the network's).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     raw = posterior.infer(study, draws=draws, seed=seed, check=True, design=design)
+    start = time.perf_counter()
     refined = posterior.infer(study, draws=draws, seed=seed, refine=True, design=design)
-    checks = raw["importance"].to_dataset()
+    seconds = time.perf_counter() - start
+    checks, corrected = raw["importance"].to_dataset(), refined["importance"].to_dataset()
     table = pd.DataFrame({"participant": checks["participant"].values, "khat": checks["khat"].values,
                           "ess": checks["ess"].values, "above_threshold": checks["above_threshold"].values,
                           "log_evidence": checks["log_evidence"].values,
                           "log_evidence_se": checks["log_evidence_se"].values,
-                          "refined_khat": refined["importance"]["khat"].values,
-                          "refined_proposals": refined["importance"]["proposals"].values})
+                          **{f"refined_{name}": corrected[name].values
+                             for name in ("trusted", "method", "reason", "khat", "ess", "rounds", "evaluations")}})
     shifts, ratios = {}, {}
     for name in posterior.parameter_names:
         before = raw["posterior"][name].values[0].T  # (participants, draws)
@@ -67,7 +73,12 @@ def check_posteriors(posterior: AmortizedPosterior, study: Study, out: str | Pat
                "share_above_threshold": float(table["above_threshold"].mean()),
                "khat_quantiles": {q: float(np.quantile(table["khat"], float(q))) for q in ("0.5", "0.9", "0.99")},
                "refined_shift_in_raw_sd": shifts, "refined_sd_ratio": ratios,
-               "after_refinement_above_threshold": int(refined["importance"]["above_threshold"].sum())}
+               "trusted_share": float(table["refined_trusted"].mean()),
+               "methods": {str(m): int(c) for m, c in zip(*np.unique(table["refined_method"], return_counts=True))},
+               "untrusted": {str(p): str(r) for p, r in zip(table.loc[~table["refined_trusted"], "participant"],
+                                                            table.loc[~table["refined_trusted"], "refined_reason"])},
+               "evaluations_median": float(table["refined_evaluations"].median()),
+               "seconds_corrected": seconds}
     (out / "check.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_khat_histogram(table["khat"].to_numpy(), threshold, out / "khat_histogram.png")
     worst = np.argsort(-table["khat"].to_numpy())[:OVERLAID]
@@ -92,7 +103,7 @@ def plot_khat_histogram(khat, threshold, path):
 
 
 def plot_refined_overlays(raw, refined, participants, path):
-    """Raw and refined marginal posteriors of some participants, one row each."""
+    """Raw and corrected marginal posteriors of some participants, one row each."""
     names = list(raw["posterior"].data_vars)
     fig = Figure(figsize=(2.6 * len(names), 2.1 * len(participants)))
     axes = fig.subplots(len(participants), len(names), squeeze=False)
@@ -104,9 +115,23 @@ def plot_refined_overlays(raw, refined, participants, path):
             after = refined["posterior"][name].values[0, :, i]
             bins = np.histogram_bin_edges(np.concatenate([before, after]), bins=30)
             ax.hist(before, bins=bins, density=True, color="grey", alpha=0.5, label="amortized")
-            ax.hist(after, bins=bins, density=True, histtype="step", color="C1", lw=1.5, label="refined")
+            ax.hist(after, bins=bins, density=True, histtype="step", color="C1", lw=1.5, label="corrected")
             ax.set_yticks([])
             ax.set_title(f"{name}, participant {ids[i]} (k-hat {khat[i]:.2f})", fontsize=8)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def trusted_table(root: str | Path) -> str:
+    """The markdown table of the correction on fresh simulations: one row per network and
+    design from the check.json files under root/<network>/<design>/."""
+    lines = ["| network | design | participants | raw k-hat above the threshold | trusted after the correction | "
+             "by method | median exact evaluations | seconds |", "|---|---|---|---|---|---|---|---|"]
+    for path in sorted(Path(root).glob("*/*/check.json")):
+        summary = json.loads(path.read_text())
+        methods = ", ".join(f"{method} {count}" for method, count in summary["methods"].items())
+        lines.append(f"| {path.parent.parent.name} | {path.parent.name} | {summary['participants']} | "
+                     f"{100 * summary['share_above_threshold']:.1f}% | {100 * summary['trusted_share']:.1f}% | "
+                     f"{methods} | {summary['evaluations_median']:.0f} | {summary['seconds_corrected']:.0f} |")
+    return "\n".join(lines)

@@ -74,9 +74,9 @@ given extra random-walk steps) and one flow density per participant and chain pe
 
 import numpy as np
 
-from ..amortized.posterior import AmortizedPosterior, study_likelihood_options
+from ..amortized.posterior import AmortizedPosterior
 from ..data.study import Study
-from ..model.likelihood import likelihood_function, loglik_draws
+from ..model.likelihood import likelihood_function, loglik_draws, study_likelihood_options
 from .model import GroupModel, correlation_cholesky, cpc_log_prior
 
 PROPOSAL_BATCH = 1000  # draws per participant per network pass

@@ -97,6 +97,15 @@ def likelihood_options(design) -> dict:
             "p_outlier": design.p_outlier, "rt_max": design.rt_max}
 
 
+def study_likelihood_options(study: Study, design) -> dict:
+    """The likelihood's keyword arguments for a study under its design's settings; the data's
+    own q_init column, when there is one, wins (as in the networks' inputs)."""
+    options = likelihood_options(design)
+    if study.q_init is not None:
+        options["q_init"] = None
+    return options
+
+
 def missing_kind(study: Study, missing: str | None, deadline: float | None) -> str | None:
     """The kind of the study's missing responses, as stated: "deadline" (implied by a
     deadline), "ignorable" or None (then the study must have none). Never guessed."""

@@ -8,10 +8,21 @@ a training config changes everything downstream consistently.
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 SINGLE_RATE = ("v", "a", "z", "t0", "alpha")
 DUAL_RATE = ("v", "a", "z", "t0", "alpha_pos", "alpha_neg")
+
+
+def _normal_log_density(x, mu, sigma):
+    return -0.5 * ((x - mu) / sigma) ** 2 - np.log(sigma) - 0.5 * np.log(2.0 * np.pi)
+
+
+def _log_normal_mass(a, b):
+    """log(Phi(b) - Phi(a)) for standardised bounds a < b, accurate in either tail."""
+    if a > 0:  # both in the right tail: by symmetry
+        a, b = -b, -a
+    return special.log_ndtr(b) + np.log1p(-np.exp(special.log_ndtr(a) - special.log_ndtr(b)))
 
 
 class _Prior:
@@ -22,8 +33,13 @@ class _Prior:
         return self._dist().rvs(size=size, random_state=rng)
 
     def logpdf(self, x):
-        """Log density at x (-inf outside the support)."""
-        return self._dist().logpdf(x)
+        """Log density at x (-inf outside the support), in closed form: the samplers call it
+        once per step, where building a scipy distribution would cost more than the
+        likelihood."""
+        x = np.asarray(x, float)
+        lo, hi = self.support
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where((x >= lo) & (x <= hi), self._log_density(x), -np.inf)[()]
 
     def cdf(self, x):
         """Prior probability of values <= x."""
@@ -42,6 +58,9 @@ class Normal(_Prior):
     def _dist(self):
         return stats.norm(self.mu, self.sigma)
 
+    def _log_density(self, x):
+        return _normal_log_density(x, self.mu, self.sigma)
+
 
 @dataclass(frozen=True)
 class TruncatedNormal(_Prior):
@@ -58,6 +77,10 @@ class TruncatedNormal(_Prior):
         return stats.truncnorm((self.lower - self.mu) / self.sigma,
                                (self.upper - self.mu) / self.sigma, self.mu, self.sigma)
 
+    def _log_density(self, x):
+        return _normal_log_density(x, self.mu, self.sigma) - _log_normal_mass(
+            (self.lower - self.mu) / self.sigma, (self.upper - self.mu) / self.sigma)
+
 
 @dataclass(frozen=True)
 class Beta(_Prior):
@@ -71,6 +94,9 @@ class Beta(_Prior):
     def _dist(self):
         return stats.beta(self.a, self.b)
 
+    def _log_density(self, x):
+        return special.xlogy(self.a - 1.0, x) + special.xlog1py(self.b - 1.0, -x) - special.betaln(self.a, self.b)
+
 
 @dataclass(frozen=True)
 class Uniform(_Prior):
@@ -83,6 +109,9 @@ class Uniform(_Prior):
 
     def _dist(self):
         return stats.uniform(self.lower, self.upper - self.lower)
+
+    def _log_density(self, x):
+        return np.full_like(x, -np.log(self.upper - self.lower))
 
 
 _KINDS = {"normal": Normal, "truncnormal": TruncatedNormal, "beta": Beta, "uniform": Uniform}
