@@ -1,5 +1,5 @@
 # The two set-up commands of the README. Both create .venv when it is missing.
-.PHONY: demo test
+.PHONY: demo test test-fast
 
 # make demo DATA=file.csv DEMO_ARGS="--convention hddm --checkpoint general ...": the demo on a data file
 demo:
@@ -7,3 +7,7 @@ demo:
 
 test:
 	@PY=$$(bash scripts/venv.sh) && $$PY -m ruff check . && $$PY -m pytest
+
+# the development path: lint and every test not marked slow (no training, PyMC, wheel or tutorial)
+test-fast:
+	@PY=$$(bash scripts/venv.sh) && $$PY -m ruff check . && $$PY -m pytest -m "not slow"

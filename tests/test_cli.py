@@ -29,6 +29,7 @@ def test_simulate_writes_data_and_truth(tmp_path, capsys):
     assert (tmp_path / "again.csv").read_text() == data.read_text()
 
 
+@pytest.mark.slow
 def test_train_then_infer(tmp_path, capsys):
     ckpt = tmp_path / "net"
     assert main(["train", "--config", SMOKE, "--out", str(ckpt), "--no-progress"]) == 0

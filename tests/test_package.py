@@ -134,6 +134,7 @@ def test_a_wheel_installed_outside_the_checkout_fits_the_group_level(installed_w
     assert (work / "group.nc").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_quiet_turns_progress_off_and_progress_goes_to_stderr(tmp_path, capsys):
     args = ["simulate", "--participants", "25000", "--seed", "1", "--out", str(tmp_path / "d.csv")]
     assert main(args) == 0

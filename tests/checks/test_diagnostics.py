@@ -9,7 +9,6 @@ import pytest
 from amortized_rlddm import __version__
 from amortized_rlddm.amortized.packing import pack
 from amortized_rlddm.amortized.posterior import AmortizedPosterior
-from amortized_rlddm.amortized.training import train
 from amortized_rlddm.checks.ablation import VARIANTS, ablate
 from amortized_rlddm.checks.design import plan_design
 from amortized_rlddm.checks.diagnostics import (
@@ -119,13 +118,6 @@ def test_replications_tell_chance_exits_from_a_systematic_tail_misfit():
     assert summary([rng.random(1000) * 0.5 for _ in range(sets)])["p_at_least_as_many_exits"] < 1e-20
     assert calibrated["p_at_least_as_many_exits"] <= 1 and replication_summary(
         [rng.random(100)], [[]], [0.0])["p_at_least_as_many_exits"] == 1
-
-
-@pytest.fixture(scope="module")
-def smoke_posterior(tmp_path_factory):
-    out = tmp_path_factory.mktemp("diag") / "net"
-    train(load_config(SMOKE), out, verbose=0)
-    return AmortizedPosterior.load(out)
 
 
 def test_diagnose_writes_every_file(smoke_posterior, tmp_path):

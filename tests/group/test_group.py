@@ -119,6 +119,7 @@ def test_the_random_walk_moves_a_participant_the_proposals_never_reach():
                                      np.linspace(0.005, 6, 120)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("move_steps", [1, 2])
 def test_the_moves_mix_a_small_group_sd_where_the_independence_steps_stick(move_steps):
     """The funnel: a true sd of 0.05 under noisy data (parameter 0), so each participant must sit
@@ -155,15 +156,9 @@ def test_group_labels_come_from_a_column_constant_within_each_participant(tmp_pa
         group_labels(path, "arm", [1, 2])
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    from amortized_rlddm.amortized.posterior import AmortizedPosterior
-    from amortized_rlddm.amortized.training import train
-    from amortized_rlddm.model.config import load_config
-
-    out = tmp_path_factory.mktemp("smoke") / "net"
-    train(load_config("training_configs/smoke.yaml"), out, verbose=0)
-    return out, AmortizedPosterior.load(out)
+@pytest.fixture
+def smoke(smoke_checkpoint, smoke_posterior):
+    return smoke_checkpoint, smoke_posterior
 
 
 def test_the_moves_densities_are_the_exact_likelihood_and_the_flow_density_on_the_group_scale(smoke):
@@ -461,6 +456,7 @@ def test_lkj_correlations_from_canonical_partial_correlations_have_the_lkj_margi
     assert np.ptp(constants) < 1e-6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_groups", [1, 2])
 def test_the_correlated_sampler_gives_the_posterior_pymc_gives_for_correlated_normal_participants(n_groups):
     """Three correlated parameters per participant (true correlations 0.7, -0.3, 0), each

@@ -11,7 +11,6 @@ from scipy import stats
 from amortized_rlddm.amortized.importance import khat_threshold, psis, resample
 from amortized_rlddm.amortized.packing import pack
 from amortized_rlddm.amortized.posterior import AmortizedPosterior
-from amortized_rlddm.amortized.training import train
 from amortized_rlddm.exact.model import ExactPosterior
 from amortized_rlddm.model.config import load_config
 from amortized_rlddm.model.likelihood import loglik, loglik_draws, pointwise_loglik
@@ -21,11 +20,9 @@ from amortized_rlddm.model.simulator import simulate
 SMOKE = "training_configs/smoke.yaml"
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    out = tmp_path_factory.mktemp("smoke") / "net"
-    train(load_config(SMOKE), out, verbose=0)
-    return AmortizedPosterior.load(out)
+@pytest.fixture
+def smoke(smoke_posterior):
+    return smoke_posterior
 
 
 def test_psis_corrects_a_wrong_proposal_and_khat_rises_as_it_worsens():

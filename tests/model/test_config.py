@@ -19,7 +19,7 @@ from amortized_rlddm.model.priors import (
 )
 from amortized_rlddm.model.task import TaskDesign
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = ROOT / "training_configs" / "default.yaml"
 
 

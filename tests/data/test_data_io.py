@@ -10,7 +10,7 @@ from amortized_rlddm.data.io import DataError, parse_choice_codes, parse_columns
 from amortized_rlddm.model.simulator import simulate
 from amortized_rlddm.model.task import Pair, TaskDesign
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
+REAL = Path(__file__).resolve().parents[3] / "shared" / "real"
 
 PARAMS = {
     "v": np.array([1.0, -0.5, 2.5]),

@@ -22,13 +22,6 @@ from amortized_rlddm.output import hdi, save_posterior, summarize
 SMOKE = "training_configs/smoke.yaml"
 
 
-@pytest.fixture(scope="module")
-def smoke_checkpoint(tmp_path_factory):
-    out = tmp_path_factory.mktemp("smoke") / "net"
-    train(load_config(SMOKE), out, verbose=0)
-    return out
-
-
 def study_of(n, n_trials=60, seed=0, design=None, **fixed):
     config = load_config(SMOKE)
     params = config.priors.sample(np.random.default_rng(seed), n)
@@ -290,6 +283,7 @@ def test_infer_returns_a_datatree_inside_the_support(smoke_checkpoint, tmp_path)
     ("inference", {"kind": "FlowMatching", "subnet_kwargs": {"widths": [16, 16]},
                    "integrate_kwargs": {"method": "euler", "steps": 4}}),
 ])
+@pytest.mark.slow
 def test_ablation_network_kinds_train_save_and_infer(tmp_path, section, spec):
     config = load_config(SMOKE)
     config.sections["network"] = {**config.sections["network"], section: spec}
@@ -468,7 +462,7 @@ def test_checkpoint_from_the_other_backend_gives_the_same_draws(smoke_checkpoint
     other = "jax" if backend() == "tensorflow" else "tensorflow"
     code = ("import numpy as np, sys;"
             "from amortized_rlddm.amortized.posterior import AmortizedPosterior;"
-            "from tests.test_amortized import study_of;"
+            "from tests.amortized.test_amortized import study_of;"
             f"p = AmortizedPosterior.load({str(smoke_checkpoint)!r});"
             "t = p.infer(study_of(2)[0], draws=20, seed=4);"
             "print(p.converted_from); np.save(sys.argv[1], t['posterior']['v'].values)")
@@ -481,6 +475,7 @@ def test_checkpoint_from_the_other_backend_gives_the_same_draws(smoke_checkpoint
     assert np.allclose(np.load(out), here["posterior"]["v"].values, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_training_step_benchmark_times_each_trial_band():
     from amortized_rlddm.benchmarks import bench_backends
 
