@@ -162,6 +162,15 @@ def test_the_per_design_table_of_the_docs_is_made_from_the_committed_reports():
         assert table in docs, network
 
 
+def test_the_correction_table_of_the_docs_is_made_from_the_committed_reports():
+    from amortized_rlddm.checks.posterior_check import trusted_table
+
+    table = trusted_table(ROOT / "reports" / "trusted")
+    assert (ROOT / "reports" / "trusted" / "table.md").read_text() == table + "\n"
+    assert table in (ROOT / "docs" / "validation.md").read_text()
+    assert table.count("\n") == 11  # header, rule, two networks x five designs
+
+
 def test_no_project_file_names_the_team_specification():
     name = "DESIGN" + ".md"
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
