@@ -1,22 +1,6 @@
-"""Speed of the exact fits: NUTS per backend and the log density per Q-value method.
-
-Measured with :func:`bench_nuts` and :func:`bench_logp` on a 2-core machine shared with a
-running network training (load 2-6: absolute times are inflated and vary by about 30%
-between runs); PyMC 6.4, PyTensor 3.3, nutpie 0.16.11. One single-rate participant of the
-default design (60 trials), 4 chains x (1000 tune + 1000 draws), chains on both cores:
-
-    backend                            compile      first fit   warm fit / participant
-    nutpie, Numba logp, closed form    34 s, once    6.7 s        6.4 s
-    nutpie, Numba logp, scan           32 s, once   22 s         19 s
-    nutpie-jax, JAX logp and gradient   3.4 s, once 28 s         30 s
-    pymc, PyMC's NUTS, Numba logp      in each fit  37 s         29 s
-    pymc-c, PyMC's NUTS, C logp        in each fit  61 s         79 s (52 s in another run)
-
-Every fit had r-hat <= 1.004, bulk ESS >= 1700 and 0-3 divergences in 4000 draws. Log
-posterior plus gradient, one evaluation (Numba): 60 trials 105 us (closed form) vs 197 us
-(scan); 500 trials 2.4 ms vs 1.1 ms. NumPyro and BlackJAX are not installed and were not
-measured. The default backend is therefore nutpie with the Numba logp: its compilation is
-paid once per ExactPosterior, then each participant costs only sampling.
+"""Speed of the exact fits: NUTS per backend (:func:`bench_nuts`) and the log density per
+Q-value method (:func:`bench_logp`). Their measurements, and why the default backend is
+nutpie with the Numba log density, are in docs/benchmarks.md ("NUTS backend").
 """
 
 import time

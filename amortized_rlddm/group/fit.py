@@ -25,11 +25,8 @@ from .sampler import (
 )
 
 # Parameters given the scale and shift moves per iteration: all five. The group sd of v mixes
-# slowest (its log has a long left tail that only the scale move crosses). On the first two
-# simulated studies of reports/group (default network, 4 x 1,000 draws after 500, two busy
-# cores), two parameters per iteration gave sigma_v a bulk ESS of 78 and r-hat 1.048 in 27 s on
-# 20 x 60 trials; all five gave 156 and 1.028 in 33 s, and 137 and 1.027 on 2 x 20 x 60 trials.
-# With one parameter (and one independence step) the studies gave r-hat 1.12-1.24.
+# slowest (its log has a long left tail that only the scale move crosses); fewer moves per
+# iteration left its r-hat high (the measurements: docs/group.md).
 MOVE_STEPS = 5
 
 

@@ -1,75 +1,28 @@
 """An exact sampler of the hierarchical posterior built on the per-participant networks.
 
-Metropolis-within-Gibbs, several chains at once:
+Metropolis-within-Gibbs, several chains at once, on the unbounded scale y:
 
 1. each participant's parameters by an independence Metropolis-Hastings step whose proposal
-   is a fresh draw from their amortized posterior q(theta | data_i), with the density the
-   flow gives it; the acceptance ratio uses the exact likelihood and the current group
-   normal, so the chain's stationary distribution is the exact hierarchical posterior and the
-   network's error only lowers the acceptance rate (reported per participant);
-2. each group mean by its conjugate normal update given the participants' values;
+   is a fresh draw from their amortized posterior, weighed with the exact likelihood and the
+   current group normal (log w = l(y) - log q_y(y)), so the network's error lowers the
+   acceptance rate only;
+2. each group mean by its conjugate normal update;
 3. each group sd by random-walk Metropolis steps on its log;
-4. optionally (given the exact log-likelihood and the proposal density as functions), two
-   moves that need no network draw, for one parameter k per iteration (k cycling): a scale
-   move of sigma_k with every participant's value of k, and a shift move of each group's
-   mu_gk with its participants' values of k. Where a group's sd is small, the network's draws
-   seldom land near the group mean and steps 1 and 3 alone stick (a funnel); these moves
-   carry the participants along with the group level. Before them, every participant takes
-   a random-walk Metropolis step (below): where the group pulls a participant's conditional
-   posterior away from the network's posterior of their data alone, step 1 seldom accepts
-   and this step moves them.
+4. optionally, a random-walk step of every participant (shaped by their proposals', later
+   their chains', covariance) and, for `move_steps` parameters per iteration, a scale move of
+   sigma_k with the participants' values and a shift move of each group's mean with its
+   participants': they carry the participants along where the group sd is small (a funnel).
 
-The target, on the unbounded scale y (no Jacobian: the data depend on theta(y) alone):
-
-    pi(mu, sigma, y) = prod_gk N(mu_gk; m_k, s_k) prod_k HalfNormal(sigma_k; s_k)
-                       prod_ik N(y_ik; mu_{g(i)k}, sigma_k) prod_i p(data_i | theta(y_i))
-
-and an amortized draw has density q_y(y) = q(theta) / |dy/dtheta| there, so the weight of
-step 1 is log w = log p(data | theta) + log |dy/dtheta| - log q(theta) = l(y) - log q_y(y).
-
-Scale move, parameter k: u ~ N(0, 1), c = exp(eps_k u), sigma_k' = c sigma_k and
-y'_ik = mu_{g(i)k} + c (y_ik - mu_{g(i)k}) for every participant i. In the coordinates
-(log sigma_k, y_.k) the map has Jacobian c^n and is undone by -u, so the log acceptance ratio
-is log pi' - log pi + n log c with the density of log sigma (the half-normal times sigma).
-Each group normal factor becomes N(y_ik; mu, sigma_k) / c, and the n factors cancel c^n:
-
-    log r = sum_i [l_i(y'_i) - l_i(y_i)] - (sigma_k'^2 - sigma_k^2) / (2 s_k^2) + log c.
-
-Shift move, parameter k, each group g at once (disjoint participants): delta ~ N(0, (eps2_k
-sigma_k / sqrt(n_g))^2), mu_gk' = mu_gk + delta and y'_ik = y_ik + delta for the group's
-participants: a translation (Jacobian 1), symmetric, and y - mu is unchanged, so
-
-    log r = sum_{i in g} [l_i(y'_i) - l_i(y_i)] - ((mu_gk' - m_k)^2 - (mu_gk - m_k)^2) / (2 s_k^2).
-
-Random-walk step, every participant i at once: y'_i = y_i + lambda_i L_i u, u ~ N(0, I), with
-L_i the Cholesky factor of a covariance; symmetric, so
-
-    log r = l_i(y'_i) - l_i(y_i) + log N(y'_i; mu_g(i), sigma) - log N(y_i; mu_g(i), sigma).
-
-L_i starts as that of the participant's proposals; at the middle of the tuning it becomes that
-of the chains' own values of the second quarter (pooled over chains: the participant's
-conditional posterior within the group, which the network's posterior of their data alone
-may miss), and the participants whose independence steps accepted less than SLOW_ACCEPTANCE
-of that quarter's proposals take EXTRA_WALKS more random-walk steps per iteration (their
-likelihood alone evaluated).
-
-After the moves the weights of the participants' current values are recomputed,
-l(y) - log q_y(y), with one pass of the flow, for the next iteration's step 1. The step sizes
-eps_k and eps2_k are tuned during the tuning iterations toward MOVE_TARGET acceptance, and
-each lambda_i toward WALK_TARGET, then fixed (as are L_i and the extra steps), so the kept
-draws come from one fixed, exact kernel.
-
-With correlated group normals (`correlation_eta`), N(y_i; mu, sigma) above is the
-multivariate normal with covariance D R D, the group means take their multivariate conjugate
-update, each log sd its own steps, and R joint random-walk steps on the atanh of its
-canonical partial correlations under their LKJ prior (:mod:`.model`); the scale and shift
-moves leave D^-1 (y - mu) unchanged, so their ratios stand as written.
+With correlated group normals the group normal is multivariate, the means take their
+multivariate update and R joint random-walk steps on the atanh of its canonical partial
+correlations. Step sizes are tuned during the tuning iterations and then fixed, so the kept
+draws come from one fixed, exact kernel. The target, each move's acceptance ratio and their
+derivations are in docs/group.md ("The sampler").
 
 The proposals, their flow densities and their exact likelihoods are computed before the
-chains run, in vectorized calls (one network pass per batch of draws, one parallel Numba
-call); the chains then only evaluate normal densities, and with the moves 1 + 2 x move_steps
-exact likelihoods (the random walk's and two per moved parameter; more for the participants
-given extra random-walk steps) and one flow density per participant and chain per iteration.
+chains run, in vectorized calls; the chains then evaluate normal densities and, with the
+moves, 1 + 2 x move_steps exact likelihoods and one flow density per participant and chain
+per iteration.
 """
 
 import numpy as np
