@@ -20,6 +20,7 @@ from .model.simulator import simulate
 DEFAULT_CONFIG = "default"  # the shipped config and network, found by name (amortized_rlddm.resources)
 DEFAULT_CHECKPOINT = "default"
 SIMULATION_CHUNK = 10_000  # participants per simulator call: the progress bar's step
+LISTED = 10  # untrusted participants named one per line; the rest counted
 
 
 def _simulate_study(config, participants, seed, progress=False):
@@ -116,9 +117,6 @@ def _demo_on_data(args, out):
               f"({', '.join(f'{k}: {int(v.sum())} trials excluded' for k, v in excluded.items()) or 'no exclusions'})")
         print(table.round(3).to_string())
     _print_importance(tree)
-    if not tree["importance"]["trusted"].all():
-        print("the draws of those not trusted are the network's alone: `rlddm infer` with the same options and "
-              "--refine corrects them with the exact likelihood (--fallback nuts fits those it cannot)")
     print(f"inferred {study.n_participants} participants x {args.draws} draws in {elapsed:.2f} s "
           f"({elapsed * 1000 / study.n_participants:.1f} ms per participant, checked by PSIS)")
     print(f"wrote {out / 'posterior.nc'}, {out / 'summary.csv'} and {out / 'posteriors.png'}")
@@ -132,10 +130,19 @@ def _print_importance(tree):
     checks = tree["importance"]
     trusted, methods = checks["trusted"].values, checks["method"].values
     counts = ", ".join(f"{method} {int((methods == method).sum())}" for method in dict.fromkeys(methods))
-    print(f"trusted {int(trusted.sum())}/{trusted.size} ({counts}); median k-hat of the network's draws "
-          f"{float(checks['khat'].median()):.2f}")
-    for participant, reason in zip(checks["participant"].values[~trusted], checks["reason"].values[~trusted]):
+    from .amortized.importance import khat_threshold
+
+    weighted = checks["proposals"].values if "proposals" in checks else checks.sizes["draw"]  # the network's draws
+    above = int((checks["flow_khat"].values > khat_threshold(weighted)).sum())
+    print(f"trusted {int(trusted.sum())}/{trusted.size} ({counts}); the network's own draws: median k-hat "
+          f"{float(checks['flow_khat'].median()):.2f}, {above} above the threshold")
+    untrusted = list(zip(checks["participant"].values[~trusted], checks["reason"].values[~trusted]))
+    for participant, reason in untrusted[:LISTED]:
         print(f"  not trusted: {participant}: {reason}")
+    if len(untrusted) > LISTED:
+        print(f"  ... and {len(untrusted) - LISTED} more (the output's importance group: trusted, reason)")
+    if untrusted and (methods == "flow").all():
+        print("the network's draws alone are checked: --refine corrects every participant with the exact posterior")
 
 
 def cmd_train(args):

@@ -115,7 +115,8 @@ def correct_draws(target: ExactTarget, y: np.ndarray, log_q: np.ndarray, log_flo
         (``refined``, ``adaptive``, ``mcmc``, or ``flow`` where the exact posterior is zero at
         every flow draw and nothing could be weighted), ``trusted``, ``reason`` ("" when trusted),
         ``khat``, ``ess``, ``log_evidence``, ``log_evidence_se``, ``above_threshold`` (of the
-        importance weights), ``proposals`` (the flow's draws), ``rounds``, ``evaluations``
+        final importance weights), ``flow_khat`` (of the flow's own draws), ``proposals`` (the
+        flow's draws), ``rounds``, ``evaluations``
         (exact posterior evaluations, all steps) and ``mcmc_rhat``, ``mcmc_ess_bulk``.
     """
     n, proposals, _ = y.shape
@@ -127,6 +128,7 @@ def correct_draws(target: ExactTarget, y: np.ndarray, log_q: np.ndarray, log_flo
         out[i] = resample({"y": y[i]}, checks["log_weights"].values[i], draws, rng)["y"]
     table = {name: checks[name].values.copy() for name in ("khat", "ess", "log_evidence", "log_evidence_se",
                                                               "trusted")}
+    table["flow_khat"] = checks["khat"].values.copy()  # the network's own draws' check, kept as they are replaced
     table["reason"] = checks["reason"].values.astype(object)  # any length: the later steps' reasons are longer
     table["method"] = np.where(passed, "refined", "adaptive").astype(object)
     table["rounds"] = np.zeros(n, int)

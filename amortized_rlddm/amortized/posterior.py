@@ -585,8 +585,9 @@ class AmortizedPosterior:
                 # the LOO correction of the flow's own draws: their log ratios
                 corrections = target.log_density(y) - log_q
                 # the flow's draws themselves are trusted where half of them are effective
-                importance = check_ratios(corrections, draws / 2).assign(
-                    method=("participant", np.full(study.n_participants, "flow")))
+                importance = check_ratios(corrections, draws / 2)
+                importance = importance.assign(method=("participant", np.full(study.n_participants, "flow")),
+                                               flow_khat=importance["khat"])
             if fallback:
                 values, importance = self._nuts_fallback(study, values, importance, seed, design)
                 corrections[importance["method"].values == "nuts"] = 0.0
