@@ -130,7 +130,7 @@ def _print_importance(tree):
     checks = tree["importance"]
     trusted, methods = checks["trusted"].values, checks["method"].values
     counts = ", ".join(f"{method} {int((methods == method).sum())}" for method in dict.fromkeys(methods))
-    from .amortized.importance import khat_threshold
+    from .correction.importance import khat_threshold
 
     weighted = checks["proposals"].values if "proposals" in checks else checks.sizes["draw"]  # the network's draws
     above = int((checks["flow_khat"].values > khat_threshold(weighted)).sum())

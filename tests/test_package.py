@@ -134,6 +134,14 @@ def test_a_wheel_installed_outside_the_checkout_fits_the_group_level(installed_w
     assert (work / "group.nc").stat().st_size > 0
 
 
+def test_the_numpy_subpackages_import_without_tensorflow_or_pymc():
+    code = ("import sys; import amortized_rlddm.data, amortized_rlddm.model.target, amortized_rlddm.model.settings, "
+            "amortized_rlddm.correction; print(sorted(m for m in ('tensorflow', 'keras', 'bayesflow', 'pymc') "
+            "if m in sys.modules))")  # jax comes with arviz-stats
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 @pytest.mark.slow
 def test_quiet_turns_progress_off_and_progress_goes_to_stderr(tmp_path, capsys):
     args = ["simulate", "--participants", "25000", "--seed", "1", "--out", str(tmp_path / "d.csv")]

@@ -19,6 +19,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..correction.correct import check_ratios, correct_draws
+from ..correction.importance import (
+    MIN_DRAWS,
+    participant_loo,
+    pointwise_elpd,
+    pointwise_group,
+)
 from ..data.io import read_study
 from ..data.study import Study
 from ..model.config import Config
@@ -28,14 +35,7 @@ from ..model.settings import with_settings
 from ..model.target import ExactTarget
 from ..model.task import TaskDesign
 from .checkpoint import OOD_REFERENCE_FILE, InferenceError, check_consistency, read_checkpoint, resolve_checkpoint
-from .correction import check_ratios, correct_draws
 from .data_checks import ood_flags, ood_reference, refuse_unserved
-from .importance import (
-    MIN_DRAWS,
-    participant_loo,
-    pointwise_elpd,
-    pointwise_group,
-)
 from .networks import backend, network_kinds
 from .packing import pack, parameter_space
 from .training import training_design, training_settings
@@ -517,7 +517,7 @@ class AmortizedPosterior:
             Pareto fit needs them).
         refine
             Return draws of each participant's exact posterior
-            (:func:`~amortized_rlddm.amortized.correction.correct_draws`): the network's draws
+            (:func:`~amortized_rlddm.correction.correct.correct_draws`): the network's draws
             (twice as many as asked) resampled by their importance weights where those pass
             the check with an effective size of max(400, draws / 2) (``method`` "refined"),
             adaptive importance sampling started from them where they do not ("adaptive"), and

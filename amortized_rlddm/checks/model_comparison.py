@@ -20,7 +20,7 @@ import pandas as pd
 import xarray as xr
 from scipy import stats
 
-from ..amortized.importance import participant_loo, pointwise_elpd, pointwise_group, psis
+from ..correction.importance import participant_loo, pointwise_elpd, pointwise_group, psis
 from ..data.study import Study
 from ..model.likelihood import loglik_draws
 from ..model.priors import ParameterSpace, PriorSet
@@ -72,7 +72,7 @@ def log_evidence(study: Study, tree: xr.DataTree, priors: PriorSet, options: dic
     -------
     xarray.Dataset
         Per participant ``log_evidence``, ``log_evidence_se``, ``khat`` and ``ess`` (see
-        :func:`~amortized_rlddm.amortized.importance.psis`).
+        :func:`~amortized_rlddm.correction.importance.psis`).
     """
     fixed = fixed_values(tree)
     free = PriorSet(priors.priors, [n for n in priors.names if n not in fixed])

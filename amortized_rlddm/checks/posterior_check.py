@@ -16,8 +16,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..amortized.checkpoint import InferenceError
-from ..amortized.importance import khat_threshold
 from ..amortized.posterior import AmortizedPosterior
+from ..correction.importance import khat_threshold
 from ..data.study import Study
 from ..model.simulator import simulate
 

@@ -7,8 +7,8 @@ import pytest
 import xarray as xr
 from scipy.special import logsumexp
 
-from amortized_rlddm.amortized.importance import pointwise_group
 from amortized_rlddm.checks.model_comparison import compare_models, log_evidence
+from amortized_rlddm.correction.importance import pointwise_group
 from amortized_rlddm.model.config import MODELS
 from amortized_rlddm.model.likelihood import loglik_draws
 from amortized_rlddm.model.priors import PriorSet

@@ -7,12 +7,12 @@ import pytest
 from scipy import stats
 from scipy.special import gammaln, logsumexp
 
-from amortized_rlddm.amortized.adaptive import (
+from amortized_rlddm.correction.adaptive import (
     StudentTMixture,
     adaptive_importance_sampling,
     deterministic_mixture_log_weights,
 )
-from amortized_rlddm.amortized.importance import khat_threshold
+from amortized_rlddm.correction.importance import khat_threshold
 
 DIM = 5
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from amortized_rlddm.amortized.demcmc import differential_evolution_mcmc
+from amortized_rlddm.correction.demcmc import differential_evolution_mcmc
 
 
 def _gaussians(means, covariance):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from amortized_rlddm.amortized.importance import khat_threshold, psis, resample
 from amortized_rlddm.amortized.packing import pack
 from amortized_rlddm.amortized.posterior import AmortizedPosterior
+from amortized_rlddm.correction.importance import khat_threshold, psis, resample
 from amortized_rlddm.exact.model import ExactPosterior
 from amortized_rlddm.model.config import load_config
 from amortized_rlddm.model.likelihood import loglik, loglik_draws, pointwise_loglik
@@ -196,7 +196,7 @@ def test_the_nuts_fallback_fits_a_participant_the_check_fails(smoke, monkeypatch
         return result.assign(above_threshold=("participant", np.array([True, False])),
                              ess=("participant", np.array([result["ess"].values[0], log_ratios.shape[1]])))
 
-    monkeypatch.setattr("amortized_rlddm.amortized.correction.psis", failing_first)
+    monkeypatch.setattr("amortized_rlddm.correction.correct.psis", failing_first)
     amortized = smoke.infer(study, draws=200, seed=4)
     tree = smoke.infer(study, draws=200, seed=4, fallback="nuts")
     checks = tree["importance"]

@@ -7,7 +7,7 @@ multivariate Student-t distributions to the importance-weighted draws of all rou
 widens it with a heavy-tailed defensive component, and draws new points from it. Every draw of
 every round is then weighted by the deterministic mixture (balance heuristic) of all the
 rounds' proposals, so the weights of past draws improve as later proposals cover the target,
-and Pareto-smoothed importance sampling (:func:`~amortized_rlddm.amortized.importance.psis`)
+and Pareto-smoothed importance sampling (:func:`~amortized_rlddm.correction.importance.psis`)
 judges the result. A participant stops when its k-hat is below the threshold and its effective
 sample size reaches the requested one.
 
@@ -166,7 +166,7 @@ class AdaptiveResult:
         """(len(participants), n, d) draws of each participant resampled by its weights.
 
         Stratified resampling with replacement
-        (:func:`amortized_rlddm.amortized.importance.resample`), so each draw is the target's
+        (:func:`amortized_rlddm.correction.importance.resample`), so each draw is the target's
         in distribution as far as the weights are right. participants: indices (default all);
         a participant whose weights are all zero (a target -inf at every draw) cannot be
         resampled and raises ValueError.

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from amortized_rlddm.amortized.correction import correct_draws, min_ess
-from amortized_rlddm.amortized.importance import psis
+from amortized_rlddm.correction.correct import correct_draws, min_ess
+from amortized_rlddm.correction.importance import psis
 from amortized_rlddm.exact.model import ExactPosterior
 from amortized_rlddm.model.config import load_config
 from amortized_rlddm.model.designs import named_design
@@ -56,7 +56,7 @@ def test_a_round_limit_leaves_a_hopeless_participant_untrusted_with_the_reason(p
     flow, log_flow = _shifted_flow(target, reference, 8.0, 0.2)
     rng = np.random.default_rng(7)
     y0 = flow.rvs(200, random_state=rng)[None]
-    monkeypatch.setattr("amortized_rlddm.amortized.correction.differential_evolution_mcmc",
+    monkeypatch.setattr("amortized_rlddm.correction.correct.differential_evolution_mcmc",
                         _chains_that_never_converge)
     _, checks = correct_draws(target, y0, flow.logpdf(y0[0])[None], log_flow, 100, rng, max_rounds=1)
     assert not checks["trusted"].values[0]
@@ -65,7 +65,7 @@ def test_a_round_limit_leaves_a_hopeless_participant_untrusted_with_the_reason(p
 
 
 def _chains_that_never_converge(log_target, start, archive, *, draws, rng):
-    from amortized_rlddm.amortized.demcmc import differential_evolution_mcmc
+    from amortized_rlddm.correction.demcmc import differential_evolution_mcmc
 
     return differential_evolution_mcmc(log_target, start, archive, draws=draws, rng=rng, block=10, max_iterations=10)
 

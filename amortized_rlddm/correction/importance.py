@@ -8,7 +8,7 @@ generalized Pareto fit whose shape k-hat says whether the weights can be trusted
 min(1 - 1 / log10(S), 0.7) for S draws (Vehtari et al. 2024), the importance-sampling
 estimates (and the draws resampled by the weights) approach the exact posterior's.
 Refinement resamples the requested number of draws by the weights
-(:mod:`~amortized_rlddm.amortized.correction`). The pointwise log-likelihood of the draws
+(:mod:`~amortized_rlddm.correction.correct`). The pointwise log-likelihood of the draws
 (:func:`pointwise_group`) gives each participant's PSIS-LOO (:func:`participant_loo`), with
 the approximate-posterior correction for the flow's own draws.
 """

@@ -4,9 +4,9 @@ Each participant's flow draws are checked by PSIS against the exact posterior
 (:class:`~amortized_rlddm.model.target.ExactTarget`). Where the check passes (k-hat below its
 threshold and enough effective draws) the draws are resampled by their weights (``refined``);
 elsewhere adaptive importance sampling started from the flow's draws takes over
-(``adaptive``, :func:`~amortized_rlddm.amortized.adaptive.adaptive_importance_sampling`),
+(``adaptive``, :func:`~amortized_rlddm.correction.adaptive.adaptive_importance_sampling`),
 and where its weights still fail the check, DE-MCz chains started from them
-(``mcmc``, :func:`~amortized_rlddm.amortized.demcmc.differential_evolution_mcmc`). A
+(``mcmc``, :func:`~amortized_rlddm.correction.demcmc.differential_evolution_mcmc`). A
 participant is ``trusted`` when its final weights pass the check or its chains the
 convergence gate; the others are named with the reason, and the caller may fit them by NUTS.
 """
@@ -35,7 +35,7 @@ def min_ess(draws: int) -> int:
 
 def check_ratios(ratios: np.ndarray, required_ess: float) -> xr.Dataset:
     """PSIS of each participant's log ratios (participants, proposals), log exact posterior
-    minus log flow density of the flow's draws: :func:`~amortized_rlddm.amortized.importance.psis`'s
+    minus log flow density of the flow's draws: :func:`~amortized_rlddm.correction.importance.psis`'s
     check with ``trusted`` (k-hat below the threshold and ESS >= `required_ess`) and
     ``reason`` ("" where trusted)."""
     checks = psis(ratios)
