@@ -603,8 +603,8 @@ class AmortizedPosterior:
             coords={"chain": [0], "draw": np.arange(draws), "participant": participants})
         posterior.attrs.update({"inference_library": "amortized_rlddm / BayesFlow", "checkpoint": self.source,
                                 "backend": backend(), "model": self.config.model,
-                                "corrected": "exact: PSIS resampling, adaptive importance sampling" if refine
-                                else "no"})
+                                "corrected": "exact: PSIS resampling, adaptive importance sampling, DE-MCz"
+                                if refine else "no"})
         if check and fallback:
             nuts = participants[importance["method"].values == "nuts"]
             posterior.attrs["nuts_fallback"] = (f"{nuts.size} participant(s) fitted with NUTS on the exact likelihood"

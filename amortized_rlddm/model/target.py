@@ -50,7 +50,7 @@ class ExactTarget:
         contaminated = DesignSettings.of(design, study).p_outlier > 0
         self.space = ParameterSpace.given_data(priors, study, contaminated) if t0_upper == "fastest_response" \
             else ParameterSpace(priors)
-        self._likelihood = likelihood_function(study, **self.options)
+        self._likelihood = None  # built at the first evaluation: drawing and transforming need no likelihood
         # a value inside every prior's support: stands in where a draw lies outside it
         self._inside = {name: float(x[0]) for name, x in priors.sample(np.random.default_rng(0), 1).items()}
 
@@ -64,6 +64,8 @@ class ExactTarget:
 
     def log_likelihood(self, values: dict) -> np.ndarray:
         """(participants, draws) exact log-likelihood of name -> (participants, draws) values."""
+        if self._likelihood is None:
+            self._likelihood = likelihood_function(self.study, **self.options)
         return self._likelihood({name: np.asarray(values[name], np.float64) for name in self.names})
 
     def log_posterior(self, values: dict) -> np.ndarray:
