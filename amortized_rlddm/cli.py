@@ -300,7 +300,7 @@ def cmd_diagnose(args):
                        refine=args.refine, design=args.design)
     print(metrics_table(metrics["parameters"]))
     if "refined_parameters" in metrics:
-        print("\nrefined (PSIS-resampled) posteriors of the same datasets:\n"
+        print("\ncorrected posteriors (--refine) of the same datasets:\n"
               + metrics_table(metrics["refined_parameters"]))
     if "replications" in metrics:
         print("\n" + "\n".join(replications_markdown(metrics["replications"])))
@@ -665,7 +665,7 @@ def build_parser():
                    help="repeat the calibration check on this many independent sets of --datasets "
                         "(seeds --seed, --seed + 1, ...): band exits counted against chance, ranks pooled")
     p.add_argument("--refine", action="store_true",
-                   help="score the first set's PSIS-refined posteriors too, beside the raw ones")
+                   help="score the first set's corrected posteriors (--refine) too, beside the raw ones")
     p.add_argument("--out", required=True, help="report directory")
     p.set_defaults(func=cmd_diagnose)
 

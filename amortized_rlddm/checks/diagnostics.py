@@ -30,7 +30,7 @@ DRIFT_BINS = (0.0, 0.5, 1.0, 2.0, 3.0, np.inf)
 
 
 def simulate_and_infer(posterior, n_datasets, seed, draws=1000, n_trials=None, refine=False, design=None):
-    """Draw truths from the priors, simulate, infer (refined: PSIS-resampled; the same data
+    """Draw truths from the priors, simulate, infer (refined: corrected with the exact posterior; the same data
     and truths as unrefined for one seed). `design`: a TaskDesign to simulate and infer with
     its settings (default: the network's own, which a general network lacks). Returns
     (truth dict of (n,), draws dict of (n, draws), trial counts)."""
@@ -282,7 +282,7 @@ def diagnose(posterior, n_datasets, seed, out_dir, draws=1000, replications=1, p
     a general network needs one).
     With replications > 1 the calibration check is repeated on that many independent sets
     of n_datasets (the first is the report's own; see calibration_replications). With
-    refine, the first set's PSIS-refined posteriors are scored too, beside the raw ones.
+    refine, the first set's corrected posteriors (`infer(refine=True)`) are scored too, beside the raw ones.
     progress: a progress bar over the sets of datasets and the figures."""
     if replications < 1:
         raise ValueError(f"replications: expected at least 1 set of datasets, got {replications}")
@@ -344,9 +344,9 @@ def report_markdown(metrics):
              "variance / prior variance (mean over datasets); calibration error is the median absolute "
              "gap between nominal and empirical coverage over 20 central intervals.", ""]
     if "refined_parameters" in metrics:
-        lines += ["## Refined posteriors (PSIS-resampled) of the same datasets", "",
-                  "Each participant's draws resampled by their exact-likelihood importance weights "
-                  "(`infer(refine=True)`), beside the raw table above.", "",
+        lines += ["## Corrected posteriors of the same datasets", "",
+                  "Each participant's draws corrected with the exact posterior (`infer(refine=True)`: "
+                  "importance resampling, adaptive importance sampling, DE-MCz), beside the raw table above.", "",
                   metrics_table(metrics["refined_parameters"]), ""]
     lines += ["## Learning-rate recovery by |v| (drift scaling)", "",
              "| abs(v) | datasets | r(alpha) | contraction(alpha) |", "|---|---|---|---|"]
