@@ -1,9 +1,9 @@
 """Files shipped with the package: the trained networks and the training configs.
 
-The repository keeps them at its top level (``checkpoints/``, ``training_configs/``); the
-wheel maps them into the package (``amortized_rlddm/checkpoints``,
-``amortized_rlddm/training_configs``). Both places are looked up, the package first, so an
-installed wheel and a source checkout (editable install) find the same files.
+The repository keeps them at its top level (``checkpoints/``, ``training_configs/``), which
+the package reaches through two links of the same names; the wheel holds them inside the
+package. Both places are looked up, the package first, so an installed wheel and a source
+checkout (editable install) find the same files.
 """
 
 from pathlib import Path

@@ -63,11 +63,11 @@ def test_the_shipped_general_network_serves_its_family_and_refuses_outside_it():
 
 def _clean_copy(dest):
     """The files a wheel is built from, without build leftovers of the checkout."""
-    for name in ("pyproject.toml", "setup.py", "README.md", "LICENSE"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, dest / name)
     ignore = shutil.ignore_patterns("__pycache__", "tmp-*", "*.tmp", "state.json")
-    for name in ("amortized_rlddm", "checkpoints", "training_configs"):
-        shutil.copytree(ROOT / name, dest / name, ignore=ignore)
+    for name in ("amortized_rlddm", "checkpoints", "training_configs"):  # the package's links kept as links
+        shutil.copytree(ROOT / name, dest / name, ignore=ignore, symlinks=True)
 
 
 @pytest.fixture(scope="module")
