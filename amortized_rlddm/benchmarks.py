@@ -296,7 +296,9 @@ def bench_group(posterior, participants=28, n_trials=60, chains=4, draws=1000, s
               "trials": int(study.n_trials.sum()), "chains": chains, "draws": draws,
               "amortized_s": time.perf_counter() - start,
               "proposals_s": float(tree["posterior"].attrs["proposals_seconds"]),
-              "acceptance_median": float(tree["acceptance"]["acceptance_rate"].median())}
+              "acceptance_median": float(tree["acceptance"]["acceptance_rate"].median()),
+              "surrogate_acceptance": float(tree["acceptance"]["surrogate_acceptance_rate"]),
+              "trusted": int(tree["correction"]["trusted"].sum())}
     if reference:
         _, attrs = reference_posterior(study, posterior, ["all"] * study.n_participants, seed, draws, design)
         result["reference_compile_s"] = float(attrs["compile_seconds"])
@@ -307,8 +309,10 @@ def bench_group(posterior, participants=28, n_trials=60, chains=4, draws=1000, s
 def print_bench_group(result):
     print(f"group level, {result['study']}: {result['participants']} participants, {result['trials']:,} trials in all, "
           f"{result['chains']} chains x {result['draws']:,} draws")
-    print(f"amortized Metropolis-within-Gibbs: {result['amortized_s']:.2f} s (proposals "
-          f"{result['proposals_s']:.2f} s; median acceptance {result['acceptance_median']:.2f}; target < 10 s)")
+    print(f"amortized Metropolis-within-Gibbs: {result['amortized_s']:.2f} s (the corrected posteriors and the "
+          f"proposals {result['proposals_s']:.2f} s; trusted {result['trusted']}/{result['participants']}; median "
+          f"acceptance {result['acceptance_median']:.2f}, surrogate moves {result['surrogate_acceptance']:.2f}; "
+          f"target < 10 s)")
     if "reference_sample_s" in result:
         total = result["reference_compile_s"] + result["reference_sample_s"]
         print(f"PyMC reference (nutpie NUTS): {total:.1f} s ({result['reference_compile_s']:.1f} s compiling, "

@@ -142,7 +142,8 @@ def _print_importance(tree):
     if len(untrusted) > LISTED:
         print(f"  ... and {len(untrusted) - LISTED} more (the output's importance group: trusted, reason)")
     if untrusted and (methods == "flow").all():
-        print("the network's draws alone are checked: --refine corrects every participant with the exact posterior")
+        print("the network's draws alone are checked (--raw): without it, infer corrects every participant with "
+              "the exact posterior")
 
 
 def cmd_train(args):
@@ -174,8 +175,10 @@ def cmd_infer(args):
     posterior = AmortizedPosterior.load(checkpoint_for_model(args.checkpoint, args.model))
     study, design, _ = _prepared_study(args, posterior.base_design)
     start = time.perf_counter()
+    if args.check is False and not args.raw:
+        raise ValueError("--no-check leaves the draws unchecked and uncorrected: give it with --raw")
     tree = posterior.infer(study, draws=args.draws, seed=args.seed, model=args.model, check=args.check,
-                           refine=args.refine, fallback=args.fallback, log_likelihood=args.log_likelihood,
+                           refine=not args.raw, fallback=args.fallback, log_likelihood=args.log_likelihood,
                            design=design)
     elapsed = time.perf_counter() - start
     save_posterior(tree, args.out)
@@ -228,7 +231,7 @@ def cmd_check(args):
 def cmd_group(args):
     from .amortized.posterior import AmortizedPosterior
     from .checks.group import plot_group_difference, plot_group_posteriors, plot_shrinkage
-    from .group.fit import MOVE_STEPS, fit_group, group_labels
+    from .group.fit import fit_group, group_labels
     from .output import save_posterior
 
     posterior = AmortizedPosterior.load(args.checkpoint)
@@ -238,8 +241,7 @@ def cmd_group(args):
         participant_column = {"rlddm": "participant", "hssm": "participant_id", "hddm": "subj_idx"}[args.convention]
         groups = group_labels(args.data, args.group_column, study.participant, participant_column)
     tree = fit_group(posterior, study, groups=groups, chains=args.chains, tune=args.tune, draws=args.draws,
-                     seed=args.seed, moves=args.move_steps != 0,
-                     move_steps=MOVE_STEPS if args.move_steps is None else max(args.move_steps, 1),
+                     seed=args.seed, moves=args.moves, move_steps=args.move_steps,
                      design=design, correlated=args.correlated)
     save_posterior(tree, args.out)
     post = tree["posterior"]
@@ -257,9 +259,16 @@ def cmd_group(args):
     with pd.option_context("display.width", 200):
         print(pd.DataFrame(rows).round(3).to_string(index=False))
     rates = tree["acceptance"]["acceptance_rate"].values
+    correction = tree["correction"].to_dataset()
+    trusted = correction["trusted"].values
+    surrogate = tree["acceptance"].to_dataset().get("surrogate_acceptance_rate")
     print(f"{study.n_participants} participants, {args.chains} chains x {args.draws} draws in "
           f"{post.attrs['seconds']:.1f} s; max r-hat {rhat:.3f}, min bulk ESS {ess:.0f}; acceptance per participant "
-          f"{rates.min():.2f}-{rates.max():.2f} (median {np.median(rates):.2f}); wrote {args.out}")
+          f"{rates.min():.2f}-{rates.max():.2f} (median {np.median(rates):.2f})"
+          + ("" if surrogate is None else f", surrogate moves {float(surrogate):.2f}") + f"; wrote {args.out}")
+    print(f"proposals fitted to the corrected posteriors: trusted {int(trusted.sum())}/{trusted.size}"
+          + ("" if trusted.all() else " (the others' proposals are less apt: the chains stay exact, their acceptance "
+                                      "shows it)"))
     if rhat > 1.01:
         print(f"warning: r-hat {rhat:.3f} > 1.01: the chains have not mixed (see the diagnostics group); run more "
               "--draws, and read the group sds with care (docs/group.md)")
@@ -589,10 +598,15 @@ def build_parser():
     _add_settings_options(p)
     p.add_argument("--no-check", dest="check", action="store_const", const=False, default=None,
                    help="skip the exact-likelihood importance-sampling check of each participant")
-    p.add_argument("--refine", action="store_true",
-                   help="correct every participant's draws with the exact posterior: the network's draws "
-                        "resampled by their importance weights where they pass the check, adaptive importance "
-                        "sampling and then DE-MCz chains where they do not (importance: trusted, method)")
+    drawn = p.add_mutually_exclusive_group()
+    drawn.add_argument("--refine", dest="raw", action="store_false", default=False,
+                       help="(the default) correct every participant's draws with the exact posterior: the "
+                            "network's draws resampled by their importance weights where they pass the check, "
+                            "adaptive importance sampling and then DE-MCz chains where they do not (importance: "
+                            "trusted, method)")
+    drawn.add_argument("--raw", action="store_true",
+                       help="the network's own draws, checked by PSIS but not corrected (milliseconds per "
+                            "participant; trusted where the check passes)")
     p.add_argument("--fallback", choices=["nuts"],
                    help="fit the participants whose posterior is still not trusted with NUTS on the exact "
                         "likelihood, started from their draws (the last resort)")
@@ -619,14 +633,19 @@ def build_parser():
     _add_data_options(p)
     p.add_argument("--group-column", help="a column of the data giving each participant's group")
     _add_settings_options(p)
-    p.add_argument("--move-steps", type=int,
-                   help="parameters given a scale and a shift move per iteration (0: none; default: "
-                        "amortized_rlddm.group.fit.MOVE_STEPS, 5)")
+    p.add_argument("--moves", choices=("surrogate", "exact", "none"), default="surrogate",
+                   help="how the group sds and means move with the participants' values each iteration: scale "
+                        "and shift moves under a quadratic surrogate of the likelihood with one exact check "
+                        "(default), the same moves each checked exactly with a random walk of every "
+                        "participant (slower), or none (the independence steps alone)")
+    p.add_argument("--move-steps", type=int, default=5,
+                   help="with --moves exact: parameters given a scale and a shift move per iteration "
+                        "(default %(default)s)")
     p.add_argument("--correlated", action="store_true",
                    help="correlate the parameters' group normals (LKJ(2) prior on their correlation matrix; "
                         "the posterior's rho holds the correlations)")
     p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--tune", type=int, default=500)
+    p.add_argument("--tune", type=int, default=300)
     p.add_argument("--draws", type=int, default=1000, help="draws per chain")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="posterior NetCDF (xarray DataTree)")

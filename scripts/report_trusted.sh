@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# reports/trusted: the correction (`infer --refine`) on 1,000 fresh participants of each named
+# reports/trusted: the correction (`rlddm infer`'s default) on 1,000 fresh participants of each named
 # validation design, for both general networks: the share trusted, by method, and the time.
 # The human data's reports are reports/real/*_amortized (`rlddm real-amortized`, docs/validation.md).
 set -euo pipefail

@@ -44,6 +44,14 @@ def test_train_then_infer(tmp_path, capsys):
     assert set(table["parameter"]) == {"v", "a", "z", "t0", "alpha"} and np.isfinite(table["sd"]).all()
     assert (plots / "posteriors.png").stat().st_size > 0
     assert {"khat", "log_evidence", "method"} <= set(table)
+    assert set(table["method"]) <= {"refined", "adaptive", "mcmc"}  # corrected by default
+    assert main(["infer", "--checkpoint", str(ckpt), "--data", str(data), "--draws", "100", "--seed", "1", "--raw",
+                 "--out", str(tmp_path / "raw.nc"), "--summary", str(tmp_path / "raw.csv")]) == 0
+    assert set(pd.read_csv(tmp_path / "raw.csv")["method"]) == {"flow"}  # the network's own draws, checked
+    capsys.readouterr()
+    assert main(["infer", "--checkpoint", str(ckpt), "--data", str(data), "--no-check",
+                 "--out", str(tmp_path / "x.nc")]) == 2
+    assert "give it with --raw" in capsys.readouterr().err
     # the pointwise log-likelihood and each participant's PSIS-LOO
     assert main(["infer", "--checkpoint", str(ckpt), "--data", str(data), "--draws", "100", "--seed", "1",
                  "--log-likelihood", "--out", str(tmp_path / "loo.nc"), "--summary", str(summary)]) == 0

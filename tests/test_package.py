@@ -136,7 +136,8 @@ def test_a_wheel_installed_outside_the_checkout_fits_the_group_level(installed_w
 
 def test_the_numpy_subpackages_import_without_tensorflow_or_pymc():
     code = ("import sys; import amortized_rlddm.data, amortized_rlddm.model.target, amortized_rlddm.model.settings, "
-            "amortized_rlddm.correction; print(sorted(m for m in ('tensorflow', 'keras', 'bayesflow', 'pymc') "
+            "amortized_rlddm.correction, amortized_rlddm.group; "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'bayesflow', 'pymc') "
             "if m in sys.modules))")  # jax comes with arviz-stats
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

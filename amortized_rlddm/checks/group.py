@@ -214,7 +214,8 @@ def validate_on_data(posterior: AmortizedPosterior, study, design, out, seed: in
     settings = ", ".join(f"{k} = {v}" for k, v in likelihood_options(design).items())
     lines = [f"# The group level on {Path(source).name or 'data'} against the PyMC reference", "",
              f"{study.n_participants} participants, {int(study.n_trials.sum())} trials; likelihood settings: "
-             f"{settings}. Amortized sampler ({posterior.source}, 4 chains x {draws} draws after 500) against the PyMC "
+             f"{settings}. Amortized sampler ({posterior.source}, 4 chains x {draws} draws after "
+             f"{tree['posterior'].attrs['tune']}) against the PyMC "
              f"reference (nutpie, 4 chains x {draws} draws after 1,000). [`agreement.csv`](agreement.csv)", "",
              f"Median abs(mean difference) / reference sd {table['abs_mean_difference_in_sd'].median():.3f}, at most "
              f"{worst['abs_mean_difference_in_sd']:.3f} ({worst['variable']}); median sd ratio "
@@ -248,7 +249,7 @@ def write_report(out) -> dict:
         summary["sbc_correlated"] = _sbc_summary(correlated_sbc)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     lines = ["# The group level against the PyMC reference", "",
-             "Amortized Metropolis-within-Gibbs (4 chains x the draws given, after 500) against the same "
+             "Amortized Metropolis-within-Gibbs (4 chains x the draws given, after 300) against the same "
              "hierarchical model in PyMC with the exact likelihood (nutpie, 4 chains x 1,000 draws after 1,000), "
              "on simulated studies of the network's design (the correlated one fitted with correlated group "
              "normals, an LKJ(2) prior on their correlation matrix, whose entries rho enter the table). Per group "

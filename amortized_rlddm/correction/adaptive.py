@@ -18,12 +18,13 @@ flow's density come in as functions.
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import gammaln, logsumexp
+from scipy.special import gammaln
 
 from .importance import khat_threshold, psis
 from .importance import resample as resample_by_weights
 
-__all__ = ["AdaptiveResult", "StudentTMixture", "adaptive_importance_sampling", "deterministic_mixture_log_weights"]
+__all__ = ["AdaptiveResult", "StudentTMixture", "adaptive_importance_sampling", "deterministic_mixture_log_weights",
+           "fit_student_t_mixture"]
 
 # The defensive wide component's degrees of freedom: heavy tails that cover what the fit misses.
 WIDE_DF = 3.0
@@ -80,16 +81,25 @@ class StudentTMixture:
 
     def logpdf(self, points: np.ndarray) -> np.ndarray:
         """(N,) log density of the mixture at points (N, d)."""
-        return logsumexp(self.log_shares[:, None] + self.component_logpdf(points), axis=0)
+        return _logsumexp(self.log_shares[:, None] + self.component_logpdf(points), axis=0)
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """(n, d) independent draws from the mixture, in random order."""
-        counts = rng.multinomial(n, np.exp(self.log_shares - logsumexp(self.log_shares)))
+        counts = rng.multinomial(n, np.exp(self.log_shares - _logsumexp(self.log_shares, axis=0)))
         parts = []
         for count, mean, chol, df in zip(counts, self.means, self.cholesky, self.df, strict=True):
             normal = rng.standard_normal((count, self.dim)) @ chol.T
             parts.append(mean + normal / np.sqrt(rng.chisquare(df, count) / df)[:, None])
         return rng.permutation(np.concatenate(parts))
+
+
+def _logsumexp(x, axis):
+    """log(sum(exp(x))) along `axis`, -inf where every term is -inf (NumPy alone: SciPy's
+    version costs more than the sums themselves on the small arrays here)."""
+    top = np.max(x, axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.log(np.sum(np.exp(x - top), axis=axis)) + np.squeeze(top, axis=axis)
 
 
 def _student_t_terms(points, mean, chol, df):
@@ -130,7 +140,7 @@ def deterministic_mixture_log_weights(log_target: np.ndarray, log_proposals: np.
     if log_proposals.shape[-2] != counts.size or log_proposals.shape[-1] != log_target.shape[-1]:
         raise ValueError(f"log_proposals {log_proposals.shape} does not match {counts.size} proposals and "
                          f"{log_target.shape[-1]} draws")
-    log_mixture = logsumexp(log_proposals + np.log(counts)[:, None], axis=-2) - np.log(counts.sum())
+    log_mixture = _logsumexp(log_proposals + np.log(counts)[:, None], axis=-2) - np.log(counts.sum())
     return np.where(np.isneginf(log_target), -np.inf, log_target - log_mixture)
 
 
@@ -372,22 +382,68 @@ def _checked_target(values, shape, name):
 def _round_proposal(state, components, df, wide_scale, fitted_share):
     """The next round's proposal: the fitted mixture (share fitted_share) and the wide
     Student-t around the weighted mean (the rest)."""
-    points, dim = state.points, state.points.shape[1]
+    proposal, state.fit = _fitted_mixture(state.points, np.exp(state.log_weights), state.ess, components, df,
+                                          wide_scale, fitted_share, state.fit)
+    return proposal
+
+
+def fit_student_t_mixture(points: np.ndarray, weights: np.ndarray | None = None, *, components: int = 2,
+                          df: float = 5.0, wide_share: float = 0.1, wide_scale: float = 3.0) -> StudentTMixture:
+    """A defensive Student-t mixture proposal fitted to (weighted) draws, as each adaptive
+    round fits one (see :func:`adaptive_importance_sampling`'s Notes).
+
+    Parameters
+    ----------
+    points : numpy.ndarray
+        (N, d) draws.
+    weights : numpy.ndarray, optional
+        (N,) their non-negative importance weights (default: equal).
+    components : int
+        Components of the fitted part (fewer when the weights' ESS cannot support them).
+    df : float
+        Their degrees of freedom.
+    wide_share, wide_scale : float
+        The defensive component's share, and its scale matrix as the weighted covariance
+        times wide_scale ** 2 (a Student-t with df 3 around the weighted mean).
+
+    Returns
+    -------
+    StudentTMixture
+        The fitted components (scales inflated by 1.5 ** 2) with share 1 - wide_share, and the
+        wide component.
+    """
+    points = np.asarray(points, float)
+    weights = np.ones(points.shape[0]) if weights is None else np.asarray(weights, float)
+    if points.ndim != 2 or weights.shape != points.shape[:1] or not (weights >= 0).all() or not weights.any():
+        raise ValueError(f"need points (N, d) and N non-negative weights, not all zero; got {points.shape} and "
+                         f"{weights.shape}")
+    if not 0 < wide_share < 1:
+        raise ValueError(f"wide_share must lie in (0, 1), got {wide_share}")
+    ess = weights.sum() ** 2 / np.sum(weights ** 2)
+    return _fitted_mixture(points, weights, ess, components, df, wide_scale, 1.0 - wide_share, None)[0]
+
+
+def _fitted_mixture(points, weights, ess, components, df, wide_scale, fitted_share, start):
+    """The defensive mixture fitted to weighted points, and the EM fit (shares, means, scales)
+    a later fit may start from (`start`; None where one inflated component stood in)."""
+    dim = points.shape[1]
     parameters = dim + dim * (dim + 1) / 2  # of one Student-t component
-    fit_weights = _clipped(np.exp(state.log_weights), int(np.ceil(ESS_PER_PARAMETER * parameters)))
+    fit_weights = _clipped(weights, int(np.ceil(ESS_PER_PARAMETER * parameters)))
     mean, covariance = _weighted_moments(points, fit_weights)
     ridge = RIDGE * _reference_variance(covariance, points)
     covariance = covariance + np.diag(ridge)
-    if state.ess < ESS_PER_PARAMETER * parameters * components:
+    if ess < ESS_PER_PARAMETER * parameters * components:
         shares, means, scales = np.ones(1), mean[None], (FALLBACK_INFLATION ** 2 * covariance)[None]
+        fit = start
     else:
-        shares, means, scales = _fit_em(points, fit_weights, components, df, covariance, ridge, state.fit)
-        state.fit = shares, means, scales
+        fit = _fit_em(points, fit_weights, components, df, covariance, ridge, start)
+        shares, means, scales = fit
         scales = scales * FIT_INFLATION ** 2
-    return StudentTMixture.from_scales(np.append(fitted_share * shares, 1.0 - fitted_share),
-                                       np.vstack([means, mean]),
-                                       np.concatenate([scales, (wide_scale ** 2 * covariance)[None]]),
-                                       np.append(np.full(shares.size, df), WIDE_DF))
+    mixture = StudentTMixture.from_scales(np.append(fitted_share * shares, 1.0 - fitted_share),
+                                          np.vstack([means, mean]),
+                                          np.concatenate([scales, (wide_scale ** 2 * covariance)[None]]),
+                                          np.append(np.full(shares.size, df), WIDE_DF))
+    return mixture, fit
 
 
 def _clipped(weights, count):
@@ -443,7 +499,7 @@ def _fit_em(points, weights, components, df, covariance, ridge, start=None):
         terms = [_student_t_terms(points, mean, np.linalg.cholesky(scale), df)
                  for mean, scale in zip(means, scales, strict=True)]
         log_joint = np.log(shares)[:, None] + np.stack([log_density for log_density, _ in terms])
-        log_mixture = logsumexp(log_joint, axis=0)
+        log_mixture = _logsumexp(log_joint, axis=0)
         responsibility = np.exp(log_joint - log_mixture) * weights  # (K, N); sums over K to the weights
         # the latent precision scales' conditional means, E[u | y, k] = (df + d) / (df + Mahalanobis)
         scaled = responsibility * (df + dim) / (df + np.stack([mahalanobis for _, mahalanobis in terms]))

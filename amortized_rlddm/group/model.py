@@ -28,6 +28,9 @@ import numpy as np
 
 from ..model.priors import ParameterSpace, PriorSet
 
+__all__ = ["LKJ_ETA", "GroupModel", "correlation_cholesky", "correlation_pairs", "cpc_log_prior",
+           "sample_correlation_cholesky"]
+
 HYPERPRIOR_DRAWS = 200_000  # prior draws that fix m_k and s_k (with HYPERPRIOR_SEED)
 HYPERPRIOR_SEED = 0
 LKJ_ETA = 2.0  # the LKJ prior's shape when the group normals are correlated: mildly toward R = I

@@ -1,17 +1,23 @@
-"""An exact sampler of the hierarchical posterior built on the per-participant networks.
+"""An exact sampler of the hierarchical posterior, its proposals from each participant's own
+posterior.
 
 Metropolis-within-Gibbs, several chains at once, on the unbounded scale y:
 
 1. each participant's parameters by an independence Metropolis-Hastings step whose proposal
-   is a fresh draw from their amortized posterior, weighed with the exact likelihood and the
-   current group normal (log w = l(y) - log q_y(y)), so the network's error lowers the
-   acceptance rate only;
+   is a fresh draw from an approximation q of their posterior (in `rlddm group`, a mixture
+   fitted to their corrected posterior: :mod:`amortized_rlddm.group.proposals`), weighed
+   with the exact likelihood and the current group normal (log w = l(y) - log q(y)), so
+   the approximation's error lowers the acceptance rate only;
 2. each group mean by its conjugate normal update;
 3. each group sd by random-walk Metropolis steps on its log;
-4. optionally, a random-walk step of every participant (shaped by their proposals', later
-   their chains', covariance) and, for `move_steps` parameters per iteration, a scale move of
-   sigma_k with the participants' values and a shift move of each group's mean with its
-   participants': they carry the participants along where the group sd is small (a funnel).
+4. with a quadratic surrogate of each likelihood (`surrogate`), an independence step of every
+   participant from their conditional within the group under the surrogate (a Student-t:
+   it follows the group where the group pulls a participant from their own posterior), and
+   scale moves of sigma_k with the participants' values and shift moves of each group's mean
+   with its participants' under the surrogate, with one exact check of where they end (they
+   carry the participants along where the group sd is small: a funnel); or, exactly checked
+   one by one, a random-walk step of every participant and `move_steps` parameters' scale and
+   shift moves.
 
 With correlated group normals the group normal is multivariate, the means take their
 multivariate update and R joint random-walk steps on the atanh of its canonical partial
@@ -19,21 +25,20 @@ correlations. Step sizes are tuned during the tuning iterations and then fixed, 
 draws come from one fixed, exact kernel. The target, each move's acceptance ratio and their
 derivations are in docs/group.md ("The sampler").
 
-The proposals, their flow densities and their exact likelihoods are computed before the
-chains run, in vectorized calls; the chains then evaluate normal densities and, with the
-moves, 1 + 2 x move_steps exact likelihoods and one flow density per participant and chain
-per iteration.
+The proposals, their densities and their exact likelihoods are computed before the chains
+run, in vectorized calls; the chains then evaluate normal densities and, with the surrogate,
+two exact likelihoods (with the exact moves 1 + 2 x move_steps) and one proposal density per
+participant and chain per iteration. The module is NumPy alone: the likelihood and proposal density come in as
+functions.
 """
 
 import numpy as np
 
-from ..amortized.posterior import AmortizedPosterior
-from ..data.study import Study
-from ..model.likelihood import likelihood_function, loglik_draws, study_likelihood_options
-from .model import GroupModel, correlation_cholesky, cpc_log_prior
+from .model import correlation_cholesky, cpc_log_prior
 
-PROPOSAL_BATCH = 1000  # draws per participant per network pass
-PARTICIPANT_STEPS = 2  # independence steps per participant per iteration
+__all__ = ["contrast_labels", "gaussian_surrogate", "metropolis_within_gibbs"]
+
+PARTICIPANT_STEPS = 1  # independence steps per participant per iteration
 SIGMA_STEPS = 3  # random-walk steps on each log sd per iteration
 SIGMA_STEP_SCALE = 2.4  # their sd, over the conditional's approximate sd 1 / sqrt(2 n)
 MOVE_TARGET = 0.35  # acceptance rate the scale and shift moves' step sizes are tuned toward
@@ -45,26 +50,8 @@ ADAPTED_WALK_STEP = 2.38  # over sqrt(parameters): its size once shaped by the c
 SLOW_ACCEPTANCE = 0.1  # independence steps accepted less often than this in the tuning's 2nd quarter ...
 EXTRA_WALKS = 2  # ... earn the participant this many more random-walk steps per iteration
 CORRELATION_TARGET = 0.3  # acceptance rate the correlations' joint random-walk step is tuned toward
-
-
-def proposals(posterior: AmortizedPosterior, study: Study, count: int, seed: int, design=None):
-    """`count` draws per participant from the amortized posterior: natural values (name ->
-    (participants, count)), their log density under the flow and their exact log-likelihood.
-    `design`: the study's settings (default: the posterior's study_design())."""
-    design = design or posterior.study_design()
-    # Batches of one size, so that the network's pass compiles once: the last batch's surplus
-    # draws (fewer than one per batch) are dropped.
-    n_batches = -(-count // PROPOSAL_BATCH)
-    batch = -(-count // n_batches)
-    values, log_q = {}, []
-    for index in range(n_batches):
-        draws, log_density = posterior.sample_with_density(study, batch, seed + index * batch, design)
-        for name, x in draws.items():
-            values.setdefault(name, []).append(x)
-        log_q.append(log_density)
-    values = {name: np.concatenate(parts, axis=1)[:, :count] for name, parts in values.items()}
-    log_q = np.concatenate(log_q, axis=1)[:, :count]
-    return values, log_q, loglik_draws(study, values, **study_likelihood_options(study, design))
+SURROGATE_STEPS = 10  # scale or shift moves under the surrogate per iteration, before their exact check
+CONDITIONAL_DF = 5.0  # degrees of freedom of the conditional step's Student-t proposal
 
 
 def _normal_logpdf(y, mean, sd):
@@ -91,39 +78,12 @@ def _correlation_state(w, p):
             2.0 * np.log(np.maximum(diagonal, 1e-300)).sum(-1)), factor
 
 
-def move_densities(posterior: AmortizedPosterior, study: Study, model: GroupModel, chains: int, design=None):
-    """The two functions the scale and shift moves need, of the chains' current values y
-    (chains, participants, parameters) on the group model's unbounded scale, each giving
-    (chains, participants): the exact log-likelihood log p(data_i | theta(y_i)) (with the
-    likelihood options of :func:`proposals`), and the amortized posterior's log density on
-    that scale, log q(theta) - log |dy/dtheta| (one compiled flow pass per call). The first
-    also takes `participants` (indices): the likelihood of those participants alone."""
-    design = design or posterior.study_design()
-    options = study_likelihood_options(study, design)
-    evaluate = {None: likelihood_function(study, **options)}  # by participants evaluated (None: all)
-    log_q = posterior.density_function(study, design, draws=chains)
-
-    def natural(y):  # participants x chains as the draws axis
-        return model.space.inverse(np.swapaxes(y, 0, 1))
-
-    def log_likelihood(y, participants=None):
-        key = None if participants is None else tuple(int(i) for i in participants)
-        if key not in evaluate:
-            evaluate[key] = likelihood_function(study.select(participants), **options)
-        return evaluate[key](natural(y)).T
-
-    def log_proposal(y):
-        values = natural(y)
-        return (log_q(values) - model.log_jacobian(values)).T
-
-    return log_likelihood, log_proposal
-
-
 def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: np.ndarray, n_groups: int,
                             hyper_mean: np.ndarray, hyper_sd: np.ndarray, chains: int = 4, tune: int = 500,
                             draws: int = 1000, seed: int = 0, participant_steps: int = PARTICIPANT_STEPS,
                             log_likelihood=None, log_proposal=None, proposal_log_likelihood=None,
-                            move_steps: int = 1, correlation_eta: float | None = None) -> dict:
+                            move_steps: int = 1, correlation_eta: float | None = None, surrogate=None,
+                            surrogate_steps: int = SURROGATE_STEPS) -> dict:
     """Run the chains on precomputed proposals.
 
     Parameters
@@ -169,6 +129,16 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
         toward CORRELATION_TARGET acceptance). The scale and shift moves keep their ratios:
         they leave the standardised distances to the group means unchanged.
 
+    surrogate
+        (P, b) of :func:`gaussian_surrogate`: with `log_likelihood`, `log_proposal` and
+        `proposal_log_likelihood`, every iteration ends with the conditional step of every
+        participant (:func:`_conditional_step`) and `surrogate_steps` scale and shift moves
+        under the surrogate posterior with one exact check of their end point
+        (:func:`_surrogate_moves`): two calls of `log_likelihood` per iteration, instead of the
+        exact random walk and moves.
+    surrogate_steps
+        The surrogate moves per iteration.
+
     Returns
     -------
     dict
@@ -185,7 +155,10 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
         (participants,). With `correlation_eta`, ``rho`` (chains, draws, pairs): R's entries
         below the diagonal, row by row (see :func:`~amortized_rlddm.group.model.correlation_pairs`),
         ``correlation_acceptance`` (chains,): the acceptance rate of R's steps after tuning, and
-        their tuned size ``correlation_step``.
+        their tuned size ``correlation_step``. With `surrogate`, ``conditional_acceptance``
+        (chains, participants): the conditional steps' acceptance rate after tuning,
+        ``surrogate_acceptance`` (chains,): the share of iterations after tuning whose
+        surrogate moves passed the exact check, and the tuned ``scale_step`` and ``shift_step``.
     """
     n, k, p = y.shape
     steps = tune + draws
@@ -195,7 +168,9 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
                          f"{participant_steps} + 1) need {chains * per_chain}")
     if (log_likelihood is None) != (log_proposal is None):
         raise ValueError("the moves need both log_likelihood and log_proposal")
-    moves = log_likelihood is not None
+    if surrogate is not None and (log_likelihood is None or proposal_log_likelihood is None):
+        raise ValueError("the surrogate moves need log_likelihood, log_proposal and proposal_log_likelihood")
+    moves = log_likelihood is not None and surrogate is None
     if moves and not 1 <= move_steps <= p:
         raise ValueError(f"move_steps: expected 1 to {p} parameters per iteration, got {move_steps}")
     rng = np.random.default_rng(seed)
@@ -205,9 +180,11 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
         raise ValueError(f"group(s) {np.flatnonzero(counts == 0).tolist()} have no participant")
     participants = np.arange(n)
     base = np.arange(chains)[:, None] * per_chain  # chain c uses proposals c x per_chain onwards
-    index = np.broadcast_to(base, (chains, n)).copy()
+    # each chain starts at its first proposal of positive weight (as far as its proposals reach)
+    index = base + _first_positive(log_weight, base[:, 0], per_chain)
     current_y, current_w = y[participants, index], log_weight[participants, index]  # (chains, n, p), (chains, n)
-    tracked = moves and proposal_log_likelihood is not None  # the current values' log-likelihood, followed
+    # the current values' log-likelihood, followed
+    tracked = (moves or surrogate is not None) and proposal_log_likelihood is not None
     if tracked:
         current_ll = proposal_log_likelihood[participants, index]
     mu = np.einsum("cnp,ng->cgp", current_y, members) / counts[None, :, None]
@@ -224,7 +201,7 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
         below = np.tril_indices(p, -1)
     kept = {"mu": np.empty((chains, draws, n_groups, p)), "sigma": np.empty((chains, draws, p)),
             "y": np.empty((chains, draws, n, p))}
-    if not moves:
+    if log_likelihood is None:
         kept["index"] = np.empty((chains, draws, n), np.int64)
     if correlation is not None:
         kept["rho"] = np.empty((chains, draws, n_pairs))
@@ -242,15 +219,21 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
         slow_cells = np.ix_(np.arange(chains), slow)  # their (chains, participants) entries
         walk_gain_start = 0  # iteration the Robbins-Monro gain of the step sizes counts from
         history = []  # the chains' values over the tuning's second quarter, for the walk's shape
+    if surrogate is not None:
+        scale_step, shift_step = np.full(p, SCALE_STEP), np.full(p, SHIFT_STEP)
+        adapted = np.zeros((p, 2), np.int64)  # tuning updates per parameter and kind of move
+        surrogate_accepted = np.zeros(chains, np.int64)
+        conditional_accepted = np.zeros((chains, n), np.int64)
     for t in range(steps):
-        # 1. every participant: independence steps, each with a fresh amortized draw
+        # 1. every participant: independence steps, each with a fresh proposal
         centre = mu[:, group_index]  # (chains, n, p)
         current_log_normal = _group_logpdf(current_y, centre, sigma, correlation)
         for j in range(participant_steps):
             proposal = base + 1 + t * participant_steps + j
             new_y, new_w = y[participants, proposal], log_weight[participants, proposal]
             new_log_normal = _group_logpdf(new_y, centre, sigma, correlation)
-            accept = np.log(rng.random((chains, n))) < new_w + new_log_normal - current_w - current_log_normal
+            with np.errstate(invalid="ignore"):  # -inf - -inf: NaN, never accepted
+                accept = np.log(rng.random((chains, n))) < new_w + new_log_normal - current_w - current_log_normal
             current_y = np.where(accept[..., None], new_y, current_y)
             current_w = np.where(accept, new_w, current_w)
             if tracked:
@@ -354,9 +337,28 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
             with np.errstate(invalid="ignore"):
                 log_q = log_proposal(current_y)
                 current_w = np.where(np.isnan(log_q), np.inf, current_ll - log_q)  # no flow density: +inf
+        if surrogate is not None:
+            # 4'. every participant from their conditional within the group under the surrogate,
+            # then scale and shift moves under the surrogate and their exact check
+            current_y, current_ll, moved = _conditional_step(current_y, current_ll, mu, sigma, correlation,
+                                                             group_index, surrogate, log_likelihood, rng)
+            if t >= tune:
+                conditional_accepted += moved
+            current_y, current_ll, mu, sigma, passed, tried = _surrogate_moves(
+                current_y, current_ll, mu, sigma, group_index, counts, hyper_mean, hyper_sd, surrogate,
+                surrogate_steps, scale_step, shift_step, log_likelihood, rng)
+            if t < tune:  # Robbins-Monro on the log step sizes, toward MOVE_TARGET under the surrogate
+                for par, kind, rate in tried:
+                    adapted[par, kind] += 1
+                    sizes = shift_step if kind else scale_step
+                    sizes[par] *= np.exp(adapted[par, kind] ** -0.6 * (rate.mean() - MOVE_TARGET))
+            else:
+                surrogate_accepted += passed
+            with np.errstate(invalid="ignore"):
+                current_w = current_ll - log_proposal(current_y)
         if t >= tune:
             kept["mu"][:, t - tune], kept["sigma"][:, t - tune], kept["y"][:, t - tune] = mu, sigma, current_y
-            if not moves:
+            if log_likelihood is None:
                 kept["index"][:, t - tune] = index
             if correlation is not None:
                 kept["rho"][:, t - tune] = (factor @ np.swapaxes(factor, -1, -2))[:, below[0], below[1]]
@@ -367,10 +369,24 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
             kept["shift_acceptance"] = shift_accepted / tries
         kept["scale_step"], kept["shift_step"] = scale_step, shift_step
         kept["walk_accepted"], kept["walk_step"], kept["walk_steps"] = walk_accepted, walk_step, walk_steps
+    if surrogate is not None:
+        kept["surrogate_acceptance"] = surrogate_accepted / draws
+        kept["conditional_acceptance"] = conditional_accepted / draws
+        kept["scale_step"], kept["shift_step"] = scale_step, shift_step
     if correlation is not None:
         kept["correlation_acceptance"] = correlation_accepted / (draws * SIGMA_STEPS)
         kept["correlation_step"] = correlation_step
     return kept
+
+
+def _first_positive(log_weight, starts, length):
+    """(chains, participants): per chain's block of proposals (starting at `starts`, `length`
+    long), the offset of each participant's first proposal with a finite log weight (0 where
+    there is none)."""
+    offsets = np.empty((starts.size, log_weight.shape[0]), np.int64)
+    for c, start in enumerate(starts):
+        offsets[c] = np.argmax(np.isfinite(log_weight[:, start:start + length]), axis=1)
+    return offsets
 
 
 def _correlation_steps(w, correlation, factor, scatter, n, eta, step, rng):
@@ -438,14 +454,24 @@ def _random_walk(current_y, current_ll, centre, sigma, correlation, shape, step,
 
 def _scale_and_shift(k, current_y, current_ll, mu, sigma, group_index, counts, m, s, scale_step, shift_step,
                      log_likelihood, rng):
-    """The scale move of sigma_k and the shift moves of each group's mu_gk (see the module
-    notes), updating mu and sigma in place. Returns the participants' new values, their
+    """The scale move of sigma_k and then the shift moves of each group's mu_gk (see the
+    module notes), updating mu and sigma in place. Returns the participants' new values, their
     log-likelihood and, per move, its acceptance probabilities and acceptances ((chains,) for
     the scale move, (chains, groups) for the shift)."""
+    current_y, current_ll, scale = _scale_move(k, current_y, current_ll, mu, sigma, group_index, s, scale_step,
+                                               log_likelihood, rng)
+    current_y, current_ll, shift = _shift_move(k, current_y, current_ll, mu, sigma, group_index, counts, m, s,
+                                               shift_step, log_likelihood, rng)
+    return current_y, current_ll, scale, shift
+
+
+def _scale_move(k, current_y, current_ll, mu, sigma, group_index, s, step, log_likelihood, rng):
+    """sigma_k and every participant's distance to their group mean on k, times one c per
+    chain; sigma updated in place. Returns the values, their log-likelihood (of
+    `log_likelihood`) and the move's acceptance probabilities and acceptances (chains,)."""
     chains = current_y.shape[0]
     centre = mu[:, group_index, k]  # (chains, n)
-    # the scale move: sigma_k and every participant's distance to their group mean, times c
-    log_c = scale_step * rng.standard_normal(chains)
+    log_c = step * rng.standard_normal(chains)
     new_sigma = sigma[:, k] * np.exp(log_c)
     candidate = current_y.copy()
     candidate[..., k] = centre + np.exp(log_c)[:, None] * (current_y[..., k] - centre)
@@ -454,12 +480,17 @@ def _scale_and_shift(k, current_y, current_ll, mu, sigma, group_index, counts, m
         log_ratio = (new_ll - current_ll).sum(axis=1) - 0.5 * (new_sigma ** 2 - sigma[:, k] ** 2) / s ** 2 + log_c
     log_ratio = np.where(np.isnan(log_ratio), -np.inf, log_ratio)
     accept = np.log(rng.random(chains)) < log_ratio
-    scale = (np.exp(np.minimum(log_ratio, 0.0)), accept)
-    current_y = np.where(accept[:, None, None], candidate, current_y)
-    current_ll = np.where(accept[:, None], new_ll, current_ll)
     sigma[:, k] = np.where(accept, new_sigma, sigma[:, k])
-    # the shift move: each group's mean and its participants' values, by one delta
-    delta = shift_step * sigma[:, k, None] / np.sqrt(counts) * rng.standard_normal((chains, counts.size))
+    return (np.where(accept[:, None, None], candidate, current_y), np.where(accept[:, None], new_ll, current_ll),
+            (np.exp(np.minimum(log_ratio, 0.0)), accept))
+
+
+def _shift_move(k, current_y, current_ll, mu, sigma, group_index, counts, m, s, step, log_likelihood, rng):
+    """Each group's mu_gk and its participants' values on k, shifted by one delta per chain
+    and group; mu updated in place. Returns the values, their log-likelihood and the move's
+    acceptance probabilities and acceptances (chains, groups)."""
+    chains = current_y.shape[0]
+    delta = step * sigma[:, k, None] / np.sqrt(counts) * rng.standard_normal((chains, counts.size))
     new_mu = mu[..., k] + delta
     candidate = current_y.copy()
     candidate[..., k] += delta[:, group_index]
@@ -470,19 +501,101 @@ def _scale_and_shift(k, current_y, current_ll, mu, sigma, group_index, counts, m
         log_ratio = gain - 0.5 * ((new_mu - m) ** 2 - (mu[..., k] - m) ** 2) / s ** 2
     log_ratio = np.where(np.isnan(log_ratio), -np.inf, log_ratio)
     accept = np.log(rng.random(log_ratio.shape)) < log_ratio
-    shift = (np.exp(np.minimum(log_ratio, 0.0)), accept)
     mu[..., k] = np.where(accept, new_mu, mu[..., k])
     take = accept[:, group_index]  # (chains, n)
-    current_y = np.where(take[..., None], candidate, current_y)
-    return current_y, np.where(take, new_ll, current_ll), scale, shift
+    return (np.where(take[..., None], candidate, current_y), np.where(take, new_ll, current_ll),
+            (np.exp(np.minimum(log_ratio, 0.0)), accept))
 
 
-def group_weights(model: GroupModel, values: dict, log_q: np.ndarray, log_likelihood: np.ndarray):
-    """The proposals on the group model's unbounded scale (participants, proposals, parameters)
-    and their log weights log p(data | theta) + log |dy/dtheta| - log q(theta)."""
-    y = model.space.forward(values)
-    weight = log_likelihood + model.log_jacobian(values) - log_q
-    return y, np.where(np.isfinite(weight), weight, -np.inf)
+def gaussian_surrogate(draws: np.ndarray, prior_mean: np.ndarray, prior_sd: np.ndarray) -> tuple:
+    """A quadratic approximation of each participant's log-likelihood on the unbounded scale,
+    from draws of their posterior (n, S, p) and the per-participant prior's mean and sd there:
+    the posterior's normal approximation divided by the prior's, l_i(y) ~ -y'P_i y / 2 + b_i'y,
+    P_i = Sigma_i^-1 - diag(prior_sd^-2) with negative eigenvalues set to 0, b_i = Sigma_i^-1
+    mu_i - prior_mean / prior_sd^2. Returns (P (n, p, p), b (n, p))."""
+    mean = draws.mean(axis=1)
+    spread = draws - mean[:, None]
+    covariance = np.einsum("nsp,nsq->npq", spread, spread) / (draws.shape[1] - 1)
+    covariance += 1e-9 * np.trace(covariance, axis1=1, axis2=2)[:, None, None] * np.eye(draws.shape[2])
+    inverse = np.linalg.inv(covariance)
+    eigenvalues, eigenvectors = np.linalg.eigh(inverse - np.diag(prior_sd ** -2.0))
+    precision = np.einsum("npk,nk,nqk->npq", eigenvectors, np.maximum(eigenvalues, 0.0), eigenvectors)
+    return precision, np.einsum("npq,nq->np", inverse, mean) - prior_mean / prior_sd ** 2
+
+
+def _conditional_step(y, ll, mu, sigma, correlation, group_index, surrogate, log_likelihood, rng):
+    """One independence Metropolis-Hastings step of every participant in every chain, its
+    proposal the participant's conditional posterior within the group under the surrogate:
+    a Student-t (CONDITIONAL_DF) with the precision P_i + Sigma_g^-1 and the mean of the
+    product of the surrogate's normal and the current group normal, so that it follows the
+    group where the group pulls the participant from their own posterior. Accepted with the
+    exact likelihood. Returns y, ll and the acceptances (chains, n)."""
+    precision, linear = surrogate
+    chains, n, p = y.shape
+    if correlation is None:
+        group_precision = np.eye(p) / sigma[:, None, :] ** 2  # (chains, p, p)
+    else:
+        group_precision = correlation[0] / sigma[:, :, None] / sigma[:, None, :]
+    centre = mu[:, group_index]  # (chains, n, p)
+    conditional = precision[None] + group_precision[:, None]  # (chains, n, p, p)
+    right = linear[None] + np.einsum("cpq,cnq->cnp", group_precision, centre)
+    mean = np.linalg.solve(conditional, right[..., None])[..., 0]
+    factor = np.linalg.cholesky(conditional)  # conditional = F F'; a draw is mean + F^-T u
+    step = np.linalg.solve(np.swapaxes(factor, -1, -2), rng.standard_normal((chains, n, p, 1)))[..., 0]
+    proposal = mean + step / np.sqrt(rng.chisquare(CONDITIONAL_DF, (chains, n)) / CONDITIONAL_DF)[..., None]
+
+    def log_proposal(values):  # up to a constant shared by both points
+        e = values - mean
+        return -(CONDITIONAL_DF + p) / 2 * np.log1p(np.einsum("cnp,cnpq,cnq->cn", e, conditional, e) / CONDITIONAL_DF)
+
+    new_ll = log_likelihood(proposal)
+    with np.errstate(invalid="ignore"):
+        log_ratio = ((new_ll + _group_logpdf(proposal, centre, sigma, correlation) - log_proposal(proposal))
+                     - (ll + _group_logpdf(y, centre, sigma, correlation) - log_proposal(y)))
+        accept = np.log(rng.random((chains, n))) < np.where(np.isnan(log_ratio), -np.inf, log_ratio)
+    return np.where(accept[..., None], proposal, y), np.where(accept, new_ll, ll), accept
+
+
+def _surrogate_moves(y, ll, mu, sigma, group_index, counts, hyper_mean, hyper_sd, surrogate, steps, scale_step,
+                     shift_step, log_likelihood, rng):
+    """`steps` scale or shift moves (each a random parameter's, either kind with probability
+    1/2) under the surrogate posterior, whose likelihood is the quadratic `surrogate` (P, b)
+    of :func:`gaussian_surrogate`, then one exact Metropolis-Hastings check of where they
+    ended (Liu's surrogate transitions): with l the exact and s the surrogate log-likelihood,
+    summed over participants, log r = [l(y') - s(y')] - [l(y) - s(y)]. The random scan is
+    reversible under the surrogate posterior, so the check makes the block exact.
+
+    Returns y, ll, mu, sigma after the block, whether each chain's block was accepted
+    (chains,), and the surrogate moves' acceptances: per move the parameter, its kind (0
+    scale, 1 shift) and the chains' acceptance probabilities."""
+    precision, linear = surrogate
+
+    def log_surrogate(values):  # -y'Py / 2 + b'y
+        return np.einsum("cnp,cnp->cn", values, linear - 0.5 * np.einsum("npq,cnq->cnp", precision, values))
+
+    start_y, start_mu, start_sigma = y, mu.copy(), sigma.copy()
+    start_s = log_surrogate(y)
+    s_now, moves = start_s, []
+    for _ in range(steps):
+        k = int(rng.integers(y.shape[-1]))
+        if rng.random() < 0.5:
+            y, s_now, (rate, _) = _scale_move(k, y, s_now, mu, sigma, group_index, hyper_sd[k], scale_step[k],
+                                              log_surrogate, rng)
+            moves.append((k, 0, rate))
+        else:
+            y, s_now, (rate, _) = _shift_move(k, y, s_now, mu, sigma, group_index, counts, hyper_mean[k], hyper_sd[k],
+                                              shift_step[k], log_surrogate, rng)
+            moves.append((k, 1, rate.mean(axis=1)))
+    moved = np.flatnonzero((y != start_y).any(axis=(1, 2)))
+    accept = np.zeros(y.shape[0], bool)
+    new_ll = ll.copy()
+    if moved.size:
+        new_ll[moved] = log_likelihood(y[moved])
+        with np.errstate(invalid="ignore"):
+            log_ratio = ((new_ll[moved] - s_now[moved]) - (ll[moved] - start_s[moved])).sum(axis=1)
+        accept[moved] = np.log(rng.random(moved.size)) < np.where(np.isnan(log_ratio), -np.inf, log_ratio)
+    return (np.where(accept[:, None, None], y, start_y), np.where(accept[:, None], new_ll, ll),
+            np.where(accept[:, None, None], mu, start_mu), np.where(accept[:, None], sigma, start_sigma), accept, moves)
 
 
 def contrast_labels(groups) -> list:

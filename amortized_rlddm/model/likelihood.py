@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..data.io import read_study
 from ..data.study import Study
+from .qlearning import learn, start_trial
 from .simulator import participant_arrays
 from .wiener import log_density_at, log_survival
 
@@ -31,12 +32,10 @@ def _replay(i, d, q, choice, rt, reward, block, condition, excluded, n_trials, v
     """Participant i's log-likelihood under draw d, replaying the Q-values `q` (n_conditions,
     2); each trial's term is written to terms[t] when `terms` is not empty."""
     pointwise = terms.size > 0
-    q[:] = q_init[i]
     total = 0.0
     log_a, log_z, log_1mz = math.log(a[i, d]), math.log(z[i, d]), math.log(1.0 - z[i, d])  # once per draw
     for t in range(n_trials[i]):
-        if t > 0 and block[i, t] != block[i, t - 1]:
-            q[:] = q_init[i]  # a new block resets every pair
+        start_trial(q, t, block[i], q_init[i])  # a new block resets every pair
         k = condition[i, t]
         drift = v[i, d] * (q[k, 1] - q[k, 0])
         c = choice[i, t]
@@ -62,8 +61,7 @@ def _replay(i, d, q, choice, rt, reward, block, condition, excluded, n_trials, v
             total += density
             if pointwise:
                 terms[t] = density
-        delta = reward[i, t] - q[k, c]
-        q[k, c] += (alpha_pos[i, d] if delta > 0 else alpha_neg[i, d]) * delta
+        learn(q, k, c, reward[i, t], alpha_pos[i, d], alpha_neg[i, d])
     return total
 
 

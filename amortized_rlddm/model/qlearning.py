@@ -18,21 +18,36 @@ from ..data.study import Study
 TRACE_LEARNING_RATES = (0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 0.95)
 
 
+@nb.njit(cache=True, inline="always")
+def start_trial(q, t, block, q_init):
+    """Every pair's Q-values set to q_init at the first trial and at each new block (block:
+    the participant's block labels, by trial)."""
+    if t == 0 or block[t] != block[t - 1]:
+        q[:] = q_init
+
+
+@nb.njit(cache=True, inline="always")
+def learn(q, k, c, reward, alpha_pos, alpha_neg):
+    """The Q-learning update after choice c (0 or 1) of pair k and its reward: Q[k, c] moves
+    toward the reward by the prediction error times alpha_pos where it is positive, alpha_neg
+    otherwise. The one update the simulator, the likelihood and the replays call."""
+    delta = reward - q[k, c]
+    q[k, c] += (alpha_pos if delta > 0 else alpha_neg) * delta
+
+
 @nb.njit(cache=True)
 def _q_difference_kernel(choice, reward, block, condition, n_conditions, n_trials, alphas, q_init, out):
     q = np.empty((n_conditions, 2))
     for i in range(choice.shape[0]):
         for j in range(alphas.shape[0]):
-            q[:] = q_init[i]
             for t in range(n_trials[i]):
-                if t > 0 and block[i, t] != block[i, t - 1]:
-                    q[:] = q_init[i]
+                start_trial(q, t, block[i], q_init[i])
                 k = condition[i, t]
                 out[i, t, j] = q[k, 1] - q[k, 0]
                 c = choice[i, t]
                 if c < 0:
                     continue  # missing response: nothing seen, nothing learned
-                q[k, c] += alphas[j] * (reward[i, t] - q[k, c])
+                learn(q, k, c, reward[i, t], alphas[j], alphas[j])
 
 
 def q_differences(study: Study, learning_rates, q_init):

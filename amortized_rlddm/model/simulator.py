@@ -17,6 +17,7 @@ from ..data.exclusions import exclude_first_trial_of_each_condition
 from ..data.study import Study
 from .family import DesignFamily
 from .fast_random import new_state, uniform
+from .qlearning import learn, start_trial
 from .task import DesignSettings, TaskDesign
 from .wiener import sample_first_passage
 
@@ -26,10 +27,8 @@ def _simulate_kernel(v, a, z, t0, alpha_pos, alpha_neg, q_init, deadline, omissi
                      n_trials, block, condition, n_conditions, arm_probs, state, choice, rt, reward, outcomes, omitted):
     q = np.empty((n_conditions, 2))
     for i in range(v.shape[0]):
-        q[:] = q_init[i]
         for t in range(n_trials[i]):
-            if t > 0 and block[i, t] != block[i, t - 1]:
-                q[:] = q_init[i]  # a new block resets every pair
+            start_trial(q, t, block[i], q_init[i])  # a new block resets every pair
             k = condition[i, t]
             for arm in range(2):
                 outcomes[i, t, arm] = 1 if uniform(state) < arm_probs[i, t, arm] else 0
@@ -51,8 +50,7 @@ def _simulate_kernel(v, a, z, t0, alpha_pos, alpha_neg, q_init, deadline, omissi
             choice[i, t] = c
             rt[i, t] = response_time
             reward[i, t] = r
-            delta = r - q[k, c]
-            q[k, c] += (alpha_pos[i] if delta > 0 else alpha_neg[i]) * delta
+            learn(q, k, c, r, alpha_pos[i], alpha_neg[i])
 
 
 def learning_rates(params):

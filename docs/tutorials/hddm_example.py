@@ -111,8 +111,8 @@ fig.savefig(out / "single_vs_dual.png", dpi=110)
 # ## The group level
 #
 # `fit_group` samples the exact hierarchical posterior (normal group distributions on each
-# parameter's unbounded scale) with the network's draws as proposals: every subject's
-# parameters and the group means and sds, 4 chains.
+# parameter's unbounded scale): every subject's parameters and the group means and sds, 4
+# chains. Its proposals are fitted to each subject's corrected posterior, as above.
 
 # %%
 start = time.perf_counter()
