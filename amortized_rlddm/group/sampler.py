@@ -28,8 +28,8 @@ derivations are in docs/group.md ("The sampler").
 The proposals, their densities and their exact likelihoods are computed before the chains
 run, in vectorized calls; the chains then evaluate normal densities and, with the surrogate,
 two exact likelihoods (with the exact moves 1 + 2 x move_steps) and one proposal density per
-participant and chain per iteration. The module is NumPy alone: the likelihood and proposal density come in as
-functions.
+participant and chain per iteration. The module is NumPy alone: the likelihood and the
+proposal density come in as functions.
 """
 
 import numpy as np
@@ -183,7 +183,7 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
     # each chain starts at its first proposal of positive weight (as far as its proposals reach)
     index = base + _first_positive(log_weight, base[:, 0], per_chain)
     current_y, current_w = y[participants, index], log_weight[participants, index]  # (chains, n, p), (chains, n)
-    # the current values' log-likelihood, followed
+    # the current values' log-likelihood, followed from the proposals' instead of evaluated again
     tracked = (moves or surrogate is not None) and proposal_log_likelihood is not None
     if tracked:
         current_ll = proposal_log_likelihood[participants, index]
