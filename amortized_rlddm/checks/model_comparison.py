@@ -22,8 +22,10 @@ from scipy import stats
 
 from ..correction.importance import participant_loo, pointwise_elpd, pointwise_group, psis
 from ..data.study import Study
-from ..model.likelihood import loglik_draws
-from ..model.priors import ParameterSpace, PriorSet
+from ..model.priors import PriorSet
+from ..model.settings import with_settings
+from ..model.target import ExactTarget
+from ..model.task import TaskDesign
 
 PROPOSALS = 4000  # importance-sampling draws per participant
 STUDENT_DF = 5  # the proposal's degrees of freedom: tails heavier than the posterior's
@@ -76,11 +78,9 @@ def log_evidence(study: Study, tree: xr.DataTree, priors: PriorSet, options: dic
     """
     fixed = fixed_values(tree)
     free = PriorSet(priors.priors, [n for n in priors.names if n not in fixed])
-    values = posterior_values(tree)
     # t0 below each fastest response, as in the exact model; with contaminants on its prior's support
-    bounded_by_data = "t0" in free.names and options.get("p_outlier", 0.0) == 0
-    space = ParameterSpace.given_data(free, study) if bounded_by_data else ParameterSpace(free)
-    y = space.forward(values)  # (participants, draws, parameters)
+    target = ExactTarget(study, free, _settings_design(options), fixed=fixed)
+    y = target.to_unbounded(posterior_values(tree))  # (participants, draws, parameters)
     rng = np.random.default_rng(seed)
     draws, log_q = np.empty((study.n_participants, proposals, y.shape[-1])), np.empty((study.n_participants, proposals))
     for i, yi in enumerate(y):
@@ -89,11 +89,15 @@ def log_evidence(study: Study, tree: xr.DataTree, priors: PriorSet, options: dic
         draws[i] = np.clip(proposal.rvs(proposals, random_state=rng).reshape(proposals, -1),
                            -UNBOUNDED_LIMIT, UNBOUNDED_LIMIT)
         log_q[i] = proposal.logpdf(draws[i])
-    natural = space.inverse(draws)
-    log_q = log_q + space.log_abs_det_jacobian(natural)
-    log_target = free.logpdf(natural) + loglik_draws(study, _with_fixed(natural, fixed), **options)
-    result = psis(log_target - log_q)
+    result = psis(target.log_density(draws) - log_q)
     return result[["log_evidence", "log_evidence_se", "khat", "ess"]]
+
+
+def _settings_design(options: dict) -> TaskDesign:
+    """The likelihood settings of `options` (q_init, deadline, missing, p_outlier, rt_max;
+    absent: the defaults) as the TaskDesign an ExactTarget reads them from."""
+    return with_settings(TaskDesign(), options.get("deadline"), options.get("missing"), options.get("q_init"),
+                         options.get("p_outlier"), options.get("rt_max"))
 
 
 def compare_models(study: Study, trees: dict, priors: dict, options: dict, seed: int = 0) -> pd.DataFrame:

@@ -6,6 +6,8 @@ the model comparison evaluate the posterior through :class:`ExactTarget`, so the
 likelihood settings and the Jacobian of the transforms are put together in one place.
 """
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from ..data.study import Study
@@ -32,6 +34,9 @@ class ExactTarget:
         ``"fastest_response"``: t0's support ends at the participant's fastest response that
         enters the likelihood, where the likelihood does without contaminants; ``"prior"``:
         the prior's support (a network's choice, ``network.t0_upper`` of its config).
+    fixed
+        Parameters held at a value (name -> number) rather than sampled: absent from `priors`,
+        they enter the likelihood as constants (an exact fit's ``fixed``, e.g. z = 0.5).
 
     Notes
     -----
@@ -41,14 +46,19 @@ class ExactTarget:
     contaminant may come before t0).
     """
 
-    def __init__(self, study: Study, priors: PriorSet, design: TaskDesign, t0_upper: str = "fastest_response"):
+    def __init__(self, study: Study, priors: PriorSet, design: TaskDesign, t0_upper: str = "fastest_response",
+                 fixed: Mapping[str, float] | None = None):
         if t0_upper not in ("fastest_response", "prior"):
             raise ValueError(f"t0_upper: expected 'fastest_response' or 'prior', got {t0_upper!r}")
         self.study, self.priors, self.design, self.t0_upper = study, priors, design, t0_upper
         self.names = tuple(priors.names)
+        self.fixed = {name: float(value) for name, value in (fixed or {}).items()}
+        if set(self.fixed) & set(self.names):
+            raise ValueError(f"fixed parameters {sorted(set(self.fixed) & set(self.names))} also have a prior")
         self.options = study_likelihood_options(study, design)
         contaminated = DesignSettings.of(design, study).p_outlier > 0
-        self.space = ParameterSpace.given_data(priors, study, contaminated) if t0_upper == "fastest_response" \
+        bounded_by_data = t0_upper == "fastest_response" and "t0" in self.names
+        self.space = ParameterSpace.given_data(priors, study, contaminated) if bounded_by_data \
             else ParameterSpace(priors)
         self._likelihood = None  # built at the first evaluation: drawing and transforming need no likelihood
         # a value inside every prior's support: stands in where a draw lies outside it
@@ -60,13 +70,16 @@ class ExactTarget:
 
     def select(self, participants) -> "ExactTarget":
         """The target of the participants at `participants` (indices into the study)."""
-        return ExactTarget(self.study.select(np.asarray(participants)), self.priors, self.design, self.t0_upper)
+        return ExactTarget(self.study.select(np.asarray(participants)), self.priors, self.design, self.t0_upper,
+                           self.fixed)
 
     def log_likelihood(self, values: dict) -> np.ndarray:
         """(participants, draws) exact log-likelihood of name -> (participants, draws) values."""
         if self._likelihood is None:
             self._likelihood = likelihood_function(self.study, **self.options)
-        return self._likelihood({name: np.asarray(values[name], np.float64) for name in self.names})
+        sampled = {name: np.asarray(values[name], np.float64) for name in self.names}
+        shape = sampled[self.names[0]].shape
+        return self._likelihood(sampled | {name: np.full(shape, value) for name, value in self.fixed.items()})
 
     def log_posterior(self, values: dict) -> np.ndarray:
         """(participants, draws) log prior + log-likelihood of values on their own scale

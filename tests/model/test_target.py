@@ -1,10 +1,12 @@
 """The exact target: the prior times the exact likelihood, in the unbounded space too."""
 
 import numpy as np
+import pytest
 
 from amortized_rlddm.model.config import load_config
 from amortized_rlddm.model.designs import named_design
 from amortized_rlddm.model.likelihood import loglik_draws
+from amortized_rlddm.model.priors import PriorSet
 from amortized_rlddm.model.simulator import simulate
 from amortized_rlddm.model.target import ExactTarget
 
@@ -23,6 +25,24 @@ def test_the_target_is_the_prior_plus_the_likelihood_on_random_points():
     expected = priors.logpdf(points).reshape(3, 40) + loglik_draws(
         study, points, q_init=0.5, p_outlier=0.05, rt_max=5.0)
     assert np.allclose(target.log_posterior(points), expected, rtol=0, atol=1e-9)
+
+
+def test_fixed_parameters_enter_the_likelihood_as_constants_and_leave_the_space():
+    """With t0 and z held fixed, the target is the free parameters' prior plus the likelihood
+    with the fixed values filled in; its space holds the free parameters only (t0 then has no
+    data-bound support to take), and a fixed parameter that also has a prior is refused."""
+    study, priors = _study(design="seed")
+    fixed = {"t0": 0.25, "z": 0.5}
+    free = PriorSet(priors.priors, [n for n in priors.names if n not in fixed])
+    target = ExactTarget(study, free, named_design("seed"), fixed=fixed)
+    points = {k: v.reshape(3, 10) for k, v in free.sample(np.random.default_rng(5), 30).items()}
+    filled = points | {name: np.full((3, 10), value) for name, value in fixed.items()}
+    expected = free.logpdf(points).reshape(3, 10) + loglik_draws(study, filled, q_init=0.5)
+    assert np.allclose(target.log_posterior(points), expected, rtol=0, atol=1e-9)
+    assert target.space.names == free.names and target.to_unbounded(points).shape == (3, 10, len(free.names))
+    assert np.allclose(target.select([2]).log_posterior({k: v[2:] for k, v in points.items()}), expected[2:])
+    with pytest.raises(ValueError, match="also have a prior"):
+        ExactTarget(study, priors, named_design("seed"), fixed={"z": 0.5})
 
 
 def test_outside_the_support_the_target_is_minus_infinity_without_an_error():
