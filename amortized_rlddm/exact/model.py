@@ -24,11 +24,11 @@ from tqdm.auto import tqdm
 from ..data.study import Study
 from ..model.config import MODELS
 from ..model.priors import Beta, Normal, PriorSet, TruncatedNormal, Uniform
-from ..model.task import MISSING_KINDS
+from ..model.task import refuse_unexplained_missing, stated_missing
 from ..output import stored_fit_path
+from .logdensity import log_likelihood, t0_below_fastest_response
 from .participant import check_trials, participant_trials
 from .qvalues import CLOSED_FORM_MAX_TRIALS, Q_VALUES, closed_form_arrays, q_difference_closed_form, q_difference_scan
-from .wfpt import wfpt_log_survival, wfpt_logp
 
 
 def _model_arrays(trials, max_trials, q_values, censored, q_init):
@@ -79,10 +79,9 @@ def _pymc_distribution(prior):
     raise TypeError(f"no PyMC distribution for a {type(prior).__name__} prior")
 
 
-def _pymc_prior(name, prior):
-    """The PyMC random variable of a :mod:`amortized_rlddm.model.priors` prior."""
-    cls, args = _pymc_distribution(prior)
-    return cls(name, **args)
+def _fastest_response(data):
+    """The fastest response that enters the likelihood (inf if none), from the model's data."""
+    return pt.min(pt.switch(pt.eq(data["scored"], 1), data["rt"], np.inf))
 
 
 BACKENDS = ("nutpie", "nutpie-jax", "pymc", "pymc-c")
@@ -187,13 +186,7 @@ class ExactPosterior:
             raise ValueError(f"q_values must be one of {Q_VALUES + ('auto',)}, got {q_values!r}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if deadline is not None and not deadline > 0:
-            raise ValueError(f"deadline must be > 0 seconds or None, got {deadline!r}")
-        if missing is None and deadline is not None:
-            missing = "deadline"
-        if missing not in (None, *MISSING_KINDS) or (missing == "deadline") != (deadline is not None):
-            raise ValueError(f"missing must be 'deadline' (with a deadline), 'ignorable' or None; got "
-                             f"{missing!r} with deadline {deadline!r}")
+        missing = stated_missing(missing, deadline)
         if not 0.0 <= p_outlier < 1.0 or not rt_max > 0:
             raise ValueError(f"p_outlier must lie in [0, 1) and rt_max be > 0, got {p_outlier} and {rt_max}")
         fixed = dict(fixed or {})
@@ -224,42 +217,21 @@ class ExactPosterior:
         t0_low, t0_high = self.priors.support("t0")
         with pm.Model() as model:
             data = {name: pm.Data(name, value) for name, value in self._empty_arrays().items()}
-            scored = pt.eq(data["scored"], 1)
             p = {name: pt.as_tensor(np.float64(value)) for name, value in self.fixed.items()}
             for name in self.parameter_names:
-                if name == "t0" and self.p_outlier == 0.0:
-                    # t0's prior is truncated at the fastest scored response, where the
-                    # likelihood becomes zero, so its interval transform spans only the values
-                    # the data allow, as in the network's space. The exact posterior piles up
-                    # against that edge; on the prior's own support the sampler diverged there.
-                    # The truncation's normalising constant depends on the data only, so the
-                    # posterior is unchanged. t0 starts halfway. (Contaminants make any t0
-                    # possible: then t0 keeps its prior's support.)
-                    fastest = pt.min(pt.switch(scored, data["rt"], np.inf))
-                    ceiling = pt.minimum(fastest, t0_high if np.isfinite(t0_high) else t0_low + 1.0)
-                    cls, args = _pymc_distribution(self.priors.priors[name])
-                    p[name] = pm.Truncated(name, cls.dist(**args), lower=t0_low, upper=ceiling,
-                                           initval=t0_low + 0.5 * (ceiling - t0_low))
+                cls, args = _pymc_distribution(self.priors.priors[name])
+                if name == "t0" and self.p_outlier == 0.0:  # the likelihood is zero above the fastest response
+                    p[name] = t0_below_fastest_response(lambda t0, prior=cls.dist(**args): pm.logp(prior, t0), t0_low,
+                                                        pt.minimum(_fastest_response(data), t0_high))
                 else:
-                    p[name] = _pymc_prior(name, self.priors.priors[name])
+                    p[name] = cls(name, **args)
             alpha_pos, alpha_neg = (p["alpha"], p["alpha"]) if "alpha" in p else (p["alpha_pos"], p["alpha_neg"])
             if self.q_values == "scan":
                 dq = q_difference_scan(data, alpha_pos, alpha_neg, data["q_init"], self.n_conditions)
             else:
                 dq = q_difference_closed_form(data, alpha_pos, alpha_neg, data["q_init"])
-            drift = p["v"] * dq
-            logp = wfpt_logp(data["rt"] - p["t0"], pt.eq(data["choice"], 1), drift, p["a"], p["z"])
-            if self.p_outlier > 0.0:
-                contaminant = pt.switch(data["rt"] <= self.rt_max, np.log(0.5 * self.p_outlier / self.rt_max),
-                                        -np.inf)
-                logp = pt.logaddexp(np.log1p(-self.p_outlier) + logp, contaminant)
-            total = pt.sum(pt.switch(scored, logp, 0.0))
-            if self.missing == "deadline":
-                survival = wfpt_log_survival(self.deadline - p["t0"], drift, p["a"], p["z"])
-                if self.p_outlier > 0.0:
-                    missed = self.p_outlier * max(0.0, 1.0 - self.deadline / self.rt_max)
-                    survival = pt.log((1.0 - self.p_outlier) * pt.exp(survival) + missed)
-                total = total + pt.sum(pt.switch(pt.eq(data["missing"], 1), survival, 0.0))
+            total = log_likelihood(data, p["v"] * dq, p["a"], p["z"], p["t0"], self.deadline, self.p_outlier,
+                                   self.rt_max)
             pm.Potential("loglik", total)
         return model
 
@@ -277,13 +249,14 @@ class ExactPosterior:
         if trials["condition"].size and trials["condition"].max() >= self.n_conditions:
             raise ValueError(f"participant {participant!r} has {trials['condition'].max() + 1} stimulus pairs; "
                              f"the model was built for n_conditions={self.n_conditions}")
-        if self.missing is None and (~responded).any():
-            raise ValueError(f"participant {participant!r} has missing responses; say what they are: "
-                             "missing='deadline' with the deadline, or missing='ignorable'")
-        t0_low = self.priors.support("t0")[0]
+        refuse_unexplained_missing(participant, ~responded, self.missing)
+        t0_low, t0_high = self.priors.support("t0")
         if self.p_outlier == 0.0 and scored.any() and trials["rt"][scored].min() <= t0_low:
             raise ValueError(f"participant {participant!r}: fastest rt {trials['rt'][scored].min()} s is not "
                              f"above the lower bound {t0_low} of the t0 prior")
+        if self.p_outlier == 0.0 and not scored.any() and not np.isfinite(t0_high):
+            raise ValueError(f"participant {participant!r}: no response enters the likelihood, and the t0 prior "
+                             "has no upper bound to sample t0 below")
         if self.deadline is not None and responded.any() and trials["rt"][responded].max() > self.deadline:
             raise ValueError(f"participant {participant!r}: an rt exceeds the deadline {self.deadline} s")
         q_init = self.q_init if data_q_init is None else data_q_init
@@ -296,7 +269,7 @@ class ExactPosterior:
 
         if self._compiled is None:
             jax = self.backend == "nutpie-jax"
-            # freeze_model=False keeps the data containers swappable (and t0's data-dependent start)
+            # freeze_model=False keeps the data containers swappable (and t0's data-dependent interval)
             self._compiled = nutpie.compile_pymc_model(self.model, backend="jax" if jax else "numba",
                                                        gradient_backend="jax" if jax else "pytensor",
                                                        freeze_model=False)
@@ -307,17 +280,24 @@ class ExactPosterior:
         if self.backend.startswith("nutpie"):
             self._compile_nutpie()
 
-    def _starting_points(self, start):
+    def _starting_points(self, start, arrays):
         """nutpie's initial-point function giving chain c the c-th (cycled) of the `start`
         values (name -> one value per chain, on the parameters' own scale), mapped to the
-        sampler's unconstrained space by the model's transforms (for the data now set)."""
+        sampler's unconstrained space by the model's transforms (for the data `arrays` now set;
+        a t0 below the fastest response by its interval's map)."""
         from pymc.initial_point import make_initial_point_fn
 
         names = [value.name for value in self.model.value_vars]  # nutpie's order of the unconstrained space
-        n = len(next(iter(start.values())))
+        overrides = {name: np.asarray(values, np.float64) for name, values in start.items()}
+        if "t0_interval" in names:
+            lo, hi = self.priors.support("t0")
+            ceiling = min(arrays["rt"][arrays["scored"] == 1].min(initial=np.inf), hi)
+            share = np.clip((overrides.pop("t0") - lo) / (ceiling - lo), 1e-9, 1.0 - 1e-9)
+            overrides["t0_interval"] = np.log(share) - np.log1p(-share)
+        n = len(next(iter(overrides.values())))
         points = []
         for c in range(n):
-            point = make_initial_point_fn(model=self.model, overrides={k: float(v[c]) for k, v in start.items()},
+            point = make_initial_point_fn(model=self.model, overrides={k: float(v[c]) for k, v in overrides.items()},
                                           jitter_rvs=set(), return_transformed=True)(0)
             points.append(np.concatenate([np.reshape(point[name], -1) for name in names]).astype(np.float64))
         chain = itertools.count()
@@ -344,7 +324,7 @@ class ExactPosterior:
 
             compiled = self._compile_nutpie().with_data(**arrays)
             if start is not None:
-                compiled = replace(compiled, initial_point_func=self._starting_points(start))
+                compiled = replace(compiled, initial_point_func=self._starting_points(start, arrays))
             extra = {} if target_accept is None else {"target_accept": target_accept}
             trace = nutpie.sample(compiled, draws=draws * thin, tune=tune, chains=chains, seed=seed, cores=cores,
                                   progress_bar=False, adaptation=self.adaptation, **extra)
@@ -356,11 +336,13 @@ class ExactPosterior:
                               progressbar=False, quiet=True, compute_convergence_checks=False, **extra)
         wall = time.perf_counter() - begin
         divergences = int(trace["sample_stats"]["diverging"].sum())
-        if thin > 1:
-            trace = xr.DataTree.from_dict({name: trace[name].to_dataset().isel(draw=slice(None, None, thin))
-                                           .assign_coords(draw=np.arange(draws))
-                                           for name in ("posterior", "sample_stats")})
-        posterior = trace["posterior"].to_dataset()[list(self.parameter_names)]
+        # the parameters only (not the sampler's t0_interval), every thin-th draw renumbered
+        trace = xr.DataTree.from_dict({
+            name: trace[name].to_dataset()[variables].isel(draw=slice(None, None, thin)).assign_coords(
+                draw=np.arange(draws))
+            for name, variables in (("posterior", list(self.parameter_names)),
+                                    ("sample_stats", list(trace["sample_stats"].data_vars)))})
+        posterior = trace["posterior"].to_dataset()
         diagnostics = {
             "rhat_max": float(az.rhat(posterior).to_array().max()),
             "ess_bulk_min": float(az.ess(posterior, method="bulk").to_array().min()),

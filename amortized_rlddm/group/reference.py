@@ -28,23 +28,13 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from ..data.study import Study
+from ..exact.logdensity import log_likelihood, t0_below_fastest_response
 from ..exact.model import _model_arrays
 from ..exact.participant import participant_trials
 from ..exact.qvalues import closed_form_terms, q_difference_terms
-from ..exact.wfpt import wfpt_log_survival, wfpt_logp
 from ..model.likelihood import missing_kind
+from ..model.priors import log_jacobian, to_natural, to_unbounded
 from .model import LKJ_ETA, GroupModel, correlation_pairs
-
-
-def _natural(y, lo, hi):
-    """The inverse of the unbounded transform of a support [lo, hi], in PyTensor."""
-    if np.isfinite(lo) and np.isfinite(hi):
-        return lo + (hi - lo) * pt.sigmoid(y)
-    if np.isfinite(lo):
-        return lo + pt.exp(y)
-    if np.isfinite(hi):
-        return hi - pt.exp(y)
-    return y
 
 
 def _end_to_end_arrays(study: Study, q_init: float, censored: bool):
@@ -94,33 +84,16 @@ def reference_model(study: Study, model: GroupModel, group_index: np.ndarray, q_
         trial_of = data["participant"]
         drift, a, z, t0 = (theta["v"][trial_of] * dq, theta["a"][trial_of], theta["z"][trial_of],
                            theta["t0"][trial_of])
-        logp = wfpt_logp(data["rt"] - t0, data["choice"] == 1, drift, a, z)
-        if p_outlier > 0.0:
-            contaminant = np.where(data["rt"] <= rt_max, np.log(0.5 * p_outlier / rt_max), -np.inf)
-            logp = pt.logaddexp(np.log1p(-p_outlier) + logp, contaminant)
-        total = pt.sum(pt.switch(scored, logp, 0.0))
-        if kind == "deadline":
-            survival = wfpt_log_survival(deadline - t0, drift, a, z)
-            if p_outlier > 0.0:
-                missed = p_outlier * max(0.0, 1.0 - deadline / rt_max)
-                survival = pt.log((1.0 - p_outlier) * pt.exp(survival) + missed)
-            total = total + pt.sum(pt.switch(data["missing"].astype(bool), survival, 0.0))
+        total = log_likelihood(data, drift, a, z, t0, deadline if kind == "deadline" else None, p_outlier, rt_max)
         pm.Potential("loglik", total)
     return pymc_model
 
 
-def _interval_t0(y_of_t0, lo, hi, fastest):
-    """t0 on each participant's interval below their fastest response: a Flat u per
-    participant, t0 = lo + (ceiling - lo) sigmoid(u); the potential adds log p(y(t0)) (the
-    group normal's, given as a function of y) and the Jacobians of t0 -> y and u -> t0."""
-    ceiling = np.minimum(fastest, hi)
-    u = pm.Flat("t0_interval", dims="participant")
-    t0 = lo + (ceiling - lo) * pt.sigmoid(u)
-    y = pt.log(t0 - lo) - pt.log(hi - t0) if np.isfinite(hi) else pt.log(t0 - lo)
-    log_dt0_du = np.log(ceiling - lo) + pt.log(pt.sigmoid(u)) + pt.log(pt.sigmoid(-u))
-    log_dy_dt0 = (np.log(hi - lo) - pt.log(t0 - lo) - pt.log(hi - t0)) if np.isfinite(hi) else -pt.log(t0 - lo)
-    pm.Potential("t0_group", y_of_t0(y) + log_dy_dt0 + log_dt0_du)
-    return pm.Deterministic("t0", t0, dims="participant")
+def _t0_on_interval(log_group_density, lo, hi, fastest):
+    """Each participant's t0 on its interval below their fastest response, whose density is
+    the group normal's of y(t0) (`log_group_density`, a function of y) with the Jacobian."""
+    return t0_below_fastest_response(lambda t0: log_group_density(to_unbounded(t0, lo, hi, pt))
+                                     + log_jacobian(t0, lo, hi, pt), lo, np.minimum(fastest, hi), dims="participant")
 
 
 def _independent_parameters(model, m, s, group_index, fastest, p_outlier):
@@ -131,11 +104,11 @@ def _independent_parameters(model, m, s, group_index, fastest, p_outlier):
         mu = pm.Normal(f"mu_{name}", m[k], s[k], dims="group")
         sigma = pm.HalfNormal(f"sigma_{name}", s[k])
         if name == "t0" and p_outlier == 0.0:
-            theta[name] = _interval_t0(lambda y, mu=mu, sigma=sigma: pm.logp(pm.Normal.dist(mu[group_index], sigma), y),
-                                       lo, hi, fastest)
+            theta[name] = _t0_on_interval(lambda y, mu=mu, sigma=sigma: pm.logp(pm.Normal.dist(mu[group_index], sigma),
+                                                                                 y), lo, hi, fastest)
         else:
             offset = pm.Normal(f"{name}_offset", 0.0, 1.0, dims="participant")
-            theta[name] = pm.Deterministic(name, _natural(mu[group_index] + sigma * offset, lo, hi),
+            theta[name] = pm.Deterministic(name, to_natural(mu[group_index] + sigma * offset, lo, hi, pt),
                                            dims="participant")
     return theta
 
@@ -157,13 +130,13 @@ def _correlated_parameters(model, m, s, group_index, fastest, p_outlier):
                                       for a, b in correlation_pairs(names)]), dims="pair")
     offset = pm.Normal("group_offset", 0.0, 1.0, shape=(len(group_index), free))
     y = pt.stack([mu[i][group_index] for i in range(free)], axis=-1) + offset @ factor[:free, :free].T
-    theta = {names[k]: pm.Deterministic(names[k], _natural(y[:, i], *bounds[k]), dims="participant")
+    theta = {names[k]: pm.Deterministic(names[k], to_natural(y[:, i], *bounds[k], pt), dims="participant")
              for i, k in enumerate(order[:free])}
     if cliff:
         t0 = names.index("t0")
         mean = mu[-1][group_index] + offset @ factor[-1, :free]
-        theta["t0"] = _interval_t0(lambda y_t0: pm.logp(pm.Normal.dist(mean, factor[-1, -1]), y_t0),
-                                   *bounds[t0], fastest)
+        theta["t0"] = _t0_on_interval(lambda y_t0: pm.logp(pm.Normal.dist(mean, factor[-1, -1]), y_t0),
+                                      *bounds[t0], fastest)
     return theta
 
 

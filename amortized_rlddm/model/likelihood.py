@@ -21,6 +21,7 @@ from ..data.io import read_study
 from ..data.study import Study
 from .qlearning import learn, start_trial
 from .simulator import participant_arrays
+from .task import refuse_unexplained_missing, stated_missing
 from .wiener import log_density_at, log_survival
 
 MISSING_CODES = {"deadline": 1, "ignorable": 2}
@@ -105,24 +106,11 @@ def study_likelihood_options(study: Study, design) -> dict:
 
 
 def missing_kind(study: Study, missing: str | None, deadline: float | None) -> str | None:
-    """The kind of the study's missing responses, as stated: "deadline" (implied by a
-    deadline), "ignorable" or None (then the study must have none). Never guessed."""
-    if missing is None and deadline is not None:
-        missing = "deadline"
-    if missing is not None and missing not in MISSING_CODES:
-        raise ValueError(f"missing: expected 'deadline' or 'ignorable', got {missing!r}")
-    if missing == "deadline" and deadline is None:
-        raise ValueError("missing responses censored by a deadline need the deadline (seconds)")
-    if missing == "ignorable" and deadline is not None:
-        raise ValueError("a deadline makes missing responses 'deadline', not 'ignorable'; give one of them")
-    if missing is None and study.missing.any():
-        i = int(np.flatnonzero(study.missing.any(1))[0])
-        t = int(np.flatnonzero(study.missing[i])[0]) + 1
-        raise ValueError(f"participant {study.participant[i]!r} has missing responses (first at trial {t}); "
-                         "say what they are: missing='deadline' with the deadline in seconds (slower than a "
-                         "response deadline: they enter through the probability of missing it), or "
-                         "missing='ignorable' (omissions unrelated to the parameters: left out) "
-                         "(rlddm: --missing deadline --deadline SECONDS, or --missing ignorable)")
+    """The kind of the study's missing responses (:func:`stated_missing`); a study with missing
+    responses and no kind is refused, naming the first participant and trial. Never guessed."""
+    missing = stated_missing(missing, deadline)
+    for i in np.flatnonzero(study.missing.any(1)):
+        refuse_unexplained_missing(study.participant[i], study.missing[i], missing)
     return missing
 
 

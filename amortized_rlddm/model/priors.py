@@ -202,6 +202,43 @@ class PriorSet:
         return cls(priors, names)
 
 
+def _expand(bound, ndim):
+    """A bound over participants broadcast against values (participants, ...)."""
+    bound = np.asarray(bound, np.float64)
+    return bound.reshape(bound.shape + (1,) * (ndim - bound.ndim)) if bound.ndim else bound
+
+
+def _by_support(lo, hi, both, lower, upper, neither):
+    """The branch of each support kind, evaluated as the bounds say: directly when both bounds
+    are numbers, else (NumPy only) every branch everywhere, each used where it applies."""
+    if np.ndim(lo) == 0 and np.ndim(hi) == 0:
+        finite_lo, finite_hi = bool(np.isfinite(lo)), bool(np.isfinite(hi))
+        branch = both if finite_lo and finite_hi else lower if finite_lo else upper if finite_hi else neither
+        return branch()
+    return np.select([np.isfinite(lo) & np.isfinite(hi), np.isfinite(lo), np.isfinite(hi)],
+                     [both(), lower(), upper()], default=neither())
+
+
+def to_unbounded(x, lo, hi, xp=np):
+    """A value on the support [lo, hi] mapped to the real line: the logit of the rescaled value,
+    the log of the distance to the one finite bound, or the value itself. `xp`: the array
+    module, NumPy or ``pytensor.tensor`` (the PyMC models use the same maps)."""
+    return _by_support(lo, hi, lambda: xp.log(x - lo) - xp.log(hi - x), lambda: xp.log(x - lo),
+                       lambda: xp.log(hi - x), lambda: x)
+
+
+def to_natural(y, lo, hi, xp=np):
+    """The inverse of :func:`to_unbounded`."""
+    return _by_support(lo, hi, lambda: lo + (hi - lo) / (1.0 + xp.exp(-y)), lambda: lo + xp.exp(y),
+                       lambda: hi - xp.exp(y), lambda: y)
+
+
+def log_jacobian(x, lo, hi, xp=np):
+    """log |d to_unbounded(x) / dx|."""
+    return _by_support(lo, hi, lambda: xp.log(hi - lo) - xp.log(x - lo) - xp.log(hi - x),
+                       lambda: -xp.log(x - lo), lambda: -xp.log(hi - x), lambda: xp.zeros_like(x))
+
+
 class ParameterSpace:
     """Bijection between parameters and the unbounded space the flow models.
 
@@ -234,31 +271,12 @@ class ParameterSpace:
             fastest = np.where(contaminated, np.inf, fastest)
         return cls(priors, supports={"t0": (np.full(fastest.shape, lo, np.float64), np.minimum(fastest, hi))})
 
-    @staticmethod
-    def _expand(bound, ndim):
-        """A bound over participants broadcast against values (participants, ...)."""
-        bound = np.asarray(bound, np.float64)
-        return bound.reshape(bound.shape + (1,) * (ndim - bound.ndim)) if bound.ndim else bound
-
-    @staticmethod
-    def _by_support(lo, hi, both, lower, upper, neither):
-        """The branch of each support kind, evaluated as the bounds say: directly when both
-        bounds are numbers, else every branch everywhere, each used where it applies."""
-        if np.ndim(lo) == 0 and np.ndim(hi) == 0:
-            finite_lo, finite_hi = bool(np.isfinite(lo)), bool(np.isfinite(hi))
-            branch = both if finite_lo and finite_hi else lower if finite_lo else upper if finite_hi else neither
-            return branch()
-        return np.select([np.isfinite(lo) & np.isfinite(hi), np.isfinite(lo), np.isfinite(hi)],
-                         [both(), lower(), upper()], default=neither())
-
     def forward(self, params):
         columns = []
         for name, (lo, hi) in zip(self.names, self.bounds):
             x = np.asarray(params[name], np.float64)
-            lo, hi = self._expand(lo, x.ndim), self._expand(hi, x.ndim)
             with np.errstate(all="ignore"):
-                columns.append(self._by_support(lo, hi, lambda: np.log(x - lo) - np.log(hi - x),
-                                                lambda: np.log(x - lo), lambda: np.log(hi - x), lambda: x))
+                columns.append(to_unbounded(x, _expand(lo, x.ndim), _expand(hi, x.ndim)))
         return np.stack(columns, axis=-1)
 
     def log_abs_det_jacobian(self, params):
@@ -267,11 +285,8 @@ class ParameterSpace:
         total = 0.0
         for name, (lo, hi) in zip(self.names, self.bounds):
             x = np.asarray(params[name], np.float64)
-            lo, hi = self._expand(lo, x.ndim), self._expand(hi, x.ndim)
             with np.errstate(all="ignore"):
-                total = total + self._by_support(lo, hi, lambda: np.log(hi - lo) - np.log(x - lo) - np.log(hi - x),
-                                                 lambda: -np.log(x - lo), lambda: -np.log(hi - x),
-                                                 lambda: np.zeros_like(x))
+                total = total + log_jacobian(x, _expand(lo, x.ndim), _expand(hi, x.ndim))
         return total
 
     def inverse(self, y):
@@ -279,10 +294,9 @@ class ParameterSpace:
         out = {}
         for k, (name, (lo, hi)) in enumerate(zip(self.names, self.bounds)):
             u = y[..., k]
-            lo, hi = self._expand(lo, u.ndim), self._expand(hi, u.ndim)
+            lo, hi = _expand(lo, u.ndim), _expand(hi, u.ndim)
             with np.errstate(all="ignore"):
-                x = self._by_support(lo, hi, lambda: lo + (hi - lo) / (1.0 + np.exp(-u)),
-                                     lambda: lo + np.exp(u), lambda: hi - np.exp(u), lambda: u.copy())
+                x = to_natural(u, lo, hi)
             # beyond |y| of about 36 (logistic) or 745 (exponential) the value would round onto
             # a bound, outside the open support: the nearest representable value inside it
             out[name] = np.clip(x, np.nextafter(lo, np.inf), np.nextafter(hi, -np.inf))

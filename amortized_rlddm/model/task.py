@@ -19,6 +19,35 @@ def known_keys(cls, spec, section):
     return spec
 
 
+def stated_missing(missing: str | None, deadline: float | None) -> str | None:
+    """What missing responses are, as stated: "deadline" (implied by a deadline), "ignorable",
+    or None (then the data must have none). Refuses a kind without its deadline or with
+    another's."""
+    if deadline is not None and not deadline > 0:
+        raise ValueError(f"deadline: expected seconds > 0 or None, got {deadline!r}")
+    if missing is None and deadline is not None:
+        missing = "deadline"
+    if missing is not None and missing not in MISSING_KINDS:
+        raise ValueError(f"missing: expected 'deadline' or 'ignorable', got {missing!r}")
+    if missing == "deadline" and deadline is None:
+        raise ValueError("missing: 'deadline' (responses censored by a deadline) needs the deadline in seconds")
+    if missing == "ignorable" and deadline is not None:
+        raise ValueError(f"missing: a deadline ({deadline} s) makes missing responses 'deadline', not 'ignorable'; "
+                         "give one of them")
+    return missing
+
+
+def refuse_unexplained_missing(participant, missing_trials: np.ndarray, missing: str | None) -> None:
+    """Refuse a participant's missing responses (a bool mask over trials) when no kind is stated."""
+    if missing is None and missing_trials.any():
+        t = int(np.flatnonzero(missing_trials)[0]) + 1
+        raise ValueError(f"participant {participant!r} has missing responses (first at trial {t}); "
+                         "say what they are: missing='deadline' with the deadline in seconds (slower than a "
+                         "response deadline: they enter through the probability of missing it), or "
+                         "missing='ignorable' (omissions unrelated to the parameters: left out) "
+                         "(rlddm: --missing deadline --deadline SECONDS, or --missing ignorable)")
+
+
 @dataclass(frozen=True)
 class Pair:
     """One stimulus pair: a two-armed bandit with its own reward schedule and Q-values.
@@ -119,16 +148,10 @@ class TaskDesign:
         object.__setattr__(self, "pairs", pairs)
         if self.presentation not in PRESENTATIONS:
             raise ValueError(f"design.presentation: expected one of {PRESENTATIONS}, got {self.presentation!r}")
-        if self.deadline is not None and not self.deadline > 0:
-            raise ValueError(f"design.deadline: expected seconds > 0 or null, got {self.deadline!r}")
-        if self.missing is None and self.deadline is not None:
-            object.__setattr__(self, "missing", "deadline")
-        if self.missing is not None and self.missing not in MISSING_KINDS:
-            raise ValueError(f"design.missing: expected one of {MISSING_KINDS} or null, got {self.missing!r}")
-        if (self.missing == "deadline") != (self.deadline is not None):
-            raise ValueError("design.missing: 'deadline' needs design.deadline (seconds), and a deadline makes "
-                             f"missing responses 'deadline'; got missing = {self.missing!r}, deadline = "
-                             f"{self.deadline!r}")
+        try:
+            object.__setattr__(self, "missing", stated_missing(self.missing, self.deadline))
+        except ValueError as err:
+            raise ValueError(f"design.{err}") from None
         if not 0.0 <= self.omission_rate < 1.0 or (self.omission_rate > 0 and self.missing is None):
             raise ValueError(f"design.omission_rate: expected a probability in [0, 1), above 0 only with "
                              f"missing 'ignorable' or a deadline; got {self.omission_rate!r} with missing "

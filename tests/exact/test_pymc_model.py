@@ -15,7 +15,9 @@ from amortized_rlddm.exact.wfpt import wfpt_log_survival, wfpt_logp  # noqa: E40
 from amortized_rlddm.model import wiener  # noqa: E402
 from amortized_rlddm.model.likelihood import loglik  # noqa: E402
 from amortized_rlddm.model.priors import DUAL_RATE, SINGLE_RATE, PriorSet  # noqa: E402
+from amortized_rlddm.model.settings import with_settings  # noqa: E402
 from amortized_rlddm.model.simulator import simulate  # noqa: E402
+from amortized_rlddm.model.target import ExactTarget  # noqa: E402
 from amortized_rlddm.model.task import Pair, TaskDesign  # noqa: E402
 
 # (v, t0, a, w, rt, lower-boundary density) from docs/model.md
@@ -181,17 +183,22 @@ def test_survival_is_one_at_non_positive_times(survival):
 TRUE = {"v": 2.5, "a": 1.2, "z": 0.45, "t0": 0.3, "alpha": 0.3, "alpha_pos": 0.45, "alpha_neg": 0.15}
 
 
-def to_value_space(model):
-    """Function mapping constrained parameter values to the model's value variables (unconstrained)."""
-    names, inputs, outputs = [], [], []
-    for rv in model.free_RVs:
-        x = pt.dscalar(rv.name)
-        transform = model.rvs_to_transforms.get(rv)
-        names.append(model.rvs_to_values[rv].name)
-        inputs.append(x)
-        outputs.append(x if transform is None else transform.forward(x, *rv.owner.inputs))
-    forward = pytensor.function(inputs, outputs, mode="FAST_COMPILE")
-    return lambda values: dict(zip(names, forward(*(values[x.name] for x in inputs))))
+def model_point(model, target, values):
+    """The PyMC model's unconstrained point of parameter values, mapped by the exact target's
+    transforms (ExactTarget.to_unbounded): the model's transforms must be the same maps for
+    its log density to equal the target's there."""
+    y = target.to_unbounded({name: np.array([[values[name]]]) for name in target.names})[0, 0]
+    point = {}
+    for value in model.value_vars:
+        name = "t0" if value.name == "t0_interval" else model.values_to_rvs[value].name
+        point[value.name] = y[target.names.index(name)]
+    return point
+
+
+def settings_of(design, options):
+    """The task design with the likelihood settings `options` of an ExactPosterior."""
+    return with_settings(design, options.get("deadline"), options.get("missing"), p_outlier=options.get("p_outlier"),
+                         rt_max=options.get("rt_max"))
 
 
 # the likelihood settings checked, and the data each is checked on
@@ -214,33 +221,31 @@ def test_model_loglik_equals_numpy_loglik(kind, setting, q_values):
     names = SINGLE_RATE if kind == "single" else DUAL_RATE
     priors = PriorSet.from_dict({}, names)
     exact = ExactPosterior(priors, kind, max_trials=50, q_values=q_values, n_conditions=3, **options)
-    likelihood = exact.model.compile_logp(vars=exact.model.potentials, jacobian=False, mode="FAST_COMPILE")
-    joint = exact.model.compile_logp(jacobian=False, mode="FAST_COMPILE")
+    likelihood = exact.model.compile_logp(vars=[exact.model["loglik"]], jacobian=False, mode="FAST_COMPILE")
+    log_density = exact.model.compile_logp(mode="FAST_COMPILE")
     truth = {n: np.full(3, TRUE[n]) for n in names}
-    study = simulate(truth, TaskDesign(n_trials=(17, 50), n_blocks=3, deadline=0.9, **design), seed=2,
-                     n_trials=[50, 31, 17])
+    task = TaskDesign(n_trials=(17, 50), n_blocks=3, deadline=0.9, **design)
+    study = simulate(truth, task, seed=2, n_trials=[50, 31, 17])
     if "pairs" in design:
         study.excluded = study.valid & (np.random.default_rng(5).random(study.choice.shape) < 0.15)
         study.q_init = np.array([0.5, 0.2, 0.9])  # the data may give q_init per participant
     assert study.missing.sum() > 3
     rng = np.random.default_rng(1)
-    transformed = to_value_space(exact.model)
     for i in range(3):
         exact.set_participant(study, i)
+        target = ExactTarget(study.select(np.array([i])), priors, settings_of(task, options))
         scored = (study.choice[i] >= 0) & ~study.excluded[i]
         for _ in range(2):
             values = {n: float(priors.priors[n].sample(rng, 1)[0]) for n in names}
             values["t0"] = min(values["t0"], 0.9 * study.rt[i][scored].min())
-            point = transformed(values)
+            point = model_point(exact.model, target, values)
             expected = loglik(study, {n: np.full(3, x) for n, x in values.items()}, **options)[i]
             assert likelihood(point) == pytest.approx(expected, rel=1e-10, abs=1e-10)
-            prior = priors.logpdf({n: np.array([x]) for n, x in values.items()})[0]
-            # t0's prior is truncated at the fastest scored response (without contaminants):
-            # renormalised by its mass below it
-            lower, upper = priors.support("t0")
-            mass = 1.0 if options.get("p_outlier") else (
-                priors.priors["t0"].cdf(min(study.rt[i][scored].min(), upper)) - priors.priors["t0"].cdf(lower))
-            assert joint(point) - prior + np.log(mass) == pytest.approx(expected, rel=1e-6, abs=1e-6)
+            # the whole log density in the sampler's space is the exact target's (prior,
+            # likelihood, Jacobians; t0 on its interval below the fastest response), but for
+            # PyMC's truncated normals' normalising constants, a few 1e-9 off the closed form
+            y = target.to_unbounded({n: np.array([[x]]) for n, x in values.items()})
+            assert log_density(point) == pytest.approx(target.log_density(y)[0, 0], abs=1e-7)
 
 
 def test_fixed_parameters_are_held_and_not_sampled():
@@ -249,10 +254,15 @@ def test_fixed_parameters_are_held_and_not_sampled():
     assert "z" not in exact.parameter_names and "z" not in [v.name for v in exact.model.free_RVs]
     study = simulate({n: np.array([TRUE[n]]) for n in SINGLE_RATE}, TaskDesign(n_trials=20), seed=3)
     exact.set_participant(study, 0)
-    likelihood = exact.model.compile_logp(vars=exact.model.potentials, jacobian=False, mode="FAST_COMPILE")
+    sampled = PriorSet.from_dict({}, tuple(n for n in SINGLE_RATE if n != "z"))
+    target = ExactTarget(study, sampled, TaskDesign(n_trials=20), fixed={"z": 0.5})
+    likelihood = exact.model.compile_logp(vars=[exact.model["loglik"]], jacobian=False, mode="FAST_COMPILE")
     values = {"v": 1.0, "a": 1.2, "t0": 0.2, "alpha": 0.3}
+    point = model_point(exact.model, target, values)
     expected = loglik(study, {**{n: np.array([x]) for n, x in values.items()}, "z": np.array([0.5])})[0]
-    assert likelihood(to_value_space(exact.model)(values)) == pytest.approx(expected, rel=1e-10)
+    assert likelihood(point) == pytest.approx(expected, rel=1e-10)
+    y = target.to_unbounded({n: np.array([[x]]) for n, x in values.items()})
+    assert exact.model.compile_logp()(point) == pytest.approx(target.log_density(y)[0, 0], abs=1e-7)
     with pytest.raises(ValueError, match="fixed"):
         ExactPosterior(priors, "single", fixed={"t0": 0.3})
 
