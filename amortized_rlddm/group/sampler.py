@@ -32,6 +32,8 @@ participant and chain per iteration. The module is NumPy alone: the likelihood a
 proposal density come in as functions.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .model import correlation_cholesky, cpc_log_prior
@@ -173,210 +175,333 @@ def metropolis_within_gibbs(y: np.ndarray, log_weight: np.ndarray, group_index: 
     moves = log_likelihood is not None and surrogate is None
     if moves and not 1 <= move_steps <= p:
         raise ValueError(f"move_steps: expected 1 to {p} parameters per iteration, got {move_steps}")
+    hierarchy = _Hierarchy.of(group_index, n_groups, hyper_mean, hyper_sd)
     rng = np.random.default_rng(seed)
-    members = np.eye(n_groups)[group_index]  # (participants, groups)
-    counts = members.sum(axis=0)
-    if (counts == 0).any():
-        raise ValueError(f"group(s) {np.flatnonzero(counts == 0).tolist()} have no participant")
-    participants = np.arange(n)
-    base = np.arange(chains)[:, None] * per_chain  # chain c uses proposals c x per_chain onwards
-    # each chain starts at its first proposal of positive weight (as far as its proposals reach)
-    index = base + _first_positive(log_weight, base[:, 0], per_chain)
-    current_y, current_w = y[participants, index], log_weight[participants, index]  # (chains, n, p), (chains, n)
     # the current values' log-likelihood, followed from the proposals' instead of evaluated again
-    tracked = (moves or surrogate is not None) and proposal_log_likelihood is not None
-    if tracked:
-        current_ll = proposal_log_likelihood[participants, index]
-    mu = np.einsum("cnp,ng->cgp", current_y, members) / counts[None, :, None]
-    sigma = np.maximum(current_y.std(axis=1), 0.1 * hyper_sd) if n > 1 else np.broadcast_to(hyper_sd, (chains, p))
-    sigma = np.array(sigma, float)
-    step = SIGMA_STEP_SCALE / np.sqrt(2.0 * n)
-    correlation = None  # R^-1 and log det R (chains, ...), or None: independent group normals
-    if correlation_eta is not None:
-        n_pairs = p * (p - 1) // 2
-        w = np.zeros((chains, n_pairs))  # atanh of R's canonical partial correlations: R = I
-        correlation, factor = _correlation_state(w, p)
-        correlation_step = SIGMA_STEP_SCALE / np.sqrt(n * max(n_pairs, 1))
-        correlation_accepted = np.zeros(chains)
-        below = np.tril_indices(p, -1)
+    follow = (moves or surrogate is not None) and proposal_log_likelihood is not None
+    independence = _IndependenceSteps(y, log_weight, proposal_log_likelihood if follow else None, chains, per_chain,
+                                      participant_steps)
+    state = independence.start(hierarchy)
+    correlated = None if correlation_eta is None else _CorrelationSteps(correlation_eta, state, n)
+    if moves:
+        extra = _ExactMoves(y, chains, n_groups, move_steps, participant_steps, log_likelihood, log_proposal,
+                            follow, independence.early_accepted)
+    elif surrogate is not None:
+        extra = _SurrogateMoves(surrogate, surrogate_steps, chains, n, p, log_likelihood, log_proposal)
+    else:
+        extra = None
     kept = {"mu": np.empty((chains, draws, n_groups, p)), "sigma": np.empty((chains, draws, p)),
             "y": np.empty((chains, draws, n, p))}
     if log_likelihood is None:
         kept["index"] = np.empty((chains, draws, n), np.int64)
-    if correlation is not None:
-        kept["rho"] = np.empty((chains, draws, n_pairs))
-    accepted = np.zeros((chains, n), np.int64)
-    if moves:
-        scale_step, shift_step = np.full(p, SCALE_STEP), np.full(p, SHIFT_STEP)
-        adapted = np.zeros(p, np.int64)  # tuning updates per parameter
-        tries = np.zeros(p, np.int64)  # moves per parameter after tuning
-        scale_accepted, shift_accepted = np.zeros((chains, p)), np.zeros((chains, n_groups, p))
-        walk_shape = _cholesky_of_covariance(y)
-        walk_step, walk_accepted = np.full(n, WALK_STEP), np.zeros((chains, n), np.int64)
-        walk_steps = np.ones(n, np.int64)  # random-walk steps per iteration, per participant
-        early_accepted = np.zeros((chains, n), np.int64)  # independence steps accepted in the tuning's 2nd quarter
-        slow = np.zeros(0, np.int64)  # the participants given EXTRA_WALKS more random-walk steps
-        slow_cells = np.ix_(np.arange(chains), slow)  # their (chains, participants) entries
-        walk_gain_start = 0  # iteration the Robbins-Monro gain of the step sizes counts from
-        history = []  # the chains' values over the tuning's second quarter, for the walk's shape
-    if surrogate is not None:
-        scale_step, shift_step = np.full(p, SCALE_STEP), np.full(p, SHIFT_STEP)
-        adapted = np.zeros((p, 2), np.int64)  # tuning updates per parameter and kind of move
-        surrogate_accepted = np.zeros(chains, np.int64)
-        conditional_accepted = np.zeros((chains, n), np.int64)
+    if correlated is not None:
+        kept["rho"] = np.empty((chains, draws, p * (p - 1) // 2))
+    sd_step = SIGMA_STEP_SCALE / np.sqrt(2.0 * n)
     for t in range(steps):
-        # 1. every participant: independence steps, each with a fresh proposal
-        centre = mu[:, group_index]  # (chains, n, p)
-        current_log_normal = _group_logpdf(current_y, centre, sigma, correlation)
-        for j in range(participant_steps):
-            proposal = base + 1 + t * participant_steps + j
-            new_y, new_w = y[participants, proposal], log_weight[participants, proposal]
-            new_log_normal = _group_logpdf(new_y, centre, sigma, correlation)
-            with np.errstate(invalid="ignore"):  # -inf - -inf: NaN, never accepted
-                accept = np.log(rng.random((chains, n))) < new_w + new_log_normal - current_w - current_log_normal
-            current_y = np.where(accept[..., None], new_y, current_y)
-            current_w = np.where(accept, new_w, current_w)
-            if tracked:
-                current_ll = np.where(accept, proposal_log_likelihood[participants, proposal], current_ll)
-            current_log_normal = np.where(accept, new_log_normal, current_log_normal)
-            index = np.where(accept, proposal, index)
-            if t >= tune:
-                accepted += accept
-            elif moves and tune // 4 <= t < tune // 2:
-                early_accepted += accept
-        # 2. the group means: conjugate normal given the participants' values and the sd
-        total = np.einsum("cnp,ng->cgp", current_y, members)
-        if correlation is None:
-            precision = 1.0 / hyper_sd ** 2 + counts[None, :, None] / sigma[:, None] ** 2
-            mean = (hyper_mean / hyper_sd ** 2 + total / sigma[:, None] ** 2) / precision
-            mu = mean + rng.standard_normal(mean.shape) / np.sqrt(precision)
-        else:
-            mu = _correlated_means(total, counts, sigma, correlation[0], hyper_mean, hyper_sd, rng)
-        # 3. the group sds: random-walk Metropolis on log sigma (half-normal prior, its Jacobian)
-        log_sd = np.log(sigma)
-        if correlation is None:
-            squares = ((current_y - mu[:, group_index]) ** 2).sum(axis=1)  # (chains, p)
-
-            def log_conditional(log_sd):
-                return (-0.5 * (np.exp(log_sd) / hyper_sd) ** 2 + log_sd
-                        - n * log_sd - 0.5 * squares * np.exp(-2.0 * log_sd))
-
-            for _ in range(SIGMA_STEPS):
-                candidate = log_sd + step * rng.standard_normal(log_sd.shape)
-                move = np.log(rng.random(log_sd.shape)) < log_conditional(candidate) - log_conditional(log_sd)
-                log_sd = np.where(move, candidate, log_sd)
-        else:  # one log sd at a time: the others enter through R
-            spread = current_y - mu[:, group_index]  # (chains, n, p)
-
-            def log_conditional(log_sd):
-                e = spread * np.exp(-log_sd)[:, None]
-                return ((-0.5 * (np.exp(log_sd) / hyper_sd) ** 2 + log_sd - n * log_sd).sum(-1)
-                        - 0.5 * np.einsum("cnp,cpq,cnq->c", e, correlation[0], e))
-
-            for _ in range(SIGMA_STEPS):
-                for k in range(p):
-                    candidate = log_sd.copy()
-                    candidate[:, k] += step * rng.standard_normal(chains)
-                    move = np.log(rng.random(chains)) < log_conditional(candidate) - log_conditional(log_sd)
-                    log_sd = np.where(move[:, None], candidate, log_sd)
-        sigma = np.exp(log_sd)
-        if correlation is not None:
-            # 3b. R: joint random-walk steps on w = atanh(CPCs), its LKJ prior and the group normal
-            e = spread / sigma[:, None]
-            w, correlation, factor, moved = _correlation_steps(w, correlation, factor, np.einsum("cnp,cnq->cpq", e, e),
-                                                               n, correlation_eta, correlation_step, rng)
-            if t < tune:
-                correlation_step *= np.exp((t + 1.0) ** -0.6 * (moved.mean() / SIGMA_STEPS - CORRELATION_TARGET))
-            else:
-                correlation_accepted += moved
-        if moves:
-            # 4. the scale and shift moves of move_steps parameters (cycling), then the current
-            # values' weights for the next iteration's independence steps
-            if not tracked:
-                current_ll = log_likelihood(current_y)
-            if t == tune // 2 and history:
-                # the walk's shape from the chains' own values (pooled over chains) in the second
-                # quarter of the tuning: the participant's conditional posterior, not the network's
-                walk_shape = _cholesky_of_covariance(np.concatenate(history, axis=0).swapaxes(0, 1))
-                walk_step, walk_gain_start, history = np.full(n, ADAPTED_WALK_STEP / np.sqrt(p)), t, []
-                # where the independence steps seldom accept, the random walk does the mixing
-                early_tries = (tune // 2 - tune // 4) * participant_steps
-                slow = np.flatnonzero(early_accepted.mean(axis=0) < SLOW_ACCEPTANCE * early_tries)
-                walk_steps[slow] += EXTRA_WALKS
-                slow_cells = np.ix_(np.arange(chains), slow)
-            walk_gain = (t - walk_gain_start + 1.0) ** -0.6
-            centre = mu[:, group_index]
-            current_y, current_ll, walk_moved = _random_walk(current_y, current_ll, centre, sigma, correlation,
-                                                             walk_shape, walk_step, log_likelihood, rng)
-            moved = walk_moved.astype(np.int64)
-            for _ in range(EXTRA_WALKS if slow.size else 0):
-                y_slow, ll_slow, slow_moved = _random_walk(
-                    current_y[slow_cells], current_ll[slow_cells], centre[slow_cells], sigma, correlation,
-                    walk_shape[slow], walk_step[slow], lambda values: log_likelihood(values, slow), rng)
-                current_y[slow_cells], current_ll[slow_cells] = y_slow, ll_slow
-                moved[slow_cells] += slow_moved
-            if t < tune:  # Robbins-Monro on each participant's log step size, toward WALK_TARGET
-                walk_step *= np.exp(walk_gain * (moved.mean(axis=0) / walk_steps - WALK_TARGET))
-                if tune // 4 <= t < tune // 2:
-                    history.append(current_y)
-            else:
-                walk_accepted += moved
-            for par in (t * move_steps + np.arange(move_steps)) % p:
-                current_y, current_ll, scale_rate, shift_rate = _scale_and_shift(
-                    par, current_y, current_ll, mu, sigma, group_index, counts, hyper_mean[par], hyper_sd[par],
-                    scale_step[par], shift_step[par], log_likelihood, rng)
-                if t < tune:  # Robbins-Monro on the log step sizes, toward MOVE_TARGET
-                    gain = (adapted[par] + 1.0) ** -0.6
-                    adapted[par] += 1
-                    scale_step[par] *= np.exp(gain * (scale_rate[0].mean() - MOVE_TARGET))
-                    shift_step[par] *= np.exp(gain * (shift_rate[0].mean() - MOVE_TARGET))
-                else:
-                    tries[par] += 1
-                    scale_accepted[:, par] += scale_rate[1]
-                    shift_accepted[:, :, par] += shift_rate[1]
-            with np.errstate(invalid="ignore"):
-                log_q = log_proposal(current_y)
-                current_w = np.where(np.isnan(log_q), np.inf, current_ll - log_q)  # no flow density: +inf
-        if surrogate is not None:
-            # 4'. every participant from their conditional within the group under the surrogate,
-            # then scale and shift moves under the surrogate and their exact check
-            current_y, current_ll, moved = _conditional_step(current_y, current_ll, mu, sigma, correlation,
-                                                             group_index, surrogate, log_likelihood, rng)
-            if t >= tune:
-                conditional_accepted += moved
-            current_y, current_ll, mu, sigma, passed, tried = _surrogate_moves(
-                current_y, current_ll, mu, sigma, group_index, counts, hyper_mean, hyper_sd, surrogate,
-                surrogate_steps, scale_step, shift_step, log_likelihood, rng)
-            if t < tune:  # Robbins-Monro on the log step sizes, toward MOVE_TARGET under the surrogate
-                for par, kind, rate in tried:
-                    adapted[par, kind] += 1
-                    sizes = shift_step if kind else scale_step
-                    sizes[par] *= np.exp(adapted[par, kind] ** -0.6 * (rate.mean() - MOVE_TARGET))
-            else:
-                surrogate_accepted += passed
-            with np.errstate(invalid="ignore"):
-                current_w = current_ll - log_proposal(current_y)
+        independence(state, hierarchy, t, tune, rng)  # 1.
+        _group_means(state, hierarchy, rng)  # 2.
+        _group_sds(state, hierarchy, sd_step, rng)  # 3.
+        for block in (correlated, extra):  # 3b. R; 4. the exact or the surrogate moves
+            if block is not None:
+                block(state, hierarchy, t, tune, rng)
         if t >= tune:
-            kept["mu"][:, t - tune], kept["sigma"][:, t - tune], kept["y"][:, t - tune] = mu, sigma, current_y
-            if log_likelihood is None:
-                kept["index"][:, t - tune] = index
-            if correlation is not None:
-                kept["rho"][:, t - tune] = (factor @ np.swapaxes(factor, -1, -2))[:, below[0], below[1]]
-    kept["accepted"] = accepted
-    if moves:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            kept["scale_acceptance"] = scale_accepted / tries
-            kept["shift_acceptance"] = shift_accepted / tries
-        kept["scale_step"], kept["shift_step"] = scale_step, shift_step
-        kept["walk_accepted"], kept["walk_step"], kept["walk_steps"] = walk_accepted, walk_step, walk_steps
-    if surrogate is not None:
-        kept["surrogate_acceptance"] = surrogate_accepted / draws
-        kept["conditional_acceptance"] = conditional_accepted / draws
-        kept["scale_step"], kept["shift_step"] = scale_step, shift_step
-    if correlation is not None:
-        kept["correlation_acceptance"] = correlation_accepted / (draws * SIGMA_STEPS)
-        kept["correlation_step"] = correlation_step
+            kept["mu"][:, t - tune], kept["sigma"][:, t - tune], kept["y"][:, t - tune] = state.mu, state.sigma, state.y
+            if "index" in kept:
+                kept["index"][:, t - tune] = state.index
+            if correlated is not None:
+                kept["rho"][:, t - tune] = correlated.below_diagonal()
+    kept["accepted"] = independence.accepted
+    for block in (correlated, extra):
+        if block is not None:
+            kept.update(block.summary(draws))
     return kept
+
+
+@dataclass
+class _Hierarchy:
+    """What the chains share and never change: the participants' groups and the hyperpriors."""
+
+    group_index: np.ndarray  # (participants,) each participant's group
+    members: np.ndarray  # (participants, groups) one-hot
+    counts: np.ndarray  # (groups,) participants per group
+    hyper_mean: np.ndarray  # (parameters,) m of mu ~ Normal(m, s)
+    hyper_sd: np.ndarray  # (parameters,) s of mu and of sigma ~ HalfNormal(s)
+
+    @classmethod
+    def of(cls, group_index, n_groups, hyper_mean, hyper_sd):
+        members = np.eye(n_groups)[group_index]
+        counts = members.sum(axis=0)
+        if (counts == 0).any():
+            raise ValueError(f"group(s) {np.flatnonzero(counts == 0).tolist()} have no participant")
+        return cls(group_index, members, counts, hyper_mean, hyper_sd)
+
+
+@dataclass
+class _ChainState:
+    """Every chain's current values."""
+
+    y: np.ndarray  # the participants' values (chains, participants, parameters)
+    w: np.ndarray  # their log weights, l(y) - log q(y) (chains, participants)
+    ll: np.ndarray | None  # their exact log-likelihood, where followed (chains, participants)
+    index: np.ndarray  # the proposal each holds (chains, participants), while only step 1 moves them
+    mu: np.ndarray  # the group means (chains, groups, parameters)
+    sigma: np.ndarray  # the group sds (chains, parameters)
+    correlation: tuple | None = None  # R^-1 and log det R (see _group_logpdf), or None: independent normals
+
+
+class _IndependenceSteps:
+    """Step 1: independence Metropolis-Hastings steps of every participant, each with a fresh
+    proposal; chain c uses the proposals from c x per_chain onwards, each once."""
+
+    def __init__(self, y, log_weight, proposal_log_likelihood, chains, per_chain, steps):
+        self.y, self.log_weight, self.proposal_log_likelihood = y, log_weight, proposal_log_likelihood
+        self.per_chain, self.steps = per_chain, steps
+        self.participants = np.arange(y.shape[0])
+        self.base = np.arange(chains)[:, None] * per_chain
+        self.accepted = np.zeros((chains, y.shape[0]), np.int64)  # after tuning
+        self.early_accepted = np.zeros((chains, y.shape[0]), np.int64)  # in the tuning's second quarter
+
+    def start(self, hierarchy) -> _ChainState:
+        """Each chain at its first proposal of positive weight (as far as its proposals reach),
+        the group means at the participants' means and the sds at their spread."""
+        index = self.base + _first_positive(self.log_weight, self.base[:, 0], self.per_chain)
+        y, w = self.y[self.participants, index], self.log_weight[self.participants, index]
+        ll = None if self.proposal_log_likelihood is None else self.proposal_log_likelihood[self.participants, index]
+        mu = np.einsum("cnp,ng->cgp", y, hierarchy.members) / hierarchy.counts[None, :, None]
+        n, chains, p = y.shape[1], y.shape[0], y.shape[2]
+        sigma = np.maximum(y.std(axis=1), 0.1 * hierarchy.hyper_sd) if n > 1 else \
+            np.broadcast_to(hierarchy.hyper_sd, (chains, p))
+        return _ChainState(y, w, ll, index, mu, np.array(sigma, float))
+
+    def __call__(self, state, hierarchy, t, tune, rng):
+        centre = state.mu[:, hierarchy.group_index]  # (chains, n, p)
+        current_log_normal = _group_logpdf(state.y, centre, state.sigma, state.correlation)
+        for j in range(self.steps):
+            proposal = self.base + 1 + t * self.steps + j
+            new_y, new_w = self.y[self.participants, proposal], self.log_weight[self.participants, proposal]
+            new_log_normal = _group_logpdf(new_y, centre, state.sigma, state.correlation)
+            with np.errstate(invalid="ignore"):  # -inf - -inf: NaN, never accepted
+                accept = np.log(rng.random(state.w.shape)) < new_w + new_log_normal - state.w - current_log_normal
+            state.y = np.where(accept[..., None], new_y, state.y)
+            state.w = np.where(accept, new_w, state.w)
+            if self.proposal_log_likelihood is not None:
+                state.ll = np.where(accept, self.proposal_log_likelihood[self.participants, proposal], state.ll)
+            current_log_normal = np.where(accept, new_log_normal, current_log_normal)
+            state.index = np.where(accept, proposal, state.index)
+            if t >= tune:
+                self.accepted += accept
+            elif tune // 4 <= t < tune // 2:
+                self.early_accepted += accept
+
+
+def _group_means(state, hierarchy, rng):
+    """Step 2: the group means from their conjugate normal given the participants' values and
+    the sds (multivariate with correlated group normals)."""
+    h = hierarchy
+    total = np.einsum("cnp,ng->cgp", state.y, h.members)
+    if state.correlation is None:
+        precision = 1.0 / h.hyper_sd ** 2 + h.counts[None, :, None] / state.sigma[:, None] ** 2
+        mean = (h.hyper_mean / h.hyper_sd ** 2 + total / state.sigma[:, None] ** 2) / precision
+        state.mu = mean + rng.standard_normal(mean.shape) / np.sqrt(precision)
+    else:
+        state.mu = _correlated_means(total, h.counts, state.sigma, state.correlation[0], h.hyper_mean, h.hyper_sd,
+                                     rng)
+
+
+def _group_sds(state, hierarchy, step, rng):
+    """Step 3: SIGMA_STEPS random-walk Metropolis steps on each log sd (half-normal prior, its
+    Jacobian); with correlated group normals one log sd at a time, the others entering through R."""
+    hyper_sd, n = hierarchy.hyper_sd, hierarchy.group_index.size
+    log_sd = np.log(state.sigma)
+    spread = state.y - state.mu[:, hierarchy.group_index]  # (chains, n, p)
+    if state.correlation is None:
+        squares = (spread ** 2).sum(axis=1)  # (chains, p)
+
+        def log_conditional(log_sd):
+            return -0.5 * (np.exp(log_sd) / hyper_sd) ** 2 + log_sd - n * log_sd - 0.5 * squares * np.exp(-2.0 * log_sd)
+
+        for _ in range(SIGMA_STEPS):
+            candidate = log_sd + step * rng.standard_normal(log_sd.shape)
+            move = np.log(rng.random(log_sd.shape)) < log_conditional(candidate) - log_conditional(log_sd)
+            log_sd = np.where(move, candidate, log_sd)
+    else:
+        r_inverse = state.correlation[0]
+
+        def log_conditional(log_sd):
+            e = spread * np.exp(-log_sd)[:, None]
+            return ((-0.5 * (np.exp(log_sd) / hyper_sd) ** 2 + log_sd - n * log_sd).sum(-1)
+                    - 0.5 * np.einsum("cnp,cpq,cnq->c", e, r_inverse, e))
+
+        chains, p = log_sd.shape
+        for _ in range(SIGMA_STEPS):
+            for k in range(p):
+                candidate = log_sd.copy()
+                candidate[:, k] += step * rng.standard_normal(chains)
+                move = np.log(rng.random(chains)) < log_conditional(candidate) - log_conditional(log_sd)
+                log_sd = np.where(move[:, None], candidate, log_sd)
+    state.sigma = np.exp(log_sd)
+
+
+class _CorrelationSteps:
+    """Step 3b: joint random-walk steps of the atanh of R's canonical partial correlations under
+    their LKJ prior and the group normal, the step size tuned toward CORRELATION_TARGET."""
+
+    def __init__(self, eta, state, n):
+        chains, p = state.sigma.shape
+        self.eta, self.n, self.p = eta, n, p
+        n_pairs = p * (p - 1) // 2
+        self.w = np.zeros((chains, n_pairs))  # R = I
+        state.correlation, self.factor = _correlation_state(self.w, p)
+        self.step = SIGMA_STEP_SCALE / np.sqrt(n * max(n_pairs, 1))
+        self.accepted = np.zeros(chains)
+
+    def __call__(self, state, hierarchy, t, tune, rng):
+        e = (state.y - state.mu[:, hierarchy.group_index]) / state.sigma[:, None]
+        self.w, state.correlation, self.factor, moved = _correlation_steps(
+            self.w, state.correlation, self.factor, np.einsum("cnp,cnq->cpq", e, e), self.n, self.eta, self.step, rng)
+        if t < tune:
+            self.step *= np.exp((t + 1.0) ** -0.6 * (moved.mean() / SIGMA_STEPS - CORRELATION_TARGET))
+        else:
+            self.accepted += moved
+
+    def below_diagonal(self):
+        """R's entries below the diagonal, row by row (chains, pairs)."""
+        below = np.tril_indices(self.p, -1)
+        return (self.factor @ np.swapaxes(self.factor, -1, -2))[:, below[0], below[1]]
+
+    def summary(self, draws):
+        return {"correlation_acceptance": self.accepted / (draws * SIGMA_STEPS), "correlation_step": self.step}
+
+
+class _ExactMoves:
+    """Step 4, every move checked with the exact likelihood: a random-walk step of every
+    participant (EXTRA_WALKS more for those the independence steps seldom moved in the tuning's
+    second quarter; the walk shaped by the chains' own values from its middle on) and the scale
+    and shift moves of `move_steps` parameters, cycling; their step sizes tuned toward
+    WALK_TARGET and MOVE_TARGET (Robbins-Monro on their logs). Then the values' log weights for
+    the next independence steps."""
+
+    def __init__(self, y, chains, n_groups, move_steps, participant_steps, log_likelihood, log_proposal, follow,
+                 early_accepted):
+        n, _, p = y.shape
+        self.move_steps, self.participant_steps = move_steps, participant_steps
+        self.log_likelihood, self.log_proposal, self.follow = log_likelihood, log_proposal, follow
+        self.early_accepted = early_accepted
+        self.scale_step, self.shift_step = np.full(p, SCALE_STEP), np.full(p, SHIFT_STEP)
+        self.adapted = np.zeros(p, np.int64)  # tuning updates per parameter
+        self.tries = np.zeros(p, np.int64)  # moves per parameter after tuning
+        self.scale_accepted, self.shift_accepted = np.zeros((chains, p)), np.zeros((chains, n_groups, p))
+        self.walk_shape = _cholesky_of_covariance(y)
+        self.walk_step, self.walk_accepted = np.full(n, WALK_STEP), np.zeros((chains, n), np.int64)
+        self.walk_steps = np.ones(n, np.int64)  # random-walk steps per iteration, per participant
+        self.slow = np.zeros(0, np.int64)  # the participants given EXTRA_WALKS more random-walk steps
+        self.walk_gain_start = 0  # iteration the Robbins-Monro gain of the walk's step sizes counts from
+        self.history = []  # the chains' values over the tuning's second quarter, for the walk's shape
+
+    def __call__(self, state, hierarchy, t, tune, rng):
+        if not self.follow:
+            state.ll = self.log_likelihood(state.y)
+        if t == tune // 2 and self.history:
+            self._reshape_walk(t, tune)
+        self._walk(state, hierarchy, t, tune, rng)
+        p = state.y.shape[-1]
+        for par in (t * self.move_steps + np.arange(self.move_steps)) % p:
+            state.y, state.ll, scale_rate, shift_rate = _scale_and_shift(
+                par, state.y, state.ll, state.mu, state.sigma, hierarchy.group_index, hierarchy.counts,
+                hierarchy.hyper_mean[par], hierarchy.hyper_sd[par], self.scale_step[par], self.shift_step[par],
+                self.log_likelihood, rng)
+            if t < tune:
+                gain = (self.adapted[par] + 1.0) ** -0.6
+                self.adapted[par] += 1
+                self.scale_step[par] *= np.exp(gain * (scale_rate[0].mean() - MOVE_TARGET))
+                self.shift_step[par] *= np.exp(gain * (shift_rate[0].mean() - MOVE_TARGET))
+            else:
+                self.tries[par] += 1
+                self.scale_accepted[:, par] += scale_rate[1]
+                self.shift_accepted[:, :, par] += shift_rate[1]
+        with np.errstate(invalid="ignore"):
+            log_q = self.log_proposal(state.y)
+            state.w = np.where(np.isnan(log_q), np.inf, state.ll - log_q)  # no proposal density: +inf
+
+    def _reshape_walk(self, t, tune):
+        """The walk's shape from the chains' own values (pooled over chains) in the tuning's
+        second quarter: the participant's conditional posterior, not the proposal's; where the
+        independence steps seldom accepted, the random walk does the mixing."""
+        p = self.history[0].shape[-1]
+        self.walk_shape = _cholesky_of_covariance(np.concatenate(self.history, axis=0).swapaxes(0, 1))
+        self.walk_step = np.full(self.walk_step.size, ADAPTED_WALK_STEP / np.sqrt(p))
+        self.walk_gain_start, self.history = t, []
+        early_tries = (tune // 2 - tune // 4) * self.participant_steps
+        self.slow = np.flatnonzero(self.early_accepted.mean(axis=0) < SLOW_ACCEPTANCE * early_tries)
+        self.walk_steps[self.slow] += EXTRA_WALKS
+
+    def _walk(self, state, hierarchy, t, tune, rng):
+        """The random-walk steps of every participant, and their step sizes' tuning."""
+        walk_gain = (t - self.walk_gain_start + 1.0) ** -0.6
+        centre = state.mu[:, hierarchy.group_index]
+        state.y, state.ll, walk_moved = _random_walk(state.y, state.ll, centre, state.sigma, state.correlation,
+                                                     self.walk_shape, self.walk_step, self.log_likelihood, rng)
+        moved = walk_moved.astype(np.int64)
+        slow_cells = np.ix_(np.arange(state.y.shape[0]), self.slow)  # the slow participants' (chains, n) entries
+        for _ in range(EXTRA_WALKS if self.slow.size else 0):
+            y_slow, ll_slow, slow_moved = _random_walk(
+                state.y[slow_cells], state.ll[slow_cells], centre[slow_cells], state.sigma, state.correlation,
+                self.walk_shape[self.slow], self.walk_step[self.slow],
+                lambda values: self.log_likelihood(values, self.slow), rng)
+            state.y[slow_cells], state.ll[slow_cells] = y_slow, ll_slow
+            moved[slow_cells] += slow_moved
+        if t < tune:  # Robbins-Monro on each participant's log step size, toward WALK_TARGET
+            self.walk_step *= np.exp(walk_gain * (moved.mean(axis=0) / self.walk_steps - WALK_TARGET))
+            if tune // 4 <= t < tune // 2:
+                self.history.append(state.y)
+        else:
+            self.walk_accepted += moved
+
+    def summary(self, draws):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rates = {"scale_acceptance": self.scale_accepted / self.tries,
+                     "shift_acceptance": self.shift_accepted / self.tries}
+        return {**rates, "scale_step": self.scale_step, "shift_step": self.shift_step,
+                "walk_accepted": self.walk_accepted, "walk_step": self.walk_step, "walk_steps": self.walk_steps}
+
+
+class _SurrogateMoves:
+    """Step 4 under the surrogate: the conditional step of every participant
+    (:func:`_conditional_step`), then `steps` scale and shift moves under the surrogate
+    posterior with one exact check of their end point (:func:`_surrogate_moves`), their step
+    sizes tuned toward MOVE_TARGET under the surrogate; then the values' log weights."""
+
+    def __init__(self, surrogate, steps, chains, n, p, log_likelihood, log_proposal):
+        self.surrogate, self.steps = surrogate, steps
+        self.log_likelihood, self.log_proposal = log_likelihood, log_proposal
+        self.scale_step, self.shift_step = np.full(p, SCALE_STEP), np.full(p, SHIFT_STEP)
+        self.adapted = np.zeros((p, 2), np.int64)  # tuning updates per parameter and kind of move
+        self.surrogate_accepted = np.zeros(chains, np.int64)
+        self.conditional_accepted = np.zeros((chains, n), np.int64)
+
+    def __call__(self, state, hierarchy, t, tune, rng):
+        h = hierarchy
+        state.y, state.ll, moved = _conditional_step(state.y, state.ll, state.mu, state.sigma, state.correlation,
+                                                     h.group_index, self.surrogate, self.log_likelihood, rng)
+        if t >= tune:
+            self.conditional_accepted += moved
+        state.y, state.ll, state.mu, state.sigma, passed, tried = _surrogate_moves(
+            state.y, state.ll, state.mu, state.sigma, h.group_index, h.counts, h.hyper_mean, h.hyper_sd,
+            self.surrogate, self.steps, self.scale_step, self.shift_step, self.log_likelihood, rng)
+        if t < tune:  # Robbins-Monro on the log step sizes, toward MOVE_TARGET under the surrogate
+            for par, kind, rate in tried:
+                self.adapted[par, kind] += 1
+                sizes = self.shift_step if kind else self.scale_step
+                sizes[par] *= np.exp(self.adapted[par, kind] ** -0.6 * (rate.mean() - MOVE_TARGET))
+        else:
+            self.surrogate_accepted += passed
+        with np.errstate(invalid="ignore"):
+            state.w = state.ll - self.log_proposal(state.y)
+
+    def summary(self, draws):
+        return {"surrogate_acceptance": self.surrogate_accepted / draws,
+                "conditional_acceptance": self.conditional_accepted / draws,
+                "scale_step": self.scale_step, "shift_step": self.shift_step}
 
 
 def _first_positive(log_weight, starts, length):
