@@ -1,9 +1,9 @@
 """Amortized inference: load a trained network once, then posteriors for any DataFrame or
 CSV in milliseconds (`rlddm infer`).
 
-Sampling runs one compiled function (jax.jit or tf.function) per chunk of participants:
-summary network -> conditions -> inverse coupling flow -> un-standardize, with the base
-draws taken from a seeded NumPy generator, so a seed fixes the draws. The draws are mapped
+Sampling runs the estimator's compiled passes (:mod:`.passes`): summary network ->
+conditions -> inverse coupling flow -> un-standardize, with the base draws taken from a
+seeded NumPy generator, so a seed fixes the draws. The draws are mapped
 back from the unbounded space in float64, so every draw lies inside the prior's support
 (and, by default, every t0 draw below the participant's fastest response).
 The posterior is an xarray DataTree with a `posterior` group (chain, draw, participant),
@@ -38,22 +38,12 @@ from .checkpoint import OOD_REFERENCE_FILE, InferenceError, check_consistency, r
 from .data_checks import ood_flags, ood_reference, refuse_unserved
 from .networks import backend, network_kinds
 from .packing import pack, parameter_space
+from .passes import NetworkPasses
 from .training import training_design, training_settings
 
-CHUNK = 256  # participants per compiled call; a fixed shape avoids recompiling
-FLOW_BLOCK = 8192  # rows per compiled pass of the flow's density at new values (one shape)
 INITIAL_PROPOSALS = 2  # proposals per requested draw on a refined posterior's first pass
 NUTS_CHAINS, NUTS_TUNE = 4, 1000  # the NUTS fallback's chains and tuning steps
 NUTS_MIN_CHAIN_DRAWS = 250  # the fallback's shortest chain, so that its r-hat means something
-
-
-def _chunks(n):
-    """(start, stop, indices) per compiled call: chunks of CHUNK participants, the last one
-    padded by repeating its final participant so every call has the same shape."""
-    size = min(n, CHUNK)
-    for start in range(0, n, size):
-        stop = min(start + size, n)
-        yield start, stop, np.arange(start, start + size).clip(max=stop - 1)
 
 
 class AmortizedPosterior:
@@ -83,7 +73,7 @@ class AmortizedPosterior:
         self.design = training_design(config, self.network)
         self.metadata = metadata or {}
         self.converted_from = None
-        self._compiled = self._compile()
+        self.passes = NetworkPasses(estimator)
         self._reference = None
 
     @classmethod
@@ -177,78 +167,6 @@ class AmortizedPosterior:
         """The model's parameters, in the order of the draws."""
         return self.config.parameter_names
 
-    def _compile(self):
-        est = self.estimator
-
-        def conditions_per_draw(x, mask, condition, rows):
-            """The summaries and the flow's conditions, repeated for each participant's draws
-            (`rows` of them in all)."""
-            summary = est.summary_network(x, mask=mask, training=False)
-            conditions = keras.ops.concatenate([condition, summary], axis=-1)
-            return summary, keras.ops.repeat(conditions, keras.ops.shape(rows)[0] // keras.ops.shape(x)[0], axis=0)
-
-        def unbounded_draws(x, mask, condition, base):
-            summary, conditions = conditions_per_draw(x, mask, condition, base)
-            theta = est.inference_network(base, conditions=conditions, inverse=True, training=False)
-            theta = est.standardizer.maybe_standardize(theta, key="inference_variables", stage="inference",
-                                                       forward=False)
-            return theta, summary  # the summaries serve the data checks: one network pass
-
-        def unbounded_draws_with_density(x, mask, condition, base):
-            """The draws and their log density in the unbounded space (the flow's density of
-            the standardized draws and the standardization's log-Jacobian)."""
-            summary, conditions = conditions_per_draw(x, mask, condition, base)
-            theta, log_density = est.inference_network(base, conditions=conditions, inverse=True, density=True,
-                                                       training=False)
-            theta = est.standardizer.maybe_standardize(theta, key="inference_variables", stage="inference",
-                                                       forward=False)
-            _, log_jacobian = est.standardizer.maybe_standardize(theta, key="inference_variables", stage="inference",
-                                                                 forward=True, log_det_jac=True)
-            return theta, log_density + log_jacobian, summary
-
-        def flow_density(conditions, theta):
-            """The log density of unbounded parameter values theta (rows, p) under the flow
-            given each row's conditions (cached summaries: see density_function)."""
-            z, log_jacobian = est.standardizer.maybe_standardize(theta, key="inference_variables", stage="inference",
-                                                                 forward=True, log_det_jac=True)
-            _, log_density = est.inference_network(z, conditions=conditions, density=True, training=False)
-            return log_density + log_jacobian
-
-        def density_at(x, mask, condition, theta):
-            """The log density of unbounded parameter values theta (B * draws, p) under the
-            flow conditioned on each participant's data."""
-            _, conditions = conditions_per_draw(x, mask, condition, theta)
-            return flow_density(conditions, theta)
-
-        def summaries(x, mask):
-            return est.summary_network(x, mask=mask, training=False)
-
-        if backend() == "jax":
-            import jax
-
-            self._summaries = jax.jit(summaries)
-            self._density_at = jax.jit(density_at)
-            self._flow_density = jax.jit(flow_density)
-            self._compiled_density = jax.jit(unbounded_draws_with_density)
-            return jax.jit(unbounded_draws)
-        if backend() == "tensorflow":
-            import tensorflow as tf
-
-            # XLA-compiled (jit_compile): markedly faster on CPU (docs/benchmarks.md)
-            def compiled(fn):
-                return tf.function(fn, reduce_retracing=True, autograph=False, jit_compile=True)
-
-            self._summaries = compiled(summaries)
-            self._density_at = compiled(density_at)
-            self._flow_density = compiled(flow_density)
-            self._compiled_density = compiled(unbounded_draws_with_density)
-            return compiled(unbounded_draws)
-        self._summaries = summaries
-        self._density_at = density_at
-        self._flow_density = flow_density
-        self._compiled_density = unbounded_draws_with_density
-        return unbounded_draws
-
     def check(self, study: Study, model: str | None = None, design: TaskDesign | None = None) -> None:
         """Refuse data and requests the network was not trained for (an InferenceError);
         `design`: the study's settings (default: :meth:`study_design`)."""
@@ -258,10 +176,11 @@ class AmortizedPosterior:
         """The summary network's output for each participant, (participants, summary_dim).
         `design`: the study's settings (a TaskDesign or per-participant DesignSettings;
         default: :meth:`study_design`)."""
-        data = pack(study, self.network, design or self.study_design(), self.design.max_trials)
-        parts = [np.asarray(self._summaries(data["summary_variables"][idx], data["summary_mask"][idx]))[: stop - start]
-                 for start, stop, idx in _chunks(study.n_participants)]
-        return np.concatenate(parts).astype(np.float64)
+        return self.passes.conditions(self._pack(study, design))[0]
+
+    def _pack(self, study, design=None):
+        """The study as the networks read it, under `design` (default: :meth:`study_design`)."""
+        return pack(study, self.network, design or self.study_design(), self.design.max_trials)
 
     def _ood_reference(self):
         """The out-of-distribution reference, computed once per loaded network."""
@@ -304,23 +223,8 @@ class AmortizedPosterior:
         (participants, summary_dim) and, with `density`, the draws' log density in the
         unbounded space (participants, draws), from one pass of the compiled sampler."""
         rng = np.random.default_rng(seed)
-        data = pack(study, self.network, design or self.study_design(), self.design.max_trials)
-        n, p = study.n_participants, len(self.parameter_names)
-        base = rng.standard_normal((n, draws, p)).astype(np.float32)
-        out = np.empty((n, draws, p), np.float32)
-        log_density = np.empty((n, draws)) if density else None
-        summaries = []
-        for start, stop, idx in _chunks(n):
-            args = (data["summary_variables"][idx], data["summary_mask"][idx], data["inference_conditions"][idx],
-                    base[idx].reshape(len(idx) * draws, p))
-            if density:
-                y, log_q, summary = self._compiled_density(*args)
-                log_density[start:stop] = np.asarray(log_q).reshape(len(idx), draws)[: stop - start]
-            else:
-                y, summary = self._compiled(*args)
-            out[start:stop] = np.asarray(y).reshape(len(idx), draws, p)[: stop - start]
-            summaries.append(np.asarray(summary)[: stop - start])
-        return out, np.concatenate(summaries).astype(np.float64), log_density
+        base = rng.standard_normal((study.n_participants, draws, len(self.parameter_names))).astype(np.float32)
+        return self.passes.draws(self._pack(study, design), base, density)
 
     def sample_with_density(self, study: Study, draws: int, seed: int | None = None,
                             design: TaskDesign | None = None) -> tuple[dict, np.ndarray]:
@@ -348,21 +252,13 @@ class AmortizedPosterior:
     def unbounded_log_density(self, study: Study, y: np.ndarray, design: TaskDesign | None = None) -> np.ndarray:
         """The flow's log density of unbounded values y (participants, draws, parameters), each
         participant's under their own data: (participants, draws)."""
-        data = pack(study, self.network, design or self.study_design(), self.design.max_trials)
-        n, draws, p = y.shape
-        out = np.empty((n, draws))
-        for start, stop, idx in _chunks(n):
-            log_q = self._density_at(data["summary_variables"][idx], data["summary_mask"][idx],
-                                     data["inference_conditions"][idx],
-                                     y[idx].reshape(len(idx) * draws, p).astype(np.float32))
-            out[start:stop] = np.asarray(log_q).reshape(len(idx), draws)[: stop - start]
-        return out
+        return self.unbounded_density_function(study, design)(y, np.arange(study.n_participants))
 
     def unbounded_density_function(self, study: Study, design: TaskDesign | None = None):
         """The flow's log density in the unbounded space as a function of new values, for
         evaluating it at many points of a study's participants (the correction's adaptive
         rounds): the summaries are computed here, once, and each call runs the flow in
-        blocks of FLOW_BLOCK rows, one compiled shape whatever the number of points.
+        blocks of :data:`~.passes.FLOW_BLOCK` rows, one compiled shape whatever the number of points.
 
         Returns
         -------
@@ -370,82 +266,14 @@ class AmortizedPosterior:
             ``log_flow(y, participants)``: unbounded values y (R, M, parameters) of the
             participants at indices `participants` (R of them) -> (R, M) log densities.
         """
-        design = design or self.study_design()
-        data = pack(study, self.network, design, self.design.max_trials)
-        rows = []
-        for start, stop, idx in _chunks(study.n_participants):
-            summary = np.asarray(self._summaries(data["summary_variables"][idx], data["summary_mask"][idx]))
-            rows.append(np.concatenate([data["inference_conditions"][idx], summary], axis=-1)[: stop - start])
-        conditions = np.concatenate(rows).astype(np.float32)
+        rows = self.passes.conditions(self._pack(study, design))[1]
 
         def log_flow(y: np.ndarray, participants) -> np.ndarray:
             r, m, p = y.shape
-            every_condition = np.repeat(conditions[np.asarray(participants)], m, axis=0)
-            theta = y.reshape(r * m, p).astype(np.float32)
-            out = np.empty(r * m)
-            for start in range(0, r * m, FLOW_BLOCK):
-                stop = min(start + FLOW_BLOCK, r * m)
-                block = np.arange(start, start + FLOW_BLOCK).clip(max=stop - 1)  # the last row repeated as padding
-                out[start:stop] = np.asarray(self._flow_density(every_condition[block], theta[block]))[: stop - start]
-            return out.reshape(r, m)
+            return self.passes.flow_log_density(np.repeat(rows[np.asarray(participants)], m, axis=0),
+                                                y.reshape(r * m, p)).reshape(r, m)
 
         return log_flow
-
-    def density_function(self, study: Study, design: TaskDesign | None = None, draws: int = 1):
-        """The amortized posterior's log density as a function, for evaluating it many times at
-        new values of one study (the group sampler calls it once per iteration).
-
-        The summary network's output and the flow's conditions are computed here, once; each
-        call of the returned function is then one compiled pass of the flow per chunk of
-        participants.
-
-        Parameters
-        ----------
-        study
-            The data.
-        design
-            The study's settings (default: :meth:`study_design`).
-        draws
-            Values per participant in each call (fixed: the compiled pass has one shape).
-
-        Returns
-        -------
-        callable
-            ``log_q(values)``: name -> (participants, draws) natural values (as in
-            :meth:`log_density`) -> (participants, draws) log q(theta | data), the flow's density
-            of the unbounded values times the transforms' Jacobian.
-        """
-        design = design or self.study_design()
-        space = parameter_space(self.config.priors, study, self.network["t0_upper"], design)
-        data = pack(study, self.network, design, self.design.max_trials)
-        n, p = study.n_participants, len(self.parameter_names)
-        conditions = []  # per chunk: its rows, and the flow conditions with each row repeated `draws` times
-        for start, stop, idx in _chunks(n):
-            summary = np.asarray(self._summaries(data["summary_variables"][idx], data["summary_mask"][idx]))
-            rows = np.concatenate([data["inference_conditions"][idx], summary.astype(np.float32)], axis=-1)
-            conditions.append((start, stop, idx, np.repeat(rows, draws, axis=0)))
-        flow = self._flow_density
-        if backend() == "tensorflow":
-            # every chunk has one shape: its concrete function spares each call the dispatch
-            import tensorflow as tf
-
-            rows = conditions[0][3]
-            flow = flow.get_concrete_function(tf.TensorSpec(rows.shape, tf.float32),
-                                              tf.TensorSpec((rows.shape[0], p), tf.float32))
-            conditions = [(start, stop, idx, tf.constant(rows)) for start, stop, idx, rows in conditions]
-
-        def log_q(values: dict) -> np.ndarray:
-            y = space.forward(values)
-            if y.shape != (n, draws, p):
-                raise ValueError(f"values: expected (participants, draws) = ({n}, {draws}) arrays, got "
-                                 f"{y.shape[:-1]}")
-            out = np.empty((n, draws))
-            for start, stop, idx, rows in conditions:
-                log_density = flow(rows, y[idx].reshape(len(idx) * draws, p).astype(np.float32))
-                out[start:stop] = np.asarray(log_density).reshape(len(idx), draws)[: stop - start]
-            return out + space.log_abs_det_jacobian(values)
-
-        return log_q
 
     def log_density(self, study: Study, values: dict, design: TaskDesign | None = None) -> np.ndarray:
         """The amortized posterior's log density of parameter values, on their natural scale.

@@ -333,12 +333,11 @@ def test_same_seed_same_draws_after_save_and_load(smoke_checkpoint):
 def test_posterior_does_not_depend_on_padding(smoke_checkpoint):
     posterior = AmortizedPosterior.load(smoke_checkpoint)
     study, _ = study_of(3, n_trials=40)
-    base = np.random.default_rng(0).standard_normal((3 * 50, 5)).astype(np.float32)
+    base = np.random.default_rng(0).standard_normal((3, 50, 5)).astype(np.float32)
     draws = []
     for max_trials in (40, 150, 400):
         data = pack(study, posterior.network, posterior.design, max_trials)
-        draws.append(np.asarray(posterior._compiled(data["summary_variables"], data["summary_mask"],
-                                                    data["inference_conditions"], base)[0]))
+        draws.append(posterior.passes.draws(data, base)[0])
     assert np.allclose(draws[0], draws[1], atol=1e-5) and np.allclose(draws[0], draws[2], atol=1e-5)
 
 

@@ -194,12 +194,11 @@ def test_ablation_trains_variants_and_accumulates_their_table(tmp_path):
     assert type(gru.estimator.summary_network).__name__ == "RecurrentNetwork"
     # the recurrent summary skips padding too: draws do not change with the padded length
     study = simulate(config.priors.sample(np.random.default_rng(0), 3), TaskDesign(n_trials=40), seed=0)
-    base = np.random.default_rng(1).standard_normal((3 * 20, 5)).astype(np.float32)
+    base = np.random.default_rng(1).standard_normal((3, 20, 5)).astype(np.float32)
     draws = []
     for max_trials in (40, 150):
         data = pack(study, gru.network, gru.design, max_trials)
-        draws.append(np.asarray(gru._compiled(data["summary_variables"], data["summary_mask"],
-                                              data["inference_conditions"], base)[0]))
+        draws.append(gru.passes.draws(data, base)[0])
     np.testing.assert_allclose(draws[0], draws[1], atol=1e-5)
     table = (tmp_path / "ablation.md").read_text()
     assert all(name in table for name in both) and "r(alpha)" in table
