@@ -10,7 +10,7 @@ The user API::
 The names load on first use, so ``import amortized_rlddm`` does not start TensorFlow.
 The subpackages follow the data path: ``model`` (design, priors, simulator, exact
 likelihood) -> ``data`` (the Study, CSV reading and writing) -> ``amortized`` (packing,
-networks, training, the posterior) -> ``group`` (the hierarchical sampler) -> ``checks``
+networks, training, the posterior) -> ``group`` (the hierarchical sampler) -> ``validation``
 (diagnostics, comparison with NUTS); ``exact`` holds the PyMC model (the ``[pymc]`` extra).
 """
 

@@ -1,4 +1,4 @@
-"""Speed benchmarks that print ratios (docs/benchmarks.md): `rlddm bench ...`."""
+"""Speed benchmarks that print ratios (docs/benchmarks.md): `rlddm validate bench ...`."""
 
 import math
 import random
@@ -284,8 +284,8 @@ def bench_group(posterior, participants=28, n_trials=60, chains=4, draws=1000, s
     (a data file's, e.g. HDDM's 28 subjects with a network that serves their design), or
     without one on a simulated study of `participants` x n_trials at the network's design.
     `posterior`: an AmortizedPosterior."""
-    from .checks.group import reference_posterior, simulate_group_study
     from .group.fit import fit_group
+    from .validation.group import reference_posterior, simulate_group_study
 
     if study is None:
         study, _, _ = simulate_group_study(posterior, participants, n_trials, False, seed)

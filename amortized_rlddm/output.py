@@ -1,5 +1,5 @@
-"""What users keep of a posterior, amortized or exact: the per-participant summary table and the
-NetCDF file."""
+"""What users keep of a posterior, amortized or exact: the per-participant summary table, the
+group level's summary and the NetCDF file."""
 
 import hashlib
 import json
@@ -98,6 +98,31 @@ def summarize(tree: xr.DataTree, prob: float = HDI_PROB) -> pd.DataFrame:
                                              if name in checks}}),
                             on="participant", how="left")
     return table
+
+
+def group_summary(tree: xr.DataTree) -> pd.DataFrame:
+    """The group level of a group posterior (:func:`amortized_rlddm.group.fit.fit_group`): one
+    row per variable, and per label of its group or parameter dimension (``name[label]``),
+    with its posterior mean and sd."""
+    post = tree["posterior"]
+    rows = []
+    for var in post.data_vars:
+        if var.startswith(("mu_", "sigma_", "delta_mu_")) or var == "rho":
+            extra = [d for d in post[var].dims if d not in ("chain", "draw")]
+            for label in (post[var][extra[0]].values if extra else [None]):
+                x = post[var].sel({extra[0]: label}) if extra else post[var]
+                rows.append({"variable": var if label is None else f"{var}[{label}]",
+                             "mean": float(x.mean()), "sd": float(x.std())})
+    return pd.DataFrame(rows)
+
+
+def group_convergence(tree: xr.DataTree) -> tuple[float, float]:
+    """The largest r-hat and the smallest bulk ESS over the group level of a group posterior
+    (its diagnostics group)."""
+    diagnostics = tree["diagnostics"].to_dataset()
+    rhat = max(float(diagnostics[v].max()) for v in diagnostics.data_vars if v.startswith("rhat"))
+    ess = min(float(diagnostics[v].min()) for v in diagnostics.data_vars if v.startswith("ess"))
+    return rhat, ess
 
 
 def save_posterior(tree: xr.DataTree, path: str | Path) -> None:

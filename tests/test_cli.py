@@ -1,17 +1,71 @@
 """The `rlddm` command line, run in-process."""
 
+import ast
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
 
+import amortized_rlddm.cli
 from amortized_rlddm.cli import main
 from amortized_rlddm.data.io import read_study
 from amortized_rlddm.model.simulator import simulate
 
 SMOKE = "training_configs/smoke.yaml"
+USER_COMMANDS = ("simulate", "demo", "infer", "check", "group", "fit-exact", "train", "export", "diagnose", "compare",
+                 "power")
+VALIDATE_COMMANDS = ("group", "designs", "real-data", "headline", "ablate", "bench")
+LONGEST_FUNCTION = 60  # lines, in the cli package
+
+
+def _help(argv, capsys):
+    """What `rlddm ARGV --help` prints."""
+    with pytest.raises(SystemExit) as raised:
+        main([*argv, "--help"])
+    assert raised.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_the_help_lists_the_user_commands_and_validate(capsys):
+    listed = _help([], capsys)
+    for command in (*USER_COMMANDS, "validate"):
+        assert f"\n    {command} " in listed, command
+
+
+def test_validate_help_lists_its_commands_and_each_command_has_its_help(capsys):
+    listed = _help(["validate"], capsys)
+    for command in VALIDATE_COMMANDS:
+        assert f"\n    {command} " in listed, command
+    assert "{simulate,likelihood,train,infer,group}" in _help(["validate", "bench"], capsys)
+    for argv in [[command] for command in USER_COMMANDS] + [["validate", command] for command in VALIDATE_COMMANDS]:
+        assert _help(argv, capsys).startswith(f"usage: rlddm {' '.join(argv)} "), argv
+
+
+@pytest.mark.parametrize("old", ["validate-group", "validate-designs", "real-amortized", "headline", "ablate", "bench",
+                                 "design"])
+def test_the_old_command_names_are_refused(old, capsys):
+    with pytest.raises(SystemExit) as raised:
+        main([old])
+    assert raised.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_a_validate_command_names_itself_in_its_errors(tmp_path, capsys):
+    assert main(["validate", "headline", "--diagnostics", str(tmp_path / "none"), "--compare",
+                 str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.startswith("rlddm validate headline: error: ")
+
+
+def test_no_function_of_the_cli_is_longer_than_the_limit():
+    folder = Path(amortized_rlddm.cli.__file__).parent
+    lengths = {f"{path.name}:{node.name}": node.end_lineno - node.lineno + 1
+               for path in folder.glob("*.py") for node in ast.walk(ast.parse(path.read_text()))
+               if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)}
+    assert lengths and max(lengths.values()) <= LONGEST_FUNCTION, \
+        {name: n for name, n in lengths.items() if n > LONGEST_FUNCTION}
 
 
 def test_simulate_writes_data_and_truth(tmp_path, capsys):
@@ -117,10 +171,10 @@ class _Network:
 def _what_each_command_sees(monkeypatch, data, options):
     """(excluded mask, likelihood options) that infer, group, check and fit-exact hand on."""
     from amortized_rlddm.amortized.posterior import AmortizedPosterior
-    from amortized_rlddm.checks import posterior_check
     from amortized_rlddm.exact import fit
     from amortized_rlddm.group import fit as group_fit
     from amortized_rlddm.model.likelihood import study_likelihood_options
+    from amortized_rlddm.validation import posterior_check
 
     seen = {}
 

@@ -135,8 +135,8 @@ def test_a_wheel_installed_outside_the_checkout_fits_the_group_level(installed_w
 
 
 def test_the_numpy_subpackages_import_without_tensorflow_or_pymc():
-    code = ("import sys; import amortized_rlddm.data, amortized_rlddm.model.target, amortized_rlddm.model.settings, "
-            "amortized_rlddm.correction, amortized_rlddm.group; "
+    code = ("import sys; import amortized_rlddm.data, amortized_rlddm.model, amortized_rlddm.correction, "
+            "amortized_rlddm.group; "
             "print(sorted(m for m in ('tensorflow', 'keras', 'bayesflow', 'pymc') "
             "if m in sys.modules))")  # jax comes with arviz-stats
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -153,7 +153,7 @@ def test_quiet_turns_progress_off_and_progress_goes_to_stderr(tmp_path, capsys):
 
 
 def test_the_headline_table_of_readme_and_docs_is_the_commands_output():
-    from amortized_rlddm.checks.compare import headline_table
+    from amortized_rlddm.validation.compare import headline_table
 
     table = headline_table(ROOT / "reports" / "default", ROOT / "reports" / "compare")
     rows = table.split("\n\n")[0]  # the docs wrap the timing sentence that follows the table
@@ -162,7 +162,7 @@ def test_the_headline_table_of_readme_and_docs_is_the_commands_output():
 
 
 def test_the_per_design_table_of_the_docs_is_made_from_the_committed_reports():
-    from amortized_rlddm.checks.by_design import design_table
+    from amortized_rlddm.validation.by_design import design_table
 
     docs = (ROOT / "docs" / "validation.md").read_text()
     for network in ("general", "general-dual"):
@@ -172,7 +172,7 @@ def test_the_per_design_table_of_the_docs_is_made_from_the_committed_reports():
 
 
 def test_the_correction_table_of_the_docs_is_made_from_the_committed_reports():
-    from amortized_rlddm.checks.posterior_check import trusted_table
+    from amortized_rlddm.validation.posterior_check import trusted_table
 
     table = trusted_table(ROOT / "reports" / "trusted")
     assert (ROOT / "reports" / "trusted" / "table.md").read_text() == table + "\n"

@@ -6,3 +6,10 @@ with native_logs_withheld():  # these imports print native log lines and notices
     import arviz_stats  # noqa: F401
     import bayesflow  # noqa: F401
     import keras  # noqa: F401
+
+from .checkpoint import InferenceError  # noqa: E402  (after the imports above, which withhold their logs)
+from .passes import NetworkPasses  # noqa: E402
+from .posterior import AmortizedPosterior  # noqa: E402
+from .training import TrainingError, train  # noqa: E402
+
+__all__ = ["AmortizedPosterior", "InferenceError", "NetworkPasses", "TrainingError", "train"]

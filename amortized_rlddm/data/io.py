@@ -148,6 +148,22 @@ def parse_choice_codes(text: str) -> dict[int, int]:
         raise DataError(f"--choice-codes: expected file:ours integer pairs such as 1:0,2:1, got {text!r}") from None
 
 
+def parse_pair_reward_probs(text: str, study: Study) -> np.ndarray:
+    """Each trial's reward probabilities of arm 0 and arm 1 (B, T, 2), from pairs written
+    ``p0/p1,p0/p1`` (the CLI's --pair-reward-probs): one pair per condition label of `study`,
+    in label order."""
+    pairs = [tuple(float(x) for x in item.split("/")) for item in text.split(",")]
+    if len(pairs) != study.n_conditions or any(len(p) != 2 for p in pairs):
+        raise DataError(f"--pair-reward-probs: expected {study.n_conditions} pairs p0/p1 (conditions "
+                        f"{list(study.condition_labels)}), got {text!r}")
+    return np.asarray(pairs)[study.condition]
+
+
+def participant_column(convention: str) -> str:
+    """The name of the participant column in files of a convention (CONVENTIONS)."""
+    return next(theirs for theirs, ours in CONVENTIONS[convention]["columns"].items() if ours == "participant")
+
+
 def write_study(study: Study, path: str | os.PathLike) -> None:
     """Write a study as a CSV in the package's format (docs/data.md); missing responses are
     empty cells.

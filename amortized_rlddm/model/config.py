@@ -85,3 +85,11 @@ def load_config(config: str | Path) -> Config:
         except yaml.YAMLError as err:
             raise ValueError(f"config file '{path}' is not valid YAML: {err}") from None
     return config_from_dict(spec, source=f"config file '{path}'")
+
+
+def exact_fit_priors(config: str | Path | None, models) -> dict[str, PriorSet]:
+    """Each model's priors for exact fits: a config's (a YAML file or a shipped name) where they
+    name the model's parameters, the built-in priors for human data (docs/model.md) elsewhere."""
+    given = load_config(config).priors.to_dict() if config else {}
+    return {model: PriorSet.from_dict({k: v for k, v in given.items() if k in MODELS[model]}, MODELS[model])
+            for model in models}

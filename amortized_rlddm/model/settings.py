@@ -13,12 +13,13 @@ from ..data.study import Study
 from .designs import named_design
 from .task import TaskDesign
 
-__all__ = ["HDDM_DEFAULTS", "SettingOptions", "prepare_study", "with_settings"]
+__all__ = ["HDDM_DEFAULTS", "HDDM_FIXED", "SettingOptions", "prepare_study", "with_settings"]
 
 # HDDM's RL-DDM (HDDMrl) mixes in contaminants by default: p_outlier 0.05 at w_outlier = 0.1
 # per second and response, i.e. RTs uniform on [0, 5] s with a random choice; it also leaves
-# each pair's first trial out and fixes z at 0.5 (a prior matter, left to the callers)
+# each pair's first trial out and fixes z at 0.5 (HDDM_FIXED: a prior matter, for exact fits)
 HDDM_DEFAULTS = {"p_outlier": 0.05, "rt_max": 5.0}
+HDDM_FIXED = {"z": 0.5}
 
 FIRST_TRIAL_RULE = "first trial of each pair (HDDM)"
 FAST_RESPONSE_RULE = "faster than --min-rt"

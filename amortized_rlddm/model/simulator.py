@@ -12,6 +12,8 @@ from collections.abc import Mapping
 
 import numba as nb
 import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
 
 from ..data.exclusions import exclude_first_trial_of_each_condition
 from ..data.study import Study
@@ -198,3 +200,30 @@ def simulate_family(params: Mapping[str, np.ndarray], family: DesignFamily, seed
     study.excluded |= responded & (rng.random(study.choice.shape) < draw.excluded_rate[:, None])
     study.q_init = settings.q_init.copy()
     return study, settings
+
+
+SIMULATION_CHUNK = 10_000  # participants per simulator call in simulate_from_priors: the progress bar's step
+
+
+def simulate_from_priors(priors, design: TaskDesign, participants: int, seed: int | None = None,
+                         progress: bool = False) -> tuple[Study, pd.DataFrame]:
+    """Participants' parameters drawn from the priors and their data simulated under `design`.
+
+    Returns
+    -------
+    tuple
+        The study (participants numbered from 1) and a DataFrame of each participant's true
+        parameters. Participants are simulated in chunks of SIMULATION_CHUNK, each seeded from
+        the same generator, so up to one chunk the study is that of a single :func:`simulate`
+        call.
+    """
+    rng = np.random.default_rng(seed)
+    params = priors.sample(rng, participants)
+    starts = range(0, participants, SIMULATION_CHUNK)
+    parts = []
+    for start in tqdm(starts, desc="simulate", unit="chunk", disable=not progress or len(starts) < 2):
+        stop = min(start + SIMULATION_CHUNK, participants)
+        parts.append(simulate({k: v[start:stop] for k, v in params.items()}, design, seed=int(rng.integers(2**63)),
+                              participant_ids=np.arange(start + 1, stop + 1)))
+    study = parts[0] if len(parts) == 1 else Study.concatenate(parts)
+    return study, pd.DataFrame({"participant": study.participant, **params})

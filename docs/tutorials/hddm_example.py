@@ -23,8 +23,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from amortized_rlddm import AmortizedPosterior, SettingOptions, fit_group, prepare_study, read_study, summarize
-from amortized_rlddm.checks.group import plot_group_posteriors
-from amortized_rlddm.checks.plots import plot_posteriors
+from amortized_rlddm.validation.group import plot_group_posteriors
+from amortized_rlddm.validation.plots import plot_posteriors
 
 data_file = os.environ.get("HDDM_DATA", "rlddm_data.csv")
 out = Path(os.environ.get("TUTORIAL_OUT", "tutorial_output"))

@@ -486,7 +486,7 @@ def test_training_step_benchmark_times_each_trial_band():
 
 def test_every_ablation_variant_of_the_default_config_is_valid():
     from amortized_rlddm.amortized.training import training_settings
-    from amortized_rlddm.checks.ablation import VARIANTS, variant_config
+    from amortized_rlddm.validation.ablation import VARIANTS, variant_config
 
     default = load_config("training_configs/default.yaml")
     for name, overrides in VARIANTS.items():

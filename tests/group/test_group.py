@@ -363,7 +363,7 @@ def test_the_group_calibration_fits_with_the_chains_asked_for_and_reports_their_
     """calibrate() fits every study with the chains, tuning and draws given (and the
     correlated model when asked) and reports, per group variable (with `correlated`, each
     correlation too), the median of the fits' own bulk ESS."""
-    import amortized_rlddm.checks.group as group_checks
+    import amortized_rlddm.validation.group as group_checks
     from amortized_rlddm.group.fit import fit_group
 
     _, posterior = smoke
@@ -389,7 +389,7 @@ def test_the_group_calibration_fits_with_the_chains_asked_for_and_reports_their_
 
 def test_the_group_report_says_which_step_made_a_missing_file(tmp_path, monkeypatch):
     """validate(steps=["agreement"]) on a directory without sbc.json stops naming the step to run."""
-    import amortized_rlddm.checks.group as group_checks
+    import amortized_rlddm.validation.group as group_checks
 
     monkeypatch.setattr(group_checks, "_agreement_studies", lambda *args: None)
     with pytest.raises(FileNotFoundError, match="--steps agreement"):
@@ -478,7 +478,7 @@ def test_a_stored_reference_fit_is_read_back_and_keyed_by_data_and_settings(tmp_
     other data fit again."""
     import amortized_rlddm.group.reference as reference
     from amortized_rlddm.amortized.posterior import AmortizedPosterior
-    from amortized_rlddm.checks.group import reference_posterior, simulate_group_study
+    from amortized_rlddm.validation.group import reference_posterior, simulate_group_study
 
     posterior = AmortizedPosterior.load("default")
     study, labels, _ = simulate_group_study(posterior, 3, 40, False, 0)

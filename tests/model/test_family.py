@@ -244,7 +244,7 @@ def test_a_network_for_one_design_refuses_other_settings(general_smoke):
 
 
 def test_the_design_table_reads_the_reports_and_judges_the_targets(tmp_path):
-    from amortized_rlddm.checks.by_design import design_table
+    from amortized_rlddm.validation.by_design import design_table
 
     def write(design, calibration, refined, above, alpha_diff, alpha_ratio, refined_diff, compared=True):
         folder = tmp_path / design
@@ -279,7 +279,7 @@ def test_the_design_table_reads_the_reports_and_judges_the_targets(tmp_path):
 def test_the_real_data_report_compares_with_the_exact_fits(general_smoke, tmp_path):
     import pandas as pd
 
-    from amortized_rlddm.checks.real_amortized import real_amortized_report
+    from amortized_rlddm.validation.real_amortized import real_amortized_report
 
     design = TaskDesign(n_trials=40, q_init=0.0)
     study = simulate(general_smoke.config.priors.sample(np.random.default_rng(1), 5), design, seed=2)
@@ -339,7 +339,7 @@ def test_extreme_unbounded_values_map_strictly_inside_the_support():
 
 
 def test_validate_designs_makes_the_table_from_the_steps_run(general_smoke, tmp_path):
-    from amortized_rlddm.checks.by_design import validate_designs
+    from amortized_rlddm.validation.by_design import validate_designs
 
     table = validate_designs(general_smoke, tmp_path, designs=["seed"], datasets=30, draws=100,
                              steps=("calibration",))

@@ -9,9 +9,12 @@ import pytest
 from amortized_rlddm import __version__
 from amortized_rlddm.amortized.packing import pack
 from amortized_rlddm.amortized.posterior import AmortizedPosterior
-from amortized_rlddm.checks.ablation import VARIANTS, ablate
-from amortized_rlddm.checks.design import plan_design
-from amortized_rlddm.checks.diagnostics import (
+from amortized_rlddm.cli import main
+from amortized_rlddm.model.config import load_config
+from amortized_rlddm.model.simulator import simulate
+from amortized_rlddm.model.task import TaskDesign
+from amortized_rlddm.validation.ablation import VARIANTS, ablate
+from amortized_rlddm.validation.diagnostics import (
     compute_metrics,
     diagnose,
     ecdf_cell,
@@ -19,10 +22,7 @@ from amortized_rlddm.checks.diagnostics import (
     replication_summary,
     simultaneous_ecdf_band,
 )
-from amortized_rlddm.cli import main
-from amortized_rlddm.model.config import load_config
-from amortized_rlddm.model.simulator import simulate
-from amortized_rlddm.model.task import TaskDesign
+from amortized_rlddm.validation.power import power_analysis
 
 SMOKE = "training_configs/smoke.yaml"
 
@@ -162,12 +162,12 @@ def test_diagnose_replications_reuse_the_report_set(smoke_posterior, tmp_path, c
 
 
 def test_design_table(smoke_posterior, tmp_path):
-    table = plan_design(smoke_posterior, [30, 150], 40, seed=2, out_dir=tmp_path, draws=100)
+    table = power_analysis(smoke_posterior, [30, 150], 40, seed=2, out_dir=tmp_path, draws=100)
     assert set(table["trials"]) == {30, 150} and len(table) == 10
-    assert (tmp_path / "design.png").stat().st_size > 0
-    assert pd.read_csv(tmp_path / "design.csv").shape == (10, 5)
+    assert (tmp_path / "power.png").stat().st_size > 0
+    assert pd.read_csv(tmp_path / "power.csv").shape == (10, 5)
     with pytest.raises(ValueError, match="outside"):
-        plan_design(smoke_posterior, [10], 5, seed=0, out_dir=tmp_path)
+        power_analysis(smoke_posterior, [10], 5, seed=0, out_dir=tmp_path)
 
 
 def test_ablation_trains_variants_and_accumulates_their_table(tmp_path):

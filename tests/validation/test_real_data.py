@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from amortized_rlddm.checks.real_data import choice_curves, comparison_summary, rt_quantiles
 from amortized_rlddm.cli import main
 from amortized_rlddm.data.exclusions import exclude_fast_responses, exclude_first_trial_of_each_condition
 from amortized_rlddm.data.io import read_study, write_study
 from amortized_rlddm.data.study import Study
 from amortized_rlddm.model.simulator import simulate
 from amortized_rlddm.model.task import Pair, TaskDesign
+from amortized_rlddm.validation.real_data import choice_curves, comparison_summary, rt_quantiles
 
 
 def small_study():

@@ -1,4 +1,4 @@
-"""Validation of the group level (`rlddm validate-group`): the amortized hierarchical sampler
+"""Validation of the group level (`rlddm validate group`): the amortized hierarchical sampler
 against the PyMC reference on simulated studies, simulation-based calibration of the group
 parameters, and the figures of a group posterior (group means and sds, shrinkage, group
 differences)."""
@@ -232,7 +232,7 @@ def write_report(out) -> dict:
     out = Path(out)
     for name, step in (("agreement.csv", "agreement"), ("timing.csv", "agreement"), ("sbc.json", "sbc")):
         if not (out / name).exists():
-            raise FileNotFoundError(f"{out / name} is missing: run `rlddm validate-group --steps {step} --out {out}`")
+            raise FileNotFoundError(f"{out / name} is missing: run `rlddm validate group --steps {step} --out {out}`")
     table, timing = pd.read_csv(out / "agreement.csv"), pd.read_csv(out / "timing.csv")
     sbc = json.loads((out / "sbc.json").read_text())
     studies = {}

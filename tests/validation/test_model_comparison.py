@@ -7,13 +7,13 @@ import pytest
 import xarray as xr
 from scipy.special import logsumexp
 
-from amortized_rlddm.checks.model_comparison import compare_models, log_evidence
 from amortized_rlddm.correction.importance import pointwise_group
 from amortized_rlddm.model.config import MODELS
 from amortized_rlddm.model.likelihood import loglik_draws
 from amortized_rlddm.model.priors import PriorSet
 from amortized_rlddm.model.simulator import simulate
 from amortized_rlddm.model.task import TaskDesign
+from amortized_rlddm.validation.model_comparison import compare_models, log_evidence
 
 FIXED = {"a": 1.4, "z": 0.5, "t0": 0.3}  # free: v and the learning rate(s)
 

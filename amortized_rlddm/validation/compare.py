@@ -304,7 +304,7 @@ def report_markdown(summary, timing, source, by_informativeness=None, refined=No
 
 
 def headline_table(diagnostics_dir, compare_dir):
-    """The README's headline table (`rlddm headline`): per parameter, recovery and 90%
+    """The README's headline table (`rlddm validate headline`): per parameter, recovery and 90%
     coverage of both methods and their agreement on the shared datasets of `rlddm compare`,
     the amortized calibration over the many datasets of `rlddm diagnose`; then the time per
     participant of each method."""

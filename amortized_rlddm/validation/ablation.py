@@ -1,4 +1,4 @@
-"""The network ablation (`rlddm ablate`): with one training budget, train variants of the
+"""The network ablation (`rlddm validate ablate`): with one training budget, train variants of the
 default network that each change one thing (per-trial inputs, summary network, inference
 network, optimisation), diagnose each on the same fresh datasets, and tabulate them.
 

@@ -10,14 +10,14 @@ pytest.importorskip("pymc")
 
 from amortized_rlddm.amortized.posterior import AmortizedPosterior  # noqa: E402
 from amortized_rlddm.amortized.training import train  # noqa: E402
-from amortized_rlddm.checks.compare import (  # noqa: E402
+from amortized_rlddm.model.config import load_config  # noqa: E402
+from amortized_rlddm.validation.compare import (  # noqa: E402
     agreement_by_informativeness,
     compare,
     headline_table,
     summary_table,
     tail_masses,
 )
-from amortized_rlddm.model.config import load_config  # noqa: E402
 
 
 def test_compare_writes_every_file(tmp_path):
@@ -90,7 +90,7 @@ def test_tail_masses_match_the_normal_tails():
 def test_recovery_gap_standard_error_matches_the_asymptotic_one():
     # amortized means exact (r = 1, no sampling variation), NUTS means with r = 0.6: the gap's
     # standard error is then that of r_nuts alone, (1 - rho^2) / sqrt(n) for normal data
-    from amortized_rlddm.checks.compare import paired_correlation_gap
+    from amortized_rlddm.validation.compare import paired_correlation_gap
 
     rng = np.random.default_rng(7)
     n, rho = 400, 0.6

@@ -1,5 +1,5 @@
-"""Reports of exact fits of real data (`rlddm fit-exact`): convergence, the per-subject table,
-posterior predictive checks, and the comparison with published estimates (HDDM's).
+"""Exact fits of real data and their reports (`rlddm fit-exact`): convergence, the per-subject
+table, posterior predictive checks, and the comparison with published estimates (HDDM's).
 
 Posterior predictive checks simulate each participant's own experiment (the same trials,
 stimulus pairs and blocks, the arms' reward probabilities the data or the user give) from
@@ -9,16 +9,25 @@ and the RT quantiles of each choice.
 """
 
 import json
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 from matplotlib.figure import Figure
 
 from ..data.study import Study
+from ..exact import fit as exact_fit
 from ..exact.fit import subject_table
 from ..exact.model import ESS_BULK_MIN, RHAT_MAX
+from ..model.config import exact_fit_priors
+from ..model.likelihood import study_likelihood_options
+from ..model.settings import HDDM_FIXED
 from ..model.simulator import simulate_trials
+from ..model.task import TaskDesign
+from ..output import save_posterior
 from .model_comparison import PROPOSALS, STUDENT_DF, WIDEN, compare_models, comparison_totals
 
 RT_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
@@ -330,3 +339,60 @@ def write_real_data_report(out, study: Study, trees: dict, options: dict, fixed:
                   "[`model_comparison.csv`](model_comparison.csv).", ""]
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def fit_exact(study: Study, design: TaskDesign, excluded: dict, out, models=("single", "dual"),
+              config: str | None = None, hddm_compatible: bool = False, reuse: str | None = None, chains: int = 4,
+              draws_per_chain: int = 1000, tune: int = 1000, adaptation: str = "diag", ppc_draws: int = 200,
+              seed: int = 0, reference=None, source: str = "", progress: bool = True) -> None:
+    """NUTS with the exact likelihood for every participant of a study, under each model: the
+    posteriors (``<model>/posterior.nc`` and ``subjects.csv``) and the report
+    (:func:`write_real_data_report`) in `out`.
+
+    Parameters
+    ----------
+    study, design, excluded
+        The study, its likelihood settings and its exclusions
+        (:func:`amortized_rlddm.model.settings.prepare_study`).
+    models
+        ``"single"`` and/or ``"dual"``.
+    config
+        A config whose priors replace the built-in ones (:func:`exact_fit_priors`).
+    hddm_compatible
+        Fix z at 0.5, as HDDM's RL-DDM does (HDDM_FIXED).
+    reuse
+        None fits every model; ``"report"`` reads the posteriors in `out`; ``"refit-failed"``
+        reads them and fits again (as a retry) those that fail the convergence gate.
+    chains, draws_per_chain, tune, adaptation
+        NUTS's settings (:func:`amortized_rlddm.exact.fit.fit_study`).
+    ppc_draws, seed, reference, source
+        As :func:`write_real_data_report` takes them.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    options = study_likelihood_options(study, design)
+    fixed = dict(HDDM_FIXED) if hddm_compatible else None
+    priors = exact_fit_priors(config, models)
+    trees = {}
+    for model in models:
+        folder = out / model
+        if reuse is not None:
+            trees[model] = xr.load_datatree(folder / "posterior.nc")  # in memory: the file may be rewritten
+        if reuse == "refit-failed":
+            tree = exact_fit.refit_failed(trees[model], study, priors[model], model, options, fixed=fixed, tune=tune,
+                                          seed=seed, adaptation=adaptation, progress=progress)
+        elif reuse is None:
+            folder.mkdir(exist_ok=True)
+            if progress:
+                print(f"{model}-rate model: NUTS on {study.n_participants} participants", file=sys.stderr, flush=True)
+            start = time.perf_counter()
+            tree = exact_fit.fit_study(study, priors[model], model, options, fixed=fixed, draws=draws_per_chain,
+                                       tune=tune, chains=chains, seed=seed, adaptation=adaptation, progress=progress)
+            tree["posterior"].attrs["study_seconds"] = time.perf_counter() - start
+        else:
+            continue
+        save_posterior(tree, folder / "posterior.nc")
+        subject_table(tree).to_csv(folder / "subjects.csv", index=False)
+        trees[model] = tree
+    write_real_data_report(out, study, trees, options, fixed, excluded, reference=reference, ppc_draws=ppc_draws,
+                           seed=seed, source=source, priors=priors)

@@ -1,4 +1,4 @@
-"""A real dataset through the networks (`rlddm real-amortized`): per subject, the amortized
+"""A real dataset through the networks (`rlddm validate real-data`): per subject, the amortized
 posteriors of the single- and dual-rate networks beside the exact fits of `rlddm fit-exact`
 on the same likelihood settings, the PSIS k-hat and data-check flags, the time for the whole
 study, and the single-vs-dual comparison per subject (importance-sampling log evidence and

@@ -1,4 +1,4 @@
-"""Validation of a general network design by design (`rlddm validate-designs`).
+"""Validation of a general network design by design (`rlddm validate designs`).
 
 For each named design (:data:`~amortized_rlddm.model.designs.NAMED_DESIGNS`): calibration on
 fresh datasets, raw and PSIS-refined (`rlddm diagnose --design NAME --refine`), the share of
@@ -28,7 +28,7 @@ def validate_designs(posterior, out, designs=None, datasets=1000, compare_datase
     steps: "calibration" (diagnose, refined too, and the k-hat check on `datasets` fresh
     datasets) and "compare" (NUTS on `compare_datasets` shared ones); the table is made from
     all the reports under `out`, so the slow comparison may run later. nuts_store: a folder
-    keeping the NUTS fits for reuse (see :func:`~amortized_rlddm.checks.compare.compare`).
+    keeping the NUTS fits for reuse (see :func:`~amortized_rlddm.validation.compare.compare`).
     """
     from .compare import compare
     from .diagnostics import diagnose

@@ -1,0 +1,2 @@
+"""Is the posterior right: calibration diagnostics, the power analysis, the comparison with NUTS,
+the ablation, and their figures."""
