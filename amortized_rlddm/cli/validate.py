@@ -1,11 +1,11 @@
 """The maintainers' validation, report and benchmark commands, under `rlddm validate`: group,
-designs, real-data, headline, ablate and bench."""
+designs, trusted, real-data, headline, ablate, bench and report."""
 
 import json
 from pathlib import Path
 
 from ..model.config import load_config
-from ..model.designs import NAMED_DESIGNS
+from ..model.designs import NAMED_DESIGNS, named_design
 from .options import (
     NUTS_STORE_HELP,
     add_checkpoint,
@@ -54,6 +54,44 @@ def run_validate_designs(args):
                              steps=args.steps)
     print(table)
     print(f"\nwrote the reports and {Path(args.out) / 'table.md'}")
+
+
+def run_validate_trusted(args):
+    """`rlddm validate trusted`: the correction on fresh simulations of named designs, per
+    network, and their table."""
+    from ..amortized.posterior import AmortizedPosterior
+    from ..validation.posterior_check import check_posteriors, fresh_simulations, trusted_table
+
+    for checkpoint in args.checkpoints:
+        posterior = AmortizedPosterior.load(checkpoint)
+        for name in args.designs:
+            design = named_design(name)
+            study = fresh_simulations(posterior, args.participants, args.seed, design)
+            summary = check_posteriors(posterior, study, Path(args.out) / Path(checkpoint).name / name,
+                                       draws=args.draws, seed=args.seed, design=design)
+            print(f"{checkpoint}, {name}: trusted {100 * summary['trusted_share']:.1f}%")
+    table = trusted_table(args.out)
+    (Path(args.out) / "table.md").write_text(table + "\n")
+    print(table)
+
+
+def run_validate_report(args):
+    """`rlddm validate report`: rebuild a committed report and write its manifest, or list them."""
+    from ..validation.reports import REPORTS, command_lines, rebuild, record, stale_inputs
+    from . import main
+
+    if args.name is None:
+        for name, report in REPORTS.items():
+            stale = stale_inputs(name)
+            print(f"{name:24} {report.folder:32} " + (f"stale: {', '.join(stale)}" if stale else "current"))
+        return
+    if args.dry_run:
+        print("\n".join(command_lines(REPORTS[args.name])))
+    elif args.record:
+        print(f"recorded {record(args.name)['commit']} for {REPORTS[args.name].folder}")
+    else:
+        rebuild(args.name, main)
+        print(f"rebuilt {REPORTS[args.name].folder}")
 
 
 def run_validate_real_data(args):
@@ -131,10 +169,12 @@ def add_commands(subparsers, common):
     commands = validate.add_subparsers(required=True)
     _add_group(commands, common)
     _add_designs(commands, common)
+    _add_trusted(commands, common)
     _add_real_data(commands, common)
     _add_headline(commands, common)
     _add_ablate(commands, common)
     _add_bench(commands, common)
+    _add_report(commands, common)
 
 
 def _add_group(commands, common):
@@ -178,6 +218,32 @@ def _add_designs(commands, common):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nuts-store", help=NUTS_STORE_HELP)
     p.add_argument("--out", default="rlddm_output/designs", help="report directory (default: %(default)s)")
+
+
+def _add_trusted(commands, common):
+    p = add_command(commands, common, "trusted", run_validate_trusted,
+                    help="the correction on fresh simulations of named designs, per network: the share trusted, "
+                         "by method, and the time; one table")
+    p.add_argument("--checkpoints", nargs="+", default=["general", "general-dual"])
+    p.add_argument("--designs", nargs="+", choices=sorted(NAMED_DESIGNS),
+                   default=["seed", "hddm_pst", "gershman", "stable300", "deadline"])
+    p.add_argument("--participants", type=int, default=1000)
+    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="rlddm_output/trusted", help="report directory (default: %(default)s)")
+
+
+def _add_report(commands, common):
+    from ..validation.reports import REPORTS
+
+    p = add_command(commands, common, "report", run_validate_report,
+                    help="rebuild a committed report under reports/ by its commands and write its manifest "
+                         "(without a name: every report, and whether its inputs changed since)")
+    p.add_argument("name", nargs="?", choices=list(REPORTS), help="the report (default: list them all)")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--dry-run", action="store_true", help="print the commands only")
+    what.add_argument("--record", action="store_true",
+                      help="write the manifest of the report as committed, without running it")
 
 
 def _add_real_data(commands, common):
