@@ -38,6 +38,7 @@ _API = {
     "loglik": "model.likelihood",
     "load_config": "model.config",
     "TaskDesign": "model.task",
+    "LikelihoodSettings": "model.task",
     "PriorSet": "model.priors",
     "Study": "data.study",
     "read_study": "data.io",

@@ -173,14 +173,13 @@ def _what_each_command_sees(monkeypatch, data, options):
     from amortized_rlddm.amortized.posterior import AmortizedPosterior
     from amortized_rlddm.exact import fit
     from amortized_rlddm.group import fit as group_fit
-    from amortized_rlddm.model.likelihood import study_likelihood_options
     from amortized_rlddm.validation import posterior_check
 
     seen = {}
 
-    def record(name, study, design=None, options=None):
-        options = study_likelihood_options(study, design) if options is None else options
-        seen[name] = (study.excluded.copy(), options)
+    def record(name, study, design=None, settings=None):
+        settings = design.likelihood.for_study(study) if settings is None else settings
+        seen[name] = (study.excluded.copy(), settings)
         raise _Reached
 
     monkeypatch.setattr(AmortizedPosterior, "load", classmethod(lambda cls, checkpoint: _Network()))
@@ -189,8 +188,8 @@ def _what_each_command_sees(monkeypatch, data, options):
     monkeypatch.setattr(group_fit, "fit_group", lambda posterior, study, design, **kw: record("group", study, design))
     monkeypatch.setattr(posterior_check, "check_posteriors",
                         lambda posterior, study, out, design, **kw: record("check", study, design))
-    monkeypatch.setattr(fit, "fit_study", lambda study, priors, model, options, **kw: record("fit-exact", study,
-                                                                                             options=options))
+    monkeypatch.setattr(fit, "fit_study", lambda study, priors, model, settings, **kw: record("fit-exact", study,
+                                                                                              settings=settings))
     commands = {"infer": ["--out", "p.nc"], "group": ["--out", "g.nc"], "check": [],
                 "fit-exact": ["--model", "single", "--out", str(data.parent / "fits")]}
     for command, extra in commands.items():
@@ -220,8 +219,8 @@ def test_every_command_sees_the_same_settings_and_exclusions_for_the_same_option
         assert given == settings, command
     first_of_each_pair = 3 * study.n_conditions  # excluded by --design hddm_pst_contaminants and --exclude-first
     assert excluded.sum() >= (first_of_each_pair if "--missing" not in options else 0)
-    assert settings["p_outlier"] == (0.0 if "--missing" in options else 0.05)
-    assert settings["q_init"] == (0.2 if "--missing" in options else 0.5)
+    assert settings.p_outlier == (0.0 if "--missing" in options else 0.05)
+    assert settings.q_init == (0.2 if "--missing" in options else 0.5)
 
 
 def test_settings_the_options_cannot_combine_are_refused(tmp_path, capsys):

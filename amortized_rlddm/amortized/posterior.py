@@ -30,7 +30,6 @@ from ..data.io import read_study
 from ..data.study import Study
 from ..model.config import Config
 from ..model.family import DesignFamily
-from ..model.likelihood import study_likelihood_options
 from ..model.settings import with_settings
 from ..model.target import ExactTarget
 from ..model.task import TaskDesign
@@ -402,7 +401,6 @@ class AmortizedPosterior:
         values = target.to_natural(y)
         participants = np.asarray([str(p) for p in study.participant])
         groups = {"data_checks": self.data_checks(study, summaries).assign_coords(participant=participants)}
-        options = study_likelihood_options(study, design)
         if check:
             if refine:
                 corrected, importance = correct_draws(target, y, log_q, self.unbounded_density_function(study, design),
@@ -420,7 +418,7 @@ class AmortizedPosterior:
                 values, importance = self._nuts_fallback(study, values, importance, seed, design)
                 corrections[importance["method"].values == "nuts"] = 0.0
         if log_likelihood:
-            groups["log_likelihood"] = pointwise_group(study, values, options)
+            groups["log_likelihood"] = pointwise_group(study, values, target.settings)
             if check:
                 pointwise = pointwise_elpd(groups["log_likelihood"], corrections, participants)
                 importance = importance.merge(participant_loo(groups["log_likelihood"], pointwise, participants))
@@ -469,9 +467,8 @@ class AmortizedPosterior:
             chains = NUTS_CHAINS
             per_chain = max(-(-draws // chains), NUTS_MIN_CHAIN_DRAWS)
             kept = np.round(np.linspace(0, chains * per_chain - 1, draws)).astype(int)  # evenly over the chains
-            options = {k: v for k, v in study_likelihood_options(study, design).items() if v is not None}
-            exact = ExactPosterior(self.config.priors, self.config.model, max_trials=study.max_trials,
-                                   n_conditions=study.n_conditions, **options)
+            exact = ExactPosterior(self.config.priors, self.config.model, design.likelihood.for_study(study),
+                                   max_trials=study.max_trials, n_conditions=study.n_conditions)
             rng = np.random.default_rng(seed)
             values = {k: v.copy() for k, v in values.items()}
             for i in flagged:

@@ -22,7 +22,7 @@ from arviz_stats.base import array_stats
 from scipy.special import logsumexp
 
 from ..data.study import Study
-from ..model.likelihood import pointwise_loglik
+from ..model.likelihood import likelihood_function
 
 # a log ratio of -inf (a draw the target rules out) enters PSIS as this: weight 0, and finite
 IMPOSSIBLE = -1e300
@@ -91,13 +91,14 @@ def resample(values: dict, log_weights: np.ndarray, draws: int, rng: np.random.G
     return {name: x[chosen] for name, x in values.items()}
 
 
-def pointwise_group(study: Study, values: dict, options: dict) -> xr.Dataset:
+def pointwise_group(study: Study, values: dict, settings) -> xr.Dataset:
     """The ``log_likelihood`` group of a posterior: ``choice_rt`` (chain, draw, obs), each
     trial's log-likelihood given its history under each draw, over the trials that enter the
     likelihood, with coordinates ``participant`` and ``trial`` (1-based) along obs.
 
-    values: name -> (participants, draws) draws of the model's parameters."""
-    terms = pointwise_loglik(study, values, **options)  # (participants, draws, trials)
+    values: name -> (participants, draws) draws of the model's parameters; settings: the
+    likelihood's (:class:`~amortized_rlddm.model.task.LikelihoodSettings`)."""
+    terms = likelihood_function(study, settings)(values, pointwise=True)  # (participants, draws, trials)
     scored = ~np.isnan(terms[:, 0, :])
     rows, trials = np.nonzero(scored)
     participants = np.asarray([str(p) for p in study.participant])

@@ -1,21 +1,24 @@
 """Exact fits of a whole study: NUTS per participant on the exact likelihood, gated on
 convergence, gathered in one DataTree and one table (`rlddm fit-exact`)."""
 
+from dataclasses import asdict
+
 import numpy as np
 import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 
 from ..data.study import Study
-from ..model.likelihood import missing_kind
+from ..model.likelihood import check_missing
 from ..model.priors import PriorSet
+from ..model.task import LikelihoodSettings
 from ..output import participant_table
 from .model import RETRY_SEED_OFFSET, RETRY_THIN, ExactPosterior, posterior_tree
 
 HDI_PROB = 0.94
 
 
-def fit_study(study: Study, priors: PriorSet, model: str = "single", options: dict | None = None,
+def fit_study(study: Study, priors: PriorSet, model: str = "single", settings: LikelihoodSettings | None = None,
               fixed: dict | None = None, draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int = 0,
               backend: str = "nutpie", adaptation: str = "diag", progress: bool = False) -> xr.DataTree:
     """NUTS posterior of every participant, with a retry for fits that fail the gate.
@@ -28,8 +31,8 @@ def fit_study(study: Study, priors: PriorSet, model: str = "single", options: di
         Priors of the model's parameters.
     model
         "single" or "dual".
-    options
-        The likelihood's settings: q_init, deadline, missing, p_outlier, rt_max.
+    settings
+        The likelihood's settings (q_init, deadline, missing, p_outlier, rt_max).
     fixed
         Parameters held at a value (e.g. ``{"z": 0.5}``).
     draws, tune, chains
@@ -47,10 +50,10 @@ def fit_study(study: Study, priors: PriorSet, model: str = "single", options: di
         ``posterior`` (chain, draw, participant) and ``fit_diagnostics`` (per participant:
         rhat_max, ess_bulk_min, divergences, converged, attempts, wall_time_s).
     """
-    options = {k: v for k, v in (options or {}).items() if v is not None}
-    missing_kind(study, options.get("missing"), options.get("deadline"))  # refused before compiling
-    exact = ExactPosterior(priors, model, max_trials=study.max_trials, n_conditions=study.n_conditions,
-                           fixed=fixed, backend=backend, adaptation=adaptation, **options)
+    settings = settings or LikelihoodSettings()
+    check_missing(study, settings)  # refused before compiling
+    exact = ExactPosterior(priors, model, settings, max_trials=study.max_trials, n_conditions=study.n_conditions,
+                           fixed=fixed, backend=backend, adaptation=adaptation)
     exact.compile()
     fits = exact.fit(study, draws=draws, tune=tune, chains=chains, seed=seed, progress=progress, retry=True)
     tree = posterior_tree(fits)
@@ -61,7 +64,7 @@ def fit_study(study: Study, priors: PriorSet, model: str = "single", options: di
     tree["posterior"].attrs.update({"inference_library": "amortized_rlddm exact (PyMC + nutpie)", "model": model,
                                     "fixed": str(fixed or {}), "draws": draws, "tune": tune, "chains": chains,
                                     "adaptation": adaptation,
-                                    **{k: str(v) for k, v in options.items()}})
+                                    **{k: str(v) for k, v in asdict(settings).items() if v is not None}})
     return tree
 
 
@@ -77,7 +80,7 @@ def subject_table(tree: xr.DataTree, prob: float = HDI_PROB) -> pd.DataFrame:
 
 
 def refit_failed(tree: xr.DataTree, study: Study, priors: PriorSet, model: str = "single",
-                 options: dict | None = None, fixed: dict | None = None, tune: int = 1000, seed: int = 0,
+                 settings: LikelihoodSettings | None = None, fixed: dict | None = None, tune: int = 1000, seed: int = 0,
                  backend: str = "nutpie", adaptation: str = "diag", progress: bool = False) -> xr.DataTree:
     """The study's fits with every participant that failed the convergence gate fitted again
     as a retry is (twice `tune`, RETRY_THIN times the draws thinned back to the tree's chains
@@ -86,9 +89,8 @@ def refit_failed(tree: xr.DataTree, study: Study, priors: PriorSet, model: str =
     failed = np.flatnonzero(~checks["converged"].values.astype(bool))
     if not failed.size:
         return tree
-    options = {k: v for k, v in (options or {}).items() if v is not None}
-    exact = ExactPosterior(priors, model, max_trials=study.max_trials, n_conditions=study.n_conditions,
-                           fixed=fixed, backend=backend, adaptation=adaptation, **options)
+    exact = ExactPosterior(priors, model, settings, max_trials=study.max_trials, n_conditions=study.n_conditions,
+                           fixed=fixed, backend=backend, adaptation=adaptation)
     exact.compile()
     posterior = tree["posterior"].to_dataset().copy(deep=True)
     chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]

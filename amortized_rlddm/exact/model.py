@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from ..data.study import Study
 from ..model.config import MODELS
 from ..model.priors import Beta, Normal, PriorSet, TruncatedNormal, Uniform
-from ..model.task import refuse_unexplained_missing, stated_missing
+from ..model.task import LikelihoodSettings, refuse_unexplained_missing
 from ..output import stored_fit_path
 from .logdensity import log_likelihood, t0_below_fastest_response
 from .participant import check_trials, participant_trials
@@ -132,20 +132,15 @@ class ExactPosterior:
         PyMC distribution of the same family and support.
     model
         "single" or "dual"; must match the names of `priors`.
+    settings
+        The likelihood settings (:class:`~amortized_rlddm.model.task.LikelihoodSettings`):
+        q_init for data that give none (0.5 if None); what missing responses are, "deadline"
+        (each adds log P(no response before the deadline)) or "ignorable" (left out), and
+        participants with missing responses and neither are refused; the contaminant mixture,
+        with which t0 is no longer bounded by the fastest response. A missing response never
+        updates the Q-values.
     max_trials
         The data containers' length; participants with fewer trials are padded.
-    q_init
-        Initial Q-value of both arms of every pair, in [0, 1], for data that give none.
-    deadline
-        The response deadline (s); implies missing "deadline".
-    missing
-        What missing responses are: "deadline" (each adds log P(no response before the
-        deadline)) or "ignorable" (left out). Participants with missing responses and neither
-        are refused. A missing response never updates the Q-values.
-    p_outlier, rt_max
-        The contaminant mixture: with probability p_outlier a response's RT is uniform on
-        [0, rt_max] and its choice random. With contaminants, t0 is no longer bounded by the
-        fastest response.
     fixed
         Parameters held at a value instead of sampled (HDDM's RL-DDM fixes z = 0.5).
     n_conditions
@@ -169,26 +164,20 @@ class ExactPosterior:
     nothing to the likelihood.
     """
 
-    def __init__(self, priors: PriorSet, model: str = "single", max_trials: int = 60, q_init: float = 0.5,
-                 deadline: float | None = None, missing: str | None = None, p_outlier: float = 0.0,
-                 rt_max: float = 10.0, fixed: dict | None = None, n_conditions: int = 1, q_values: str = "auto",
+    def __init__(self, priors: PriorSet, model: str = "single", settings: LikelihoodSettings | None = None,
+                 max_trials: int = 60, fixed: dict | None = None, n_conditions: int = 1, q_values: str = "auto",
                  backend: str = "nutpie", adaptation: str = "diag"):
         if model not in MODELS:
             raise ValueError(f"model must be one of {sorted(MODELS)}, got {model!r}")
         if set(priors.names) != set(MODELS[model]):
             raise ValueError(f"priors have parameters {list(priors.names)}, the {model} model needs "
                              f"{list(MODELS[model])}")
-        if not 0.0 <= q_init <= 1.0:
-            raise ValueError(f"q_init must be in [0, 1], got {q_init}")
         if q_values == "auto":
             q_values = "closed_form" if max_trials <= CLOSED_FORM_MAX_TRIALS else "scan"
         if q_values not in Q_VALUES:
             raise ValueError(f"q_values must be one of {Q_VALUES + ('auto',)}, got {q_values!r}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        missing = stated_missing(missing, deadline)
-        if not 0.0 <= p_outlier < 1.0 or not rt_max > 0:
-            raise ValueError(f"p_outlier must lie in [0, 1) and rt_max be > 0, got {p_outlier} and {rt_max}")
         fixed = dict(fixed or {})
         unknown = sorted(set(fixed) - set(MODELS[model]))
         if unknown or "t0" in fixed:
@@ -197,9 +186,10 @@ class ExactPosterior:
         self.fixed = {name: float(value) for name, value in fixed.items()}
         self.parameter_names = tuple(n for n in MODELS[model] if n not in self.fixed)
         self.max_trials = int(max_trials)
-        self.q_init = float(q_init)
-        self.deadline, self.missing = deadline, missing
-        self.p_outlier, self.rt_max = float(p_outlier), float(rt_max)
+        self.settings = settings or LikelihoodSettings()
+        self.q_init = 0.5 if self.settings.q_init is None else float(self.settings.q_init)
+        self.deadline, self.missing = self.settings.deadline, self.settings.missing
+        self.p_outlier, self.rt_max = float(self.settings.p_outlier), float(self.settings.rt_max)
         self.n_conditions = int(n_conditions)
         self.q_values = q_values
         if adaptation not in ADAPTATIONS:

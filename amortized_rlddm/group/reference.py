@@ -32,12 +32,13 @@ from ..exact.logdensity import log_likelihood, t0_below_fastest_response
 from ..exact.model import _model_arrays
 from ..exact.participant import participant_trials
 from ..exact.qvalues import closed_form_terms, q_difference_terms
-from ..model.likelihood import missing_kind
+from ..model.likelihood import check_missing
 from ..model.priors import log_jacobian, to_natural, to_unbounded
+from ..model.task import LikelihoodSettings
 from .model import LKJ_ETA, GroupModel, correlation_pairs
 
 
-def _end_to_end_arrays(study: Study, q_init: float, censored: bool):
+def _end_to_end_arrays(study: Study, q_init: float | None, censored: bool):
     """Every participant's trials laid end to end (no padding): the likelihood's arrays,
     each trial's participant and the closed form's nonzero terms (:func:`closed_form_terms`)."""
     parts, terms, start = [], [], 0
@@ -45,7 +46,8 @@ def _end_to_end_arrays(study: Study, q_init: float, censored: bool):
     for i in range(study.n_participants):
         trials, _, data_q_init = participant_trials(study, i)
         n = trials["choice"].shape[0]
-        arrays = _model_arrays(trials, n, "closed_form", censored, q_init if data_q_init is None else data_q_init)
+        own_q_init = data_q_init if data_q_init is not None else 0.5 if q_init is None else q_init
+        arrays = _model_arrays(trials, n, "closed_form", censored, own_q_init)
         q_inits[i] = arrays["q_init"]
         own = closed_form_terms(arrays)
         own["term_trial"] = own["term_trial"] + start
@@ -60,14 +62,15 @@ def _end_to_end_arrays(study: Study, q_init: float, censored: bool):
     return data
 
 
-def reference_model(study: Study, model: GroupModel, group_index: np.ndarray, q_init: float = 0.5,
-                    deadline: float | None = None, missing: str | None = None, p_outlier: float = 0.0,
-                    rt_max: float = 10.0) -> pm.Model:
-    """The PyMC hierarchical model of a study (see the module notes); the likelihood settings
-    as in :func:`amortized_rlddm.loglik`."""
+def reference_model(study: Study, model: GroupModel, group_index: np.ndarray,
+                    settings: LikelihoodSettings | None = None) -> pm.Model:
+    """The PyMC hierarchical model of a study (see the module notes) under the likelihood
+    `settings` (:class:`~amortized_rlddm.model.task.LikelihoodSettings`)."""
+    settings = settings or LikelihoodSettings()
+    check_missing(study, settings)
+    p_outlier = settings.p_outlier
     m, s = model.hyperpriors()
-    kind = missing_kind(study, missing, deadline)
-    data = _end_to_end_arrays(study, q_init, kind == "deadline")
+    data = _end_to_end_arrays(study, settings.q_init, settings.missing == "deadline")
     scored = data["scored"].astype(bool)
     fastest = np.full(study.n_participants, np.inf)
     np.minimum.at(fastest, data["participant"][scored], data["rt"][scored])
@@ -84,7 +87,7 @@ def reference_model(study: Study, model: GroupModel, group_index: np.ndarray, q_
         trial_of = data["participant"]
         drift, a, z, t0 = (theta["v"][trial_of] * dq, theta["a"][trial_of], theta["z"][trial_of],
                            theta["t0"][trial_of])
-        total = log_likelihood(data, drift, a, z, t0, deadline if kind == "deadline" else None, p_outlier, rt_max)
+        total = log_likelihood(data, drift, a, z, t0, settings.deadline, p_outlier, settings.rt_max)
         pm.Potential("loglik", total)
     return pymc_model
 
@@ -141,14 +144,13 @@ def _correlated_parameters(model, m, s, group_index, fastest, p_outlier):
 
 
 def fit_reference(study: Study, model: GroupModel, group_index: np.ndarray, chains: int = 4, tune: int = 1000,
-                  draws: int = 1000, seed: int = 0, q_init: float = 0.5, **options) -> xr.DataTree:
-    """NUTS (nutpie) on :func:`reference_model` (`options`: its deadline, missing, p_outlier
-    and rt_max); the posterior's attributes give the time (compilation and sampling) and the
-    divergences."""
+                  draws: int = 1000, seed: int = 0, settings: LikelihoodSettings | None = None) -> xr.DataTree:
+    """NUTS (nutpie) on :func:`reference_model`; the posterior's attributes give the time
+    (compilation and sampling) and the divergences."""
     import nutpie
 
     start = time.perf_counter()
-    compiled = nutpie.compile_pymc_model(reference_model(study, model, group_index, q_init, **options))
+    compiled = nutpie.compile_pymc_model(reference_model(study, model, group_index, settings))
     compiled_at = time.perf_counter()
     trace = nutpie.sample(compiled, chains=chains, tune=tune, draws=draws, seed=seed, progress_bar=False)
     trace["posterior"].attrs.update({"compile_seconds": compiled_at - start,

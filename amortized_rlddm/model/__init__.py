@@ -9,8 +9,9 @@ from .priors import DUAL_RATE, SINGLE_RATE, ParameterSpace, PriorSet
 from .settings import SettingOptions, prepare_study, with_settings
 from .simulator import simulate, simulate_from_priors
 from .target import ExactTarget
-from .task import Pair, TaskDesign
+from .task import LikelihoodSettings, Pair, TaskDesign
 
-__all__ = ["DUAL_RATE", "MODELS", "NAMED_DESIGNS", "SINGLE_RATE", "Config", "ExactTarget", "Pair", "ParameterSpace",
+__all__ = ["DUAL_RATE", "MODELS", "NAMED_DESIGNS", "SINGLE_RATE", "Config", "ExactTarget", "LikelihoodSettings", "Pair",
+           "ParameterSpace",
            "PriorSet", "SettingOptions", "TaskDesign", "likelihood_function", "load_config", "loglik", "loglik_draws",
            "named_design", "pointwise_loglik", "prepare_study", "simulate", "simulate_from_priors", "with_settings"]

@@ -21,7 +21,7 @@ from ..data.io import read_study
 from ..data.study import Study
 from .qlearning import learn, start_trial
 from .simulator import participant_arrays
-from .task import refuse_unexplained_missing, stated_missing
+from .task import LikelihoodSettings, refuse_unexplained_missing
 from .wiener import log_density_at, log_survival
 
 MISSING_CODES = {"deadline": 1, "ignorable": 2}
@@ -89,29 +89,11 @@ def _loglik_kernel(choice, rt, reward, block, condition, excluded, n_trials, n_c
     return out, terms
 
 
-def likelihood_options(design) -> dict:
-    """The keyword arguments of :func:`loglik` (and of the exact model) that a task design
-    fixes: q_init, deadline, missing, p_outlier and rt_max."""
-    return {"q_init": design.q_init, "deadline": design.deadline, "missing": design.missing,
-            "p_outlier": design.p_outlier, "rt_max": design.rt_max}
-
-
-def study_likelihood_options(study: Study, design) -> dict:
-    """The likelihood's keyword arguments for a study under its design's settings; the data's
-    own q_init column, when there is one, wins (as in the networks' inputs)."""
-    options = likelihood_options(design)
-    if study.q_init is not None:
-        options["q_init"] = None
-    return options
-
-
-def missing_kind(study: Study, missing: str | None, deadline: float | None) -> str | None:
-    """The kind of the study's missing responses (:func:`stated_missing`); a study with missing
-    responses and no kind is refused, naming the first participant and trial. Never guessed."""
-    missing = stated_missing(missing, deadline)
+def check_missing(study: Study, settings: LikelihoodSettings) -> None:
+    """Refuse a study with missing responses when the settings do not say what they are,
+    naming the first participant and trial. Never guessed."""
     for i in np.flatnonzero(study.missing.any(1)):
-        refuse_unexplained_missing(study.participant[i], study.missing[i], missing)
-    return missing
+        refuse_unexplained_missing(study.participant[i], study.missing[i], settings.missing)
 
 
 def initial_q_values(study: Study, q_init: float | None) -> np.ndarray:
@@ -165,7 +147,8 @@ def loglik(data: Study | pd.DataFrame | str | Path, params: Mapping[str, np.ndar
         raise ValueError(f"params have {p['v'].shape[0]} value(s) per parameter but the data has "
                          f"{study.n_participants} participant(s)")
     single_draw = {k: x[:, None] for k, x in p.items()}
-    return likelihood_function(study, q_init, deadline, missing, p_outlier, rt_max)(single_draw)[:, 0]
+    return likelihood_function(study, LikelihoodSettings(q_init, deadline, missing, p_outlier, rt_max))(
+        single_draw)[:, 0]
 
 
 def _draw_arrays(study, draws):
@@ -199,7 +182,7 @@ def loglik_draws(study: Study, draws: Mapping[str, np.ndarray], q_init: float | 
     numpy.ndarray
         (participants, draws) log-likelihoods.
     """
-    return likelihood_function(study, q_init, deadline, missing, p_outlier, rt_max)(draws)
+    return likelihood_function(study, LikelihoodSettings(q_init, deadline, missing, p_outlier, rt_max))(draws)
 
 
 def pointwise_loglik(study: Study, draws: Mapping[str, np.ndarray], q_init: float | None = None,
@@ -225,11 +208,11 @@ def pointwise_loglik(study: Study, draws: Mapping[str, np.ndarray], q_init: floa
         the padding after a participant's last trial). Summed over the trials it is
         :func:`loglik_draws`.
     """
-    return likelihood_function(study, q_init, deadline, missing, p_outlier, rt_max)(draws, pointwise=True)
+    return likelihood_function(study, LikelihoodSettings(q_init, deadline, missing, p_outlier, rt_max))(
+        draws, pointwise=True)
 
 
-def likelihood_function(study: Study, q_init: float | None = None, deadline: float | None = None,
-                        missing: str | None = None, p_outlier: float = 0.0, rt_max: float = 10.0):
+def likelihood_function(study: Study, settings: LikelihoodSettings | None = None):
     """:func:`loglik_draws` with the study and its settings bound: the data's arrays and the
     settings are checked and prepared once, so repeated calls (a sampler's) cost the compiled
     evaluation and the parameters' check only.
@@ -238,8 +221,9 @@ def likelihood_function(study: Study, q_init: float | None = None, deadline: flo
     ----------
     study
         The data.
-    q_init, deadline, missing, p_outlier, rt_max
-        As in :func:`loglik`.
+    settings
+        The likelihood settings (default: none of a deadline, omissions or contaminants; the
+        data's q_init, else 0.5).
 
     Returns
     -------
@@ -248,19 +232,19 @@ def likelihood_function(study: Study, q_init: float | None = None, deadline: flo
         (participants, draws) log-likelihoods (with `pointwise`, the terms of
         :func:`pointwise_loglik`).
     """
-    kind = missing_kind(study, missing, deadline)
-    if not 0.0 <= p_outlier < 1.0 or not rt_max > 0:
-        raise ValueError(f"p_outlier must lie in [0, 1) and rt_max be > 0, got {p_outlier} and {rt_max}")
+    settings = settings or LikelihoodSettings()
+    check_missing(study, settings)
     rt = np.where(np.isnan(study.rt), 0.0, study.rt)
     data = (study.choice, rt, study.reward, study.block, study.condition, study.excluded, study.n_trials,
             study.n_conditions)
-    settings = (initial_q_values(study, q_init), MISSING_CODES.get(kind, 0),
-                math.inf if deadline is None else float(deadline), float(p_outlier), float(rt_max))
+    constants = (initial_q_values(study, settings.q_init), MISSING_CODES.get(settings.missing, 0),
+                 math.inf if settings.deadline is None else float(settings.deadline), float(settings.p_outlier),
+                 float(settings.rt_max))
 
     def evaluate(draws, pointwise=False):
         p = _draw_arrays(study, draws)
         out, terms = _loglik_kernel(*data, p["v"], p["a"], p["z"], p["t0"], p["alpha_pos"], p["alpha_neg"],
-                                    *settings, pointwise)
+                                    *constants, pointwise)
         return terms if pointwise else out
 
     return evaluate

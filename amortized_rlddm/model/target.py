@@ -11,9 +11,9 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..data.study import Study
-from .likelihood import likelihood_function, study_likelihood_options
+from .likelihood import likelihood_function
 from .priors import ParameterSpace, PriorSet
-from .task import DesignSettings, TaskDesign
+from .task import LikelihoodSettings, TaskDesign
 
 __all__ = ["ExactTarget"]
 
@@ -27,9 +27,10 @@ class ExactTarget:
         The data (its exclusions applied).
     priors
         The model's priors; their names are the model's parameters.
-    design
-        The likelihood settings: deadline, missing kind, q_init (the data's own column wins)
-        and contaminants.
+    settings
+        The likelihood settings (:class:`~amortized_rlddm.model.task.LikelihoodSettings`, or a
+        :class:`~amortized_rlddm.model.task.TaskDesign`'s): deadline, missing kind, q_init
+        (the data's own column wins) and contaminants.
     t0_upper
         ``"fastest_response"``: t0's support ends at the participant's fastest response that
         enters the likelihood, where the likelihood does without contaminants; ``"prior"``:
@@ -46,17 +47,17 @@ class ExactTarget:
     contaminant may come before t0).
     """
 
-    def __init__(self, study: Study, priors: PriorSet, design: TaskDesign, t0_upper: str = "fastest_response",
-                 fixed: Mapping[str, float] | None = None):
+    def __init__(self, study: Study, priors: PriorSet, settings: LikelihoodSettings | TaskDesign,
+                 t0_upper: str = "fastest_response", fixed: Mapping[str, float] | None = None):
         if t0_upper not in ("fastest_response", "prior"):
             raise ValueError(f"t0_upper: expected 'fastest_response' or 'prior', got {t0_upper!r}")
-        self.study, self.priors, self.design, self.t0_upper = study, priors, design, t0_upper
+        self.study, self.priors, self.t0_upper = study, priors, t0_upper
         self.names = tuple(priors.names)
         self.fixed = {name: float(value) for name, value in (fixed or {}).items()}
         if set(self.fixed) & set(self.names):
             raise ValueError(f"fixed parameters {sorted(set(self.fixed) & set(self.names))} also have a prior")
-        self.options = study_likelihood_options(study, design)
-        contaminated = DesignSettings.of(design, study).p_outlier > 0
+        self.settings = (settings.likelihood if isinstance(settings, TaskDesign) else settings).for_study(study)
+        contaminated = np.full(study.n_participants, self.settings.p_outlier > 0)
         bounded_by_data = t0_upper == "fastest_response" and "t0" in self.names
         self.space = ParameterSpace.given_data(priors, study, contaminated) if bounded_by_data \
             else ParameterSpace(priors)
@@ -70,13 +71,13 @@ class ExactTarget:
 
     def select(self, participants) -> "ExactTarget":
         """The target of the participants at `participants` (indices into the study)."""
-        return ExactTarget(self.study.select(np.asarray(participants)), self.priors, self.design, self.t0_upper,
+        return ExactTarget(self.study.select(np.asarray(participants)), self.priors, self.settings, self.t0_upper,
                            self.fixed)
 
     def log_likelihood(self, values: dict) -> np.ndarray:
         """(participants, draws) exact log-likelihood of name -> (participants, draws) values."""
         if self._likelihood is None:
-            self._likelihood = likelihood_function(self.study, **self.options)
+            self._likelihood = likelihood_function(self.study, self.settings)
         sampled = {name: np.asarray(values[name], np.float64) for name in self.names}
         shape = sampled[self.names[0]].shape
         return self._likelihood(sampled | {name: np.full(shape, value) for name, value in self.fixed.items()})

@@ -1,7 +1,7 @@
 """The two-armed bandit task design (docs/model.md): trials, stimulus pairs and their reward
 schedules, blocks, missing responses and contaminant responses."""
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -47,6 +47,40 @@ def refuse_unexplained_missing(participant, missing_trials: np.ndarray, missing:
                          "missing='ignorable' (omissions unrelated to the parameters: left out) "
                          "(rlddm: --missing deadline --deadline SECONDS, or --missing ignorable)")
 
+
+
+@dataclass(frozen=True)
+class LikelihoodSettings:
+    """What enters the exact likelihood besides the data and the parameters, checked once here.
+
+    A :class:`TaskDesign` carries one (:attr:`TaskDesign.likelihood`); the likelihood, the exact
+    target and the PyMC models take it; :class:`DesignSettings` is its per-participant form.
+
+    q_init: initial Q-value of both arms of every pair, in [0, 1]; None: the data's own
+        ``q_init`` column, else 0.5.
+    deadline, missing: what missing responses are (:func:`stated_missing`).
+    p_outlier, rt_max: the contaminant mixture: with probability p_outlier a response's RT is
+        uniform on [0, rt_max] seconds and its choice random.
+    """
+
+    q_init: float | None = None
+    deadline: float | None = None
+    missing: str | None = None
+    p_outlier: float = 0.0
+    rt_max: float = 10.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "missing", stated_missing(self.missing, self.deadline))
+        if self.q_init is not None and not 0.0 <= self.q_init <= 1.0:
+            raise ValueError(f"q_init: expected a value in [0, 1], got {self.q_init!r}")
+        if not 0.0 <= self.p_outlier < 1.0:
+            raise ValueError(f"p_outlier: expected a probability in [0, 1), got {self.p_outlier!r}")
+        if not self.rt_max > 0:
+            raise ValueError(f"rt_max: expected seconds > 0, got {self.rt_max!r}")
+
+    def for_study(self, study) -> "LikelihoodSettings":
+        """These settings for `study`: the data's own q_init column, when it has one, wins."""
+        return self if study.q_init is None else replace(self, q_init=None)
 
 @dataclass(frozen=True)
 class Pair:
@@ -149,7 +183,7 @@ class TaskDesign:
         if self.presentation not in PRESENTATIONS:
             raise ValueError(f"design.presentation: expected one of {PRESENTATIONS}, got {self.presentation!r}")
         try:
-            object.__setattr__(self, "missing", stated_missing(self.missing, self.deadline))
+            object.__setattr__(self, "missing", self.likelihood.missing)
         except ValueError as err:
             raise ValueError(f"design.{err}") from None
         if not 0.0 <= self.omission_rate < 1.0 or (self.omission_rate > 0 and self.missing is None):
@@ -158,14 +192,15 @@ class TaskDesign:
                              f"{self.missing!r}")
         if not isinstance(self.exclude_first, bool):
             raise ValueError(f"design.exclude_first: expected true or false, got {self.exclude_first!r}")
-        if not 0.0 <= self.p_outlier < 1.0:
-            raise ValueError(f"design.p_outlier: expected a probability in [0, 1), got {self.p_outlier!r}")
-        if not self.rt_max > 0:
-            raise ValueError(f"design.rt_max: expected seconds > 0, got {self.rt_max!r}")
         if not isinstance(self.n_blocks, (int, np.integer)) or not 1 <= self.n_blocks <= self.min_trials:
             raise ValueError(f"design.n_blocks: expected an int in [1, {self.min_trials}], got {self.n_blocks!r}")
-        if not 0.0 <= self.q_init <= 1.0:
-            raise ValueError(f"design.q_init: expected a value in [0, 1], got {self.q_init!r}")
+        if self.q_init is None:
+            raise ValueError("design.q_init: expected a value in [0, 1], got None")
+
+    @property
+    def likelihood(self) -> LikelihoodSettings:
+        """The design's likelihood settings."""
+        return LikelihoodSettings(self.q_init, self.deadline, self.missing, self.p_outlier, self.rt_max)
 
     @property
     def stimulus_pairs(self) -> tuple[Pair, ...]:
@@ -281,17 +316,19 @@ class DesignSettings:
     rt_max: np.ndarray
 
     @classmethod
-    def of(cls, design: TaskDesign, study) -> "DesignSettings":
-        """The design's settings for each participant of `study`; the data's own q_init wins."""
+    def of(cls, design: "TaskDesign | LikelihoodSettings", study) -> "DesignSettings":
+        """A design's (or likelihood settings') values for each participant of `study`; the
+        data's own q_init wins."""
+        settings = design.likelihood if isinstance(design, TaskDesign) else design
         n = study.n_participants
-        q_init = study.q_init if study.q_init is not None else design.q_init
+        q_init = study.q_init if study.q_init is not None else (0.5 if settings.q_init is None else settings.q_init)
 
         def full(value, dtype=float):
             return np.broadcast_to(np.asarray(value, dtype), (n,)).copy()
 
-        return cls(q_init=full(q_init), deadline=full(np.inf if design.deadline is None else design.deadline),
-                   ignorable=full(design.missing == "ignorable", bool), p_outlier=full(design.p_outlier),
-                   rt_max=full(design.rt_max))
+        return cls(q_init=full(q_init), deadline=full(np.inf if settings.deadline is None else settings.deadline),
+                   ignorable=full(settings.missing == "ignorable", bool), p_outlier=full(settings.p_outlier),
+                   rt_max=full(settings.rt_max))
 
     def select(self, indices) -> "DesignSettings":
         """The settings of the participants at `indices`."""

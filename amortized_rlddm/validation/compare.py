@@ -24,7 +24,6 @@ from scipy import stats
 from ..data.io import read_study
 from ..exact.model import ExactPosterior, posterior_tree
 from ..model.designs import named_design
-from ..model.likelihood import study_likelihood_options
 from ..model.simulator import simulate
 
 OVERLAY_DATASETS = 4
@@ -174,9 +173,8 @@ def compare(posterior, out_dir, n_datasets=50, seed=0, data=None, convention="rl
     amortized = posterior.infer(study, draws=draws, seed=seed, design=design)
     amortized_s = (time.perf_counter() - start) / study.n_participants
 
-    exact = ExactPosterior(config.priors, model=config.model, max_trials=study.max_trials,
-                           n_conditions=study.n_conditions, backend=nuts_backend,
-                           **{k: v for k, v in study_likelihood_options(study, design).items() if v is not None})
+    exact = ExactPosterior(config.priors, config.model, design.likelihood.for_study(study),
+                           max_trials=study.max_trials, n_conditions=study.n_conditions, backend=nuts_backend)
     if progress:
         print(f"amortized: {study.n_participants} participants in {amortized_s * study.n_participants:.2f} s; "
               f"compiling the exact model ({nuts_backend}, once)", file=sys.stderr, flush=True)

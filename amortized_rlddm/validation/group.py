@@ -4,6 +4,7 @@ parameters, and the figures of a group posterior (group means and sds, shrinkage
 differences)."""
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,6 @@ from tqdm.auto import tqdm
 from ..amortized.posterior import AmortizedPosterior
 from ..group.fit import fit_group
 from ..group.model import LKJ_ETA, GroupModel, correlation_pairs, sample_correlation_cholesky
-from ..model.likelihood import likelihood_options
 from ..model.simulator import simulate
 from ..output import stored_fit_path
 from .diagnostics import compute_metrics, ecdf_cell
@@ -92,19 +92,20 @@ def reference_posterior(study, posterior, labels, seed, draws, design=None, stor
     the hash of the data and of everything else that decides the fit; a fit found there is
     read instead of run again."""
     design = design or posterior.study_design()
-    options = {k: v for k, v in likelihood_options(design).items() if k != "q_init"}
+    settings = design.likelihood
     order = list(dict.fromkeys(labels))
     model = GroupModel(posterior.config.priors, tuple(order), correlated)
     path = None
     if store is not None:
-        path = _reference_path(store, study, model, labels, seed, draws, {**options, "q_init": design.q_init})
+        key = {name: getattr(settings, name) for name in ("deadline", "missing", "p_outlier", "rt_max", "q_init")}
+        path = _reference_path(store, study, model, labels, seed, draws, key)
         if path.exists():
             stored = xr.open_dataset(path).load()
             return stored, dict(stored.attrs)
     from ..group.reference import fit_reference  # PyMC loads only for the reference
 
     trace = fit_reference(study, model, np.asarray([order.index(g) for g in labels]), seed=seed, draws=draws,
-                          q_init=design.q_init, **options)
+                          settings=settings)
     post = trace["posterior"].to_dataset()
     grouped = len(order) > 1
     for name in model.names:
@@ -211,7 +212,7 @@ def validate_on_data(posterior: AmortizedPosterior, study, design, out, seed: in
     pd.DataFrame([timing]).to_csv(out / "timing.csv", index=False)
     plot_group_posteriors(tree["posterior"].to_dataset(), out / "group_posteriors.png", reference=reference)
     worst = table.loc[table["abs_mean_difference_in_sd"].idxmax()]
-    settings = ", ".join(f"{k} = {v}" for k, v in likelihood_options(design).items())
+    settings = ", ".join(f"{k} = {v}" for k, v in asdict(design.likelihood).items())
     lines = [f"# The group level on {Path(source).name or 'data'} against the PyMC reference", "",
              f"{study.n_participants} participants, {int(study.n_trials.sum())} trials; likelihood settings: "
              f"{settings}. Amortized sampler ({posterior.source}, 4 chains x {draws} draws after "

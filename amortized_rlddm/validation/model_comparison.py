@@ -23,9 +23,8 @@ from scipy import stats
 from ..correction.importance import participant_loo, pointwise_elpd, pointwise_group, psis
 from ..data.study import Study
 from ..model.priors import PriorSet
-from ..model.settings import with_settings
 from ..model.target import ExactTarget
-from ..model.task import TaskDesign
+from ..model.task import LikelihoodSettings
 
 PROPOSALS = 4000  # importance-sampling draws per participant
 STUDENT_DF = 5  # the proposal's degrees of freedom: tails heavier than the posterior's
@@ -50,7 +49,8 @@ def _with_fixed(values, fixed):
     return {**values, **{name: np.full(shape, float(value)) for name, value in fixed.items()}}
 
 
-def log_evidence(study: Study, tree: xr.DataTree, priors: PriorSet, options: dict, proposals: int = PROPOSALS,
+def log_evidence(study: Study, tree: xr.DataTree, priors: PriorSet, settings: LikelihoodSettings,
+                 proposals: int = PROPOSALS,
                  seed: int = 0) -> xr.Dataset:
     """Each participant's log evidence by importance sampling from a Student-t fitted to the
     posterior draws of `tree` (its mean, and WIDEN times its sd; see the module's notes).
@@ -63,8 +63,8 @@ def log_evidence(study: Study, tree: xr.DataTree, priors: PriorSet, options: dic
         Its posterior (chain, draw, participant); fixed parameters in its ``fixed`` attribute.
     priors
         The model's priors (of every parameter; the fixed ones are left out).
-    options
-        The likelihood's settings (q_init, deadline, missing, p_outlier, rt_max).
+    settings
+        The likelihood's settings.
     proposals
         Importance-sampling draws per participant.
     seed
@@ -79,7 +79,7 @@ def log_evidence(study: Study, tree: xr.DataTree, priors: PriorSet, options: dic
     fixed = fixed_values(tree)
     free = PriorSet(priors.priors, [n for n in priors.names if n not in fixed])
     # t0 below each fastest response, as in the exact model; with contaminants on its prior's support
-    target = ExactTarget(study, free, _settings_design(options), fixed=fixed)
+    target = ExactTarget(study, free, settings, fixed=fixed)
     y = target.to_unbounded(posterior_values(tree))  # (participants, draws, parameters)
     rng = np.random.default_rng(seed)
     draws, log_q = np.empty((study.n_participants, proposals, y.shape[-1])), np.empty((study.n_participants, proposals))
@@ -93,14 +93,8 @@ def log_evidence(study: Study, tree: xr.DataTree, priors: PriorSet, options: dic
     return result[["log_evidence", "log_evidence_se", "khat", "ess"]]
 
 
-def _settings_design(options: dict) -> TaskDesign:
-    """The likelihood settings of `options` (q_init, deadline, missing, p_outlier, rt_max;
-    absent: the defaults) as the TaskDesign an ExactTarget reads them from."""
-    return with_settings(TaskDesign(), options.get("deadline"), options.get("missing"), options.get("q_init"),
-                         options.get("p_outlier"), options.get("rt_max"))
-
-
-def compare_models(study: Study, trees: dict, priors: dict, options: dict, seed: int = 0) -> pd.DataFrame:
+def compare_models(study: Study, trees: dict, priors: dict, settings: LikelihoodSettings,
+                   seed: int = 0) -> pd.DataFrame:
     """Single vs dual per participant: log evidence and PSIS-LOO of each, their differences.
 
     Parameters
@@ -111,7 +105,7 @@ def compare_models(study: Study, trees: dict, priors: dict, options: dict, seed:
         ``{"single": DataTree, "dual": DataTree}``: posterior draws of each model.
     priors
         Model -> its PriorSet.
-    options
+    settings
         The likelihood's settings.
     seed
         Seed of the importance-sampling proposals.
@@ -129,12 +123,12 @@ def compare_models(study: Study, trees: dict, priors: dict, options: dict, seed:
     elpd_i = {}  # each trial's elpd, per model (the same trials: the data decide which enter)
     for model in ("single", "dual"):
         tree = trees[model]
-        evidence = log_evidence(study, tree, priors[model], options, seed=seed)
+        evidence = log_evidence(study, tree, priors[model], settings, seed=seed)
         table[f"log_evidence_{model}"] = evidence["log_evidence"].values
         table[f"log_evidence_se_{model}"] = evidence["log_evidence_se"].values
         table[f"khat_{model}"] = evidence["khat"].values
         values = _with_fixed(posterior_values(tree), fixed_values(tree))
-        group = pointwise_group(study, values, options)
+        group = pointwise_group(study, values, settings)
         corrections = np.zeros(next(iter(values.values())).shape)
         trials = pointwise_elpd(group, corrections, participants)  # (elpd, Pareto k) of each trial
         loo = participant_loo(group, trials, participants)

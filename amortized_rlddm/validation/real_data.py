@@ -11,6 +11,7 @@ and the RT quantiles of each choice.
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +24,9 @@ from ..exact import fit as exact_fit
 from ..exact.fit import subject_table
 from ..exact.model import ESS_BULK_MIN, RHAT_MAX
 from ..model.config import exact_fit_priors
-from ..model.likelihood import study_likelihood_options
 from ..model.settings import HDDM_FIXED
 from ..model.simulator import simulate_trials
-from ..model.task import TaskDesign
+from ..model.task import LikelihoodSettings, TaskDesign
 from ..output import save_posterior
 from .model_comparison import PROPOSALS, STUDENT_DF, WIDEN, compare_models, comparison_totals
 
@@ -87,7 +87,7 @@ def _posterior_draws(tree, index, names, count, fixed):
     return {n: flat[n][take] if n in flat else np.full(count, fixed[n]) for n in names}
 
 
-def posterior_predictive(study: Study, tree, options: dict, fixed: dict | None, draws: int = 200,
+def posterior_predictive(study: Study, tree, settings: LikelihoodSettings, fixed: dict | None, draws: int = 200,
                          seed: int = 0) -> dict:
     """Data and predictive statistics per participant: choice curves and RT quantiles.
 
@@ -104,7 +104,7 @@ def posterior_predictive(study: Study, tree, options: dict, fixed: dict | None, 
     data_curves = choice_curves(study, width)
     curves = np.full((study.n_participants, draws) + data_curves.shape[1:], np.nan)
     rts = np.full((study.n_participants, draws, 2, len(RT_QUANTILES)), np.nan)
-    q_init = options.get("q_init")
+    q_init = settings.q_init
     rng = np.random.default_rng(seed)
     for i in range(study.n_participants):
         params = _posterior_draws(tree, i, names, draws, fixed)
@@ -112,8 +112,8 @@ def posterior_predictive(study: Study, tree, options: dict, fixed: dict | None, 
         start = study.q_init[i] if q_init is None and study.q_init is not None else (0.5 if q_init is None else q_init)
         simulated = simulate_trials(params, study.n_trials[rows], study.block[rows], study.condition[rows],
                                     study.arm_probs[rows], seed=int(rng.integers(2**63)), q_init=start,
-                                    deadline=options.get("deadline"), p_outlier=options.get("p_outlier", 0.0),
-                                    rt_max=options.get("rt_max", 10.0), condition_labels=study.condition_labels)
+                                    deadline=settings.deadline, p_outlier=settings.p_outlier,
+                                    rt_max=settings.rt_max, condition_labels=study.condition_labels)
         got = choice_curves(simulated, width)
         curves[i, :, :, :got.shape[2]] = got[:, :, :curves.shape[3]]
         rts[i] = rt_quantiles(simulated)
@@ -244,7 +244,8 @@ def _markdown(frame, digits=3):
     return lines
 
 
-def write_real_data_report(out, study: Study, trees: dict, options: dict, fixed: dict | None, excluded: dict,
+def write_real_data_report(out, study: Study, trees: dict, settings: LikelihoodSettings, fixed: dict | None,
+                           excluded: dict,
                            reference=None, ppc_draws: int = 200, seed: int = 0, source: str = "",
                            priors: dict | None = None) -> None:
     """Write report.md, the predictive checks (ppc_<model>.csv and .png), with a reference
@@ -257,7 +258,7 @@ def write_real_data_report(out, study: Study, trees: dict, options: dict, fixed:
              f"{list(study.condition_labels)}, up to {int(study.block.max()) + 1} block(s). Trial numbers the data "
              f"skip: {int(study.absent_trials.sum()) if study.absent_trials is not None else 0} (absent trials: no "
              "trial, no learning, no likelihood).", "",
-             "Likelihood settings: " + ", ".join(f"{k} = {v}" for k, v in options.items()) +
+             "Likelihood settings: " + ", ".join(f"{k} = {v}" for k, v in asdict(settings).items()) +
              f"; fixed: {fixed or 'none'}.", ""]
     for rule, counts in excluded.items():
         lines.append(f"Excluded from the likelihood (kept for learning), {rule}: {int(np.sum(counts))} trials "
@@ -292,7 +293,7 @@ def write_real_data_report(out, study: Study, trees: dict, options: dict, fixed:
             lines.append(f"| {c[:-5]} | {q[0]:.3f} | {q[1]:.3f} | {q[2]:.3f} |")
         lines.append("")
         if study.arm_probs is not None:
-            ppc = posterior_predictive(study, tree, options, fixed, draws=ppc_draws, seed=seed)
+            ppc = posterior_predictive(study, tree, settings, fixed, draws=ppc_draws, seed=seed)
             checked = ppc_table(study, ppc)
             checked.to_csv(out / f"ppc_{model}.csv", index=False)
             plot_ppc(study, ppc, out / f"ppc_{model}.png", f"{model}-rate model")
@@ -318,7 +319,7 @@ def write_real_data_report(out, study: Study, trees: dict, options: dict, fixed:
                   "ours (a positive r_difference_with_distance_from_mean).", ""]
         lines += _markdown(agreement) + ["", "Per subject: [`hddm_comparison.csv`](hddm_comparison.csv).", ""]
     if priors is not None and {"single", "dual"} <= set(trees):
-        compared = compare_models(study, trees, priors, {k: v for k, v in options.items() if v is not None}, seed=seed)
+        compared = compare_models(study, trees, priors, settings, seed=seed)
         compared.to_csv(out / "model_comparison.csv", index=False)
         totals = comparison_totals(compared)
         summary["model_comparison"] = totals
@@ -370,7 +371,7 @@ def fit_exact(study: Study, design: TaskDesign, excluded: dict, out, models=("si
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    options = study_likelihood_options(study, design)
+    settings = design.likelihood.for_study(study)
     fixed = dict(HDDM_FIXED) if hddm_compatible else None
     priors = exact_fit_priors(config, models)
     trees = {}
@@ -379,14 +380,14 @@ def fit_exact(study: Study, design: TaskDesign, excluded: dict, out, models=("si
         if reuse is not None:
             trees[model] = xr.load_datatree(folder / "posterior.nc")  # in memory: the file may be rewritten
         if reuse == "refit-failed":
-            tree = exact_fit.refit_failed(trees[model], study, priors[model], model, options, fixed=fixed, tune=tune,
+            tree = exact_fit.refit_failed(trees[model], study, priors[model], model, settings, fixed=fixed, tune=tune,
                                           seed=seed, adaptation=adaptation, progress=progress)
         elif reuse is None:
             folder.mkdir(exist_ok=True)
             if progress:
                 print(f"{model}-rate model: NUTS on {study.n_participants} participants", file=sys.stderr, flush=True)
             start = time.perf_counter()
-            tree = exact_fit.fit_study(study, priors[model], model, options, fixed=fixed, draws=draws_per_chain,
+            tree = exact_fit.fit_study(study, priors[model], model, settings, fixed=fixed, draws=draws_per_chain,
                                        tune=tune, chains=chains, seed=seed, adaptation=adaptation, progress=progress)
             tree["posterior"].attrs["study_seconds"] = time.perf_counter() - start
         else:
@@ -394,5 +395,5 @@ def fit_exact(study: Study, design: TaskDesign, excluded: dict, out, models=("si
         save_posterior(tree, folder / "posterior.nc")
         subject_table(tree).to_csv(folder / "subjects.csv", index=False)
         trees[model] = tree
-    write_real_data_report(out, study, trees, options, fixed, excluded, reference=reference, ppc_draws=ppc_draws,
+    write_real_data_report(out, study, trees, settings, fixed, excluded, reference=reference, ppc_draws=ppc_draws,
                            seed=seed, source=source, priors=priors)

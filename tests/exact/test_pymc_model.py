@@ -15,10 +15,9 @@ from amortized_rlddm.exact.wfpt import wfpt_log_survival, wfpt_logp  # noqa: E40
 from amortized_rlddm.model import wiener  # noqa: E402
 from amortized_rlddm.model.likelihood import loglik  # noqa: E402
 from amortized_rlddm.model.priors import DUAL_RATE, SINGLE_RATE, PriorSet  # noqa: E402
-from amortized_rlddm.model.settings import with_settings  # noqa: E402
 from amortized_rlddm.model.simulator import simulate  # noqa: E402
 from amortized_rlddm.model.target import ExactTarget  # noqa: E402
-from amortized_rlddm.model.task import Pair, TaskDesign  # noqa: E402
+from amortized_rlddm.model.task import LikelihoodSettings, Pair, TaskDesign  # noqa: E402
 
 # (v, t0, a, w, rt, lower-boundary density) from docs/model.md
 KNOWN = [
@@ -195,12 +194,6 @@ def model_point(model, target, values):
     return point
 
 
-def settings_of(design, options):
-    """The task design with the likelihood settings `options` of an ExactPosterior."""
-    return with_settings(design, options.get("deadline"), options.get("missing"), p_outlier=options.get("p_outlier"),
-                         rt_max=options.get("rt_max"))
-
-
 # the likelihood settings checked, and the data each is checked on
 SETTINGS = {
     "ignorable": ({"missing": "ignorable"}, {}),
@@ -220,7 +213,8 @@ def test_model_loglik_equals_numpy_loglik(kind, setting, q_values):
     options, design = SETTINGS[setting]
     names = SINGLE_RATE if kind == "single" else DUAL_RATE
     priors = PriorSet.from_dict({}, names)
-    exact = ExactPosterior(priors, kind, max_trials=50, q_values=q_values, n_conditions=3, **options)
+    settings = LikelihoodSettings(**options)
+    exact = ExactPosterior(priors, kind, settings, max_trials=50, q_values=q_values, n_conditions=3)
     likelihood = exact.model.compile_logp(vars=[exact.model["loglik"]], jacobian=False, mode="FAST_COMPILE")
     log_density = exact.model.compile_logp(mode="FAST_COMPILE")
     truth = {n: np.full(3, TRUE[n]) for n in names}
@@ -233,7 +227,7 @@ def test_model_loglik_equals_numpy_loglik(kind, setting, q_values):
     rng = np.random.default_rng(1)
     for i in range(3):
         exact.set_participant(study, i)
-        target = ExactTarget(study.select(np.array([i])), priors, settings_of(task, options))
+        target = ExactTarget(study.select(np.array([i])), priors, settings)
         scored = (study.choice[i] >= 0) & ~study.excluded[i]
         for _ in range(2):
             values = {n: float(priors.priors[n].sample(rng, 1)[0]) for n in names}
@@ -269,7 +263,7 @@ def test_fixed_parameters_are_held_and_not_sampled():
 
 def test_participant_checks():
     priors = PriorSet.from_dict({}, SINGLE_RATE)
-    exact = ExactPosterior(priors, "single", max_trials=10, deadline=1.0)
+    exact = ExactPosterior(priors, "single", LikelihoodSettings(deadline=1.0), max_trials=10)
     trials = {"choice": np.array([1, 0, -1]), "rt": np.array([0.5, 0.6, np.nan]), "reward": np.array([1, 0, -1])}
     exact.set_participant(trials)
     with pytest.raises(ValueError, match="max_trials"):

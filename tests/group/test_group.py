@@ -1,6 +1,8 @@
 """The group level: the Metropolis-within-Gibbs sampler against a hierarchical posterior known
 by quadrature, and the study-level call on a network."""
 
+from dataclasses import asdict
+
 import arviz_stats
 import numpy as np
 import pytest
@@ -240,7 +242,7 @@ def test_the_group_fit_proposes_from_the_corrected_posteriors_with_exact_weights
     log weights equal to the exact log-likelihood minus the mixture's log density; the moves'
     likelihood is the exact one at the chains' values; the tree carries the correction."""
     from amortized_rlddm.group import fit as group_fit
-    from amortized_rlddm.model.likelihood import loglik_draws, study_likelihood_options
+    from amortized_rlddm.model.likelihood import likelihood_function
     from amortized_rlddm.model.simulator import simulate
 
     _, posterior = smoke
@@ -264,8 +266,7 @@ def test_the_group_fit_proposes_from_the_corrected_posteriors_with_exact_weights
     tree = group_fit.fit_group(posterior, study, chains=2, tune=10, draws=20, seed=3, moves="exact", move_steps=1)
     model = group_fit.GroupModel(posterior.config.priors)
     values = model.space.inverse(seen["y"])
-    options = study_likelihood_options(study, posterior.study_design())
-    exact = loglik_draws(study, values, **options)
+    exact = likelihood_function(study, posterior.study_design().likelihood.for_study(study))(values)
     log_q = seen["log_proposal"](np.swapaxes(seen["y"], 0, 1)).T
     finite = np.isfinite(exact)
     np.testing.assert_allclose(seen["log_weight"][finite], (exact - log_q)[finite], rtol=1e-10)
@@ -428,7 +429,7 @@ def test_the_pymc_reference_model_has_the_hierarchical_density(design_name, sett
     from amortized_rlddm.group.reference import reference_model
     from amortized_rlddm.model.config import load_config
     from amortized_rlddm.model.designs import named_design
-    from amortized_rlddm.model.likelihood import likelihood_options, loglik
+    from amortized_rlddm.model.likelihood import loglik
     from amortized_rlddm.model.simulator import simulate
 
     config = load_config("default")
@@ -438,10 +439,10 @@ def test_the_pymc_reference_model_has_the_hierarchical_density(design_name, sett
     study = simulate(params, design, seed=5)
     assert (len(set(study.n_trials)) > 1) == (design_name == "hddm_pst")
     assert study.missing.any() == ("deadline" in settings or "missing" in settings)
-    options = likelihood_options(design)
+    options = asdict(design.likelihood)
     model = GroupModel(config.priors, ("A", "B"))
     groups = np.array([0, 1, 1])
-    pymc_model = reference_model(study, model, groups, **options)
+    pymc_model = reference_model(study, model, groups, design.likelihood)
     m, s = model.hyperpriors()
     rng = np.random.default_rng(6)
     point, expected = {}, 0.0
@@ -484,7 +485,7 @@ def test_a_stored_reference_fit_is_read_back_and_keyed_by_data_and_settings(tmp_
     study, labels, _ = simulate_group_study(posterior, 3, 40, False, 0)
     fits = []
 
-    def fake_fit(study, model, group_index, seed, draws, **options):  # a trace shaped like fit_reference's
+    def fake_fit(study, model, group_index, seed, draws, settings):  # a trace shaped like fit_reference's
         fits.append(seed)
         rng = np.random.default_rng(seed)
         data = {f"mu_{n}": (("chain", "draw", "group"), rng.normal(size=(2, draws, 1))) for n in model.names}
@@ -599,7 +600,7 @@ def test_the_correlated_pymc_reference_has_the_multivariate_group_normal(setting
     from amortized_rlddm.group.reference import reference_model
     from amortized_rlddm.model.config import load_config
     from amortized_rlddm.model.designs import named_design
-    from amortized_rlddm.model.likelihood import likelihood_options, loglik
+    from amortized_rlddm.model.likelihood import loglik
     from amortized_rlddm.model.simulator import simulate
 
     config = load_config("default")
@@ -607,10 +608,10 @@ def test_the_correlated_pymc_reference_has_the_multivariate_group_normal(setting
               "t0": np.array([0.3, 0.35, 0.4]), "alpha": np.array([0.2, 0.4, 0.3])}
     design = replace(named_design("seed"), **settings)
     study = simulate(params, design, seed=5)
-    options = likelihood_options(design)
+    options = asdict(design.likelihood)
     model = GroupModel(config.priors, ("A", "B"), correlated=True)
     groups = np.array([0, 1, 1])
-    pymc_model = reference_model(study, model, groups, **options)
+    pymc_model = reference_model(study, model, groups, design.likelihood)
     names, (m, s) = list(model.names), model.hyperpriors()
     cliff = not settings.get("p_outlier")
     order = [k for k, name in enumerate(names) if not (cliff and name == "t0")] + ([names.index("t0")] if cliff else [])

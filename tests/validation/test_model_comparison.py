@@ -12,7 +12,7 @@ from amortized_rlddm.model.config import MODELS
 from amortized_rlddm.model.likelihood import loglik_draws
 from amortized_rlddm.model.priors import PriorSet
 from amortized_rlddm.model.simulator import simulate
-from amortized_rlddm.model.task import TaskDesign
+from amortized_rlddm.model.task import LikelihoodSettings, TaskDesign
 from amortized_rlddm.validation.model_comparison import compare_models, log_evidence
 
 FIXED = {"a": 1.4, "z": 0.5, "t0": 0.3}  # free: v and the learning rate(s)
@@ -48,10 +48,10 @@ def test_importance_sampled_evidence_matches_quadrature_and_loo_matches_arviz():
     evidence, trees = {}, {}
     for model in ("single", "dual"):
         evidence[model], trees[model] = _grid_posterior(study, model, priors[model], rng)
-        got = log_evidence(study, trees[model], priors[model], {}, seed=5)
+        got = log_evidence(study, trees[model], priors[model], LikelihoodSettings(), seed=5)
         assert float(got["log_evidence"][0]) == pytest.approx(evidence[model], abs=0.05)
         assert float(got["khat"][0]) < 0.7
-    table = compare_models(study, trees, priors, {}, seed=6)
+    table = compare_models(study, trees, priors, LikelihoodSettings(), seed=6)
     assert table["log_bayes_factor"][0] == pytest.approx(evidence["dual"] - evidence["single"], abs=0.08)
     for model in ("single", "dual"):
         tree = trees[model]
