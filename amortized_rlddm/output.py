@@ -154,3 +154,37 @@ def stored_fit_path(store: str | Path, arrays: dict, settings: dict) -> Path:
         digest.update(name.encode() + str(value.dtype).encode() + value.tobytes())
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     return Path(store) / f"{digest.hexdigest()[:32]}.nc"
+
+
+class FitStore:
+    """A folder of cached fits (NUTS fits, PyMC reference fits), each a NetCDF file named by
+    the hash of its data and of everything else that decides it (:func:`stored_fit_path`): a fit
+    found there is read instead of made again, so an interrupted run continues.
+
+    Parameters
+    ----------
+    folder
+        The store's folder (created at the first write).
+    """
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    def path(self, arrays: dict, settings: dict) -> Path:
+        """The file of the fit of `arrays` under `settings` (see :func:`stored_fit_path`)."""
+        return stored_fit_path(self.folder, arrays, settings)
+
+    @staticmethod
+    def read(path: Path) -> xr.DataTree | None:
+        """The fit kept at `path`, read into memory; None when there is none."""
+        return xr.load_datatree(path) if Path(path).is_file() else None
+
+    @staticmethod
+    def write(fit: xr.DataTree | xr.Dataset, path: Path) -> None:
+        """Keep `fit` at `path`, through a partial file: a run killed while writing leaves no
+        half file under the final name."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        fit.to_netcdf(partial, engine="h5netcdf")
+        partial.replace(path)

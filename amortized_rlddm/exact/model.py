@@ -25,7 +25,7 @@ from ..data.study import Study
 from ..model.config import MODELS
 from ..model.priors import Beta, Normal, PriorSet, TruncatedNormal, Uniform
 from ..model.task import LikelihoodSettings, refuse_unexplained_missing
-from ..output import stored_fit_path
+from ..output import FitStore
 from .logdensity import log_likelihood, t0_below_fastest_response
 from .participant import check_trials, participant_trials
 from .qvalues import CLOSED_FORM_MAX_TRIALS, Q_VALUES, closed_form_arrays, q_difference_closed_form, q_difference_scan
@@ -364,9 +364,9 @@ class ExactPosterior:
         with tqdm(total=len(indices), desc="NUTS fits", unit="participant", disable=not progress) as bar:
             for k, i in enumerate(indices):
                 fit_seed = None if seed is None else seed + k
-                path = None if store is None else self._stored_path(store, data, i, draws, tune, chains, fit_seed,
-                                                                       retry)
-                fit = _read_fit(path) if path is not None and path.is_file() else None
+                path = None if store is None else self._stored_path(FitStore(store), data, i, draws, tune, chains,
+                                                                       fit_seed, retry)
+                fit = None if path is None else _read_fit(path)
                 if fit is None:
                     fit = self._fit_with_retry(data, i, draws, tune, chains, fit_seed, cores, retry)
                     if path is not None:
@@ -391,7 +391,7 @@ class ExactPosterior:
         return fit
 
     def _stored_path(self, store, data, index, draws, tune, chains, seed, retry):
-        """Where participant `index`'s fit is kept in `store`: a file named by the hash of its
+        """Where participant `index`'s fit is kept in `store` (a FitStore): a file named by the hash of its
         model arrays and of everything else that decides the fit."""
         participant, arrays = self.set_participant(data, index)
         settings = {"participant": str(participant), "priors": self.priors.to_dict(), "fixed": self.fixed,
@@ -400,22 +400,21 @@ class ExactPosterior:
                     "n_conditions": self.n_conditions, "backend": self.backend, "adaptation": self.adaptation,
                     "draws": draws, "tune": tune, "chains": chains, "seed": seed,
                     "retry": [2 * tune, RETRY_THIN, RETRY_TARGET_ACCEPT, RETRY_SEED_OFFSET] if retry else None}
-        return stored_fit_path(store, {name: arrays[name] for name in sorted(arrays)}, settings)
+        return store.path({name: arrays[name] for name in sorted(arrays)}, settings)
 
 
 def _write_fit(fit, path):
-    path.parent.mkdir(parents=True, exist_ok=True)
     tree = xr.DataTree.from_dict({"posterior": fit.trace["posterior"].to_dataset(),
                                   "sample_stats": fit.trace["sample_stats"].to_dataset()[["diverging"]]})
     tree.attrs = {"participant": str(fit.participant), "diagnostics": json.dumps(fit.diagnostics)}
-    partial = path.with_suffix(".partial")
-    tree.to_netcdf(partial)
-    partial.replace(path)  # a run killed while writing leaves no half file under the final name
+    FitStore.write(tree, path)
 
 
 def _read_fit(path):
-    tree = xr.open_datatree(path).load()
-    return ParticipantFit(tree.attrs["participant"], tree, json.loads(tree.attrs["diagnostics"]))
+    """The ParticipantFit kept at `path`, or None."""
+    tree = FitStore.read(path)
+    return None if tree is None else ParticipantFit(tree.attrs["participant"], tree,
+                                                    json.loads(tree.attrs["diagnostics"]))
 
 
 def posterior_tree(fits):

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
@@ -17,7 +16,7 @@ from ..amortized.posterior import AmortizedPosterior
 from ..group.fit import fit_group
 from ..group.model import LKJ_ETA, GroupModel, correlation_pairs, sample_correlation_cholesky
 from ..model.simulator import simulate
-from ..output import stored_fit_path
+from ..output import FitStore
 from .diagnostics import compute_metrics, ecdf_cell
 
 # The simulated studies' group level, on the natural scale of each parameter (its group
@@ -98,10 +97,10 @@ def reference_posterior(study, posterior, labels, seed, draws, design=None, stor
     path = None
     if store is not None:
         key = {name: getattr(settings, name) for name in ("deadline", "missing", "p_outlier", "rt_max", "q_init")}
-        path = _reference_path(store, study, model, labels, seed, draws, key)
-        if path.exists():
-            stored = xr.open_dataset(path).load()
-            return stored, dict(stored.attrs)
+        path = _reference_path(FitStore(store), study, model, labels, seed, draws, key)
+        stored = FitStore.read(path)
+        if stored is not None:
+            return stored.to_dataset(), dict(stored.attrs)
     from ..group.reference import fit_reference  # PyMC loads only for the reference
 
     trace = fit_reference(study, model, np.asarray([order.index(g) for g in labels]), seed=seed, draws=draws,
@@ -117,21 +116,18 @@ def reference_posterior(study, posterior, labels, seed, draws, design=None, stor
     group_level = post[[v for v in post.data_vars if v.startswith(("mu_", "sigma_", "delta_mu_")) or v == "rho"]]
     attrs = {k: trace["posterior"].attrs[k] for k in ("compile_seconds", "sample_seconds", "divergences")}
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        group_level.astype(np.float32).assign_attrs(attrs).to_netcdf(partial, engine="h5netcdf")
-        partial.replace(path)
+        FitStore.write(group_level.astype(np.float32).assign_attrs(attrs), path)
     return group_level, attrs
 
 
 def _reference_path(store, study, model, labels, seed, draws, options):
-    """The file of a reference fit in `store`: named by the hash of the study's arrays and of
-    the group labels, priors, likelihood settings, seed and draws."""
+    """The file of a reference fit in `store` (a FitStore): named by the hash of the study's
+    arrays and of the group labels, priors, likelihood settings, seed and draws."""
     names = ("choice", "rt", "reward", "block", "condition", "excluded", "n_trials", "q_init")
     arrays = {name: getattr(study, name) for name in names if getattr(study, name) is not None}
     settings = {"labels": [str(g) for g in labels], "priors": model.priors.to_dict(), "options": options,
                 "seed": seed, "draws": draws, **({"correlated": True} if model.correlated else {})}
-    return stored_fit_path(store, arrays, settings)
+    return store.path(arrays, settings)
 
 
 def validate(posterior: AmortizedPosterior, out, seed: int = 0, sbc_studies: int = 200, draws: int = 1000,
