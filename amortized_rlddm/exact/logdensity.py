@@ -11,7 +11,7 @@ import pytensor.tensor as pt
 
 from .wfpt import wfpt_log_survival, wfpt_logp
 
-__all__ = ["log_likelihood", "t0_below_fastest_response"]
+__all__ = ["choice_log_likelihood", "log_likelihood", "t0_below_fastest_response"]
 
 
 def log_likelihood(data, drift, a, z, t0, deadline=None, p_outlier=0.0, rt_max=10.0):
@@ -43,6 +43,17 @@ def log_likelihood(data, drift, a, z, t0, deadline=None, p_outlier=0.0, rt_max=1
             survival = pt.log((1.0 - p_outlier) * pt.exp(survival) + missed)
         total = total + pt.sum(pt.switch(pt.eq(data["missing"], 1), survival, 0.0))
     return total
+
+
+def choice_log_likelihood(data, logit, lapse=0.0):
+    """The log-likelihood of a choice-only model's responses, summed (a PyTensor scalar):
+    P(choice = 1) = (1 - lapse) logistic(logit) + lapse / 2, logit = beta (Q1 - Q0) per trial;
+    `data` as in :func:`log_likelihood` (rt unused)."""
+    signed = pt.switch(pt.eq(data["choice"], 1), logit, -logit)
+    logp = -pt.softplus(-signed)  # log logistic
+    if lapse > 0.0:
+        logp = pt.log((1.0 - lapse) * pt.exp(logp) + 0.5 * lapse)
+    return pt.sum(pt.switch(pt.eq(data["scored"], 1), logp, 0.0))
 
 
 def t0_below_fastest_response(log_density, lower, ceiling, dims=None):

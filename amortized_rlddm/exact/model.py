@@ -23,10 +23,10 @@ from tqdm.auto import tqdm
 
 from ..data.study import Study
 from ..model.config import MODELS
-from ..model.priors import Beta, Normal, PriorSet, TruncatedNormal, Uniform
+from ..model.priors import Beta, Normal, PriorSet, TruncatedNormal, Uniform, choice_only
 from ..model.task import LikelihoodSettings, refuse_unexplained_missing
 from ..output import FitStore
-from .logdensity import log_likelihood, t0_below_fastest_response
+from .logdensity import choice_log_likelihood, log_likelihood, t0_below_fastest_response
 from .participant import check_trials, participant_trials
 from .qvalues import CLOSED_FORM_MAX_TRIALS, Q_VALUES, closed_form_arrays, q_difference_closed_form, q_difference_scan
 
@@ -122,16 +122,17 @@ class ParticipantFit:
 
 
 class ExactPosterior:
-    """NUTS on the exact RL-DDM likelihood, one participant at a time.
+    """NUTS on the exact likelihood of the RL-DDM or of a choice-only model, one participant
+    at a time.
 
     Parameters
     ----------
     priors
-        A :class:`~amortized_rlddm.model.priors.PriorSet` with the single-rate (v, a, z, t0,
-        alpha) or dual-rate (alpha_pos, alpha_neg) parameter names; each prior becomes the
-        PyMC distribution of the same family and support.
+        A :class:`~amortized_rlddm.model.priors.PriorSet` with the model's parameter names
+        (:data:`~amortized_rlddm.model.config.MODELS`); each prior becomes the PyMC
+        distribution of the same family and support.
     model
-        "single" or "dual"; must match the names of `priors`.
+        "single", "dual", "softmax" or "softmax-dual"; must match the names of `priors`.
     settings
         The likelihood settings (:class:`~amortized_rlddm.model.task.LikelihoodSettings`):
         q_init for data that give none (0.5 if None); what missing responses are, "deadline"
@@ -185,8 +186,11 @@ class ExactPosterior:
         self.priors = priors
         self.fixed = {name: float(value) for name, value in fixed.items()}
         self.parameter_names = tuple(n for n in MODELS[model] if n not in self.fixed)
+        self.choice_only = choice_only(MODELS[model])
         self.max_trials = int(max_trials)
         self.settings = settings or LikelihoodSettings()
+        if self.choice_only and self.settings.missing == "deadline":
+            raise ValueError("a choice-only model has no response times, so no deadline: its omissions are ignorable")
         self.q_init = 0.5 if self.settings.q_init is None else float(self.settings.q_init)
         self.deadline, self.missing = self.settings.deadline, self.settings.missing
         self.p_outlier, self.rt_max = float(self.settings.p_outlier), float(self.settings.rt_max)
@@ -204,7 +208,7 @@ class ExactPosterior:
         return _model_arrays(empty, self.max_trials, self.q_values, self.missing == "deadline", self.q_init)
 
     def _build(self):
-        t0_low, t0_high = self.priors.support("t0")
+        t0_low, t0_high = self.priors.support("t0") if "t0" in self.parameter_names else (0.0, np.inf)
         with pm.Model() as model:
             data = {name: pm.Data(name, value) for name, value in self._empty_arrays().items()}
             p = {name: pt.as_tensor(np.float64(value)) for name, value in self.fixed.items()}
@@ -220,8 +224,11 @@ class ExactPosterior:
                 dq = q_difference_scan(data, alpha_pos, alpha_neg, data["q_init"], self.n_conditions)
             else:
                 dq = q_difference_closed_form(data, alpha_pos, alpha_neg, data["q_init"])
-            total = log_likelihood(data, p["v"] * dq, p["a"], p["z"], p["t0"], self.deadline, self.p_outlier,
-                                   self.rt_max)
+            if self.choice_only:
+                total = choice_log_likelihood(data, p["beta"] * dq, self.p_outlier)
+            else:
+                total = log_likelihood(data, p["v"] * dq, p["a"], p["z"], p["t0"], self.deadline, self.p_outlier,
+                                       self.rt_max)
             pm.Potential("loglik", total)
         return model
 
@@ -233,18 +240,18 @@ class ExactPosterior:
         excluded and a number q_init. Returns the participant's id and the arrays set.
         """
         trials, participant, data_q_init = participant_trials(data, index)
-        check_trials(trials)
+        check_trials(trials, needs_rt=not self.choice_only)
         responded = trials["choice"] >= 0
         scored = responded & ~trials["excluded"]
         if trials["condition"].size and trials["condition"].max() >= self.n_conditions:
             raise ValueError(f"participant {participant!r} has {trials['condition'].max() + 1} stimulus pairs; "
                              f"the model was built for n_conditions={self.n_conditions}")
         refuse_unexplained_missing(participant, ~responded, self.missing)
-        t0_low, t0_high = self.priors.support("t0")
+        t0_low, t0_high = self.priors.support("t0") if not self.choice_only else (-np.inf, np.inf)
         if self.p_outlier == 0.0 and scored.any() and trials["rt"][scored].min() <= t0_low:
             raise ValueError(f"participant {participant!r}: fastest rt {trials['rt'][scored].min()} s is not "
                              f"above the lower bound {t0_low} of the t0 prior")
-        if self.p_outlier == 0.0 and not scored.any() and not np.isfinite(t0_high):
+        if not self.choice_only and self.p_outlier == 0.0 and not scored.any() and not np.isfinite(t0_high):
             raise ValueError(f"participant {participant!r}: no response enters the likelihood, and the t0 prior "
                              "has no upper bound to sample t0 below")
         if self.deadline is not None and responded.any() and trials["rt"][responded].max() > self.deadline:

@@ -23,8 +23,9 @@ def participant_trials(data, index):
     return trials, data.get("participant", index), data.get("q_init")
 
 
-def check_trials(trials):
-    """Refuse arrays of unequal lengths, unknown choice, reward or condition codes, and bad RTs."""
+def check_trials(trials, needs_rt=True):
+    """Refuse arrays of unequal lengths, unknown choice, reward or condition codes, and (when
+    the model reads them, `needs_rt`) bad RTs."""
     choice, rt, reward = trials["choice"], trials["rt"], trials["reward"]
     shapes = {k: np.shape(x) for k, x in trials.items()}
     if len(set(shapes.values())) != 1 or len(shapes["choice"]) != 1:
@@ -32,7 +33,7 @@ def check_trials(trials):
     responded = choice >= 0
     if not np.isin(choice, (-1, 0, 1)).all() or not np.isin(reward[responded], (0, 1)).all():
         raise ValueError("choice must be 0, 1 or -1 (missing) and rewards of responses 0 or 1")
-    if not (np.isfinite(rt[responded]) & (rt[responded] > 0)).all():
+    if needs_rt and not (np.isfinite(rt[responded]) & (rt[responded] > 0)).all():
         raise ValueError("every response needs a finite rt > 0")
     if (trials["condition"] < 0).any():
         raise ValueError("condition indices must be >= 0")

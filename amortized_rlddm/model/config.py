@@ -8,10 +8,12 @@ import yaml
 
 from ..resources import config_path
 from .family import DesignFamily
-from .priors import DUAL_RATE, SINGLE_RATE, PriorSet
+from .priors import DUAL_RATE, SINGLE_RATE, SOFTMAX, SOFTMAX_DUAL, PriorSet
 from .task import TaskDesign
 
-MODELS = {"single": SINGLE_RATE, "dual": DUAL_RATE}
+# Each model's parameters: the RL-DDM with one or two learning rates, and the choice-only
+# softmax Q-learning models (no response times)
+MODELS = {"single": SINGLE_RATE, "dual": DUAL_RATE, "softmax": SOFTMAX, "softmax-dual": SOFTMAX_DUAL}
 _KNOWN_SECTIONS = {"model", "design", "family", "priors", "network", "training"}
 
 

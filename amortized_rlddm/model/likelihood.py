@@ -7,6 +7,11 @@ A missing response is what the caller says it is: censored by a response deadlin
 log P(no response before the deadline)) or an ignorable omission (it adds nothing); data with
 missing responses and neither are refused. Excluded trials update the Q-values and add
 nothing. The cost per trial does not depend on the number of pairs.
+
+The choice-only models (softmax, softmax-dual: parameters alpha or alpha_pos and alpha_neg,
+and beta) replay the same Q-values, and each response adds log P(choice) with P(choice = 1)
+= (1 - p_outlier) logistic(beta (Q[1] - Q[0])) + p_outlier / 2 (p_outlier: a lapse rate);
+their missing responses can only be ignorable omissions.
 """
 
 import math
@@ -89,6 +94,48 @@ def _loglik_kernel(choice, rt, reward, block, condition, excluded, n_trials, n_c
     return out, terms
 
 
+@nb.njit(cache=True)
+def _softmax_replay(i, d, q, choice, reward, block, condition, excluded, n_trials, beta, alpha_pos, alpha_neg, q_init,
+                    lapse, terms):
+    """Participant i's log-likelihood under draw d of a choice-only model: each response's log
+    probability, (1 - lapse) logistic(+-beta (Q1 - Q0)) + lapse / 2, with the Q-values replayed
+    as for the RL-DDM; each trial's term is written to terms[t] when `terms` is not empty."""
+    pointwise = terms.size > 0
+    total = 0.0
+    for t in range(n_trials[i]):
+        start_trial(q, t, block[i], q_init[i])  # a new block resets every pair
+        k = condition[i, t]
+        c = choice[i, t]
+        if c < 0:
+            continue  # an ignorable omission: nothing seen, nothing learned
+        if not excluded[i, t]:
+            x = beta[i, d] * (q[k, 1] - q[k, 0])
+            x = x if c == 1 else -x
+            log_p = -math.log1p(math.exp(-x)) if x > 0.0 else x - math.log1p(math.exp(x))  # log logistic(x)
+            if lapse > 0.0:
+                log_p = math.log((1.0 - lapse) * math.exp(log_p) + 0.5 * lapse)
+            total += log_p
+            if pointwise:
+                terms[t] = log_p
+        learn(q, k, c, reward[i, t], alpha_pos[i, d], alpha_neg[i, d])
+    return total
+
+
+@nb.njit(cache=True, parallel=True)
+def _softmax_kernel(choice, reward, block, condition, excluded, n_trials, n_conditions, beta, alpha_pos, alpha_neg,
+                    q_init, lapse, pointwise):
+    """:func:`_loglik_kernel` for the choice-only models."""
+    out = np.zeros(beta.shape)
+    terms = np.full((beta.shape[0], beta.shape[1], choice.shape[1] if pointwise else 0), np.nan)
+    n = beta.shape[0]
+    for job in nb.prange(n * beta.shape[1]):
+        i, d = job % n, job // n
+        q = np.empty((n_conditions, 2))
+        out[i, d] = _softmax_replay(i, d, q, choice, reward, block, condition, excluded, n_trials, beta, alpha_pos,
+                                    alpha_neg, q_init, lapse, terms[i, d])
+    return out, terms
+
+
 def check_missing(study: Study, settings: LikelihoodSettings) -> None:
     """Refuse a study with missing responses when the settings do not say what they are,
     naming the first participant and trial. Never guessed."""
@@ -143,8 +190,8 @@ def loglik(data: Study | pd.DataFrame | str | Path, params: Mapping[str, np.ndar
     """
     study = data if isinstance(data, Study) else read_study(data, convention=convention)
     p = participant_arrays(params)
-    if p["v"].shape[0] != study.n_participants:
-        raise ValueError(f"params have {p['v'].shape[0]} value(s) per parameter but the data has "
+    if p["alpha_pos"].shape[0] != study.n_participants:
+        raise ValueError(f"params have {p['alpha_pos'].shape[0]} value(s) per parameter but the data has "
                          f"{study.n_participants} participant(s)")
     single_draw = {k: x[:, None] for k, x in p.items()}
     return likelihood_function(study, LikelihoodSettings(q_init, deadline, missing, p_outlier, rt_max))(
@@ -241,8 +288,23 @@ def likelihood_function(study: Study, settings: LikelihoodSettings | None = None
                  math.inf if settings.deadline is None else float(settings.deadline), float(settings.p_outlier),
                  float(settings.rt_max))
 
+    without_rt = study.valid & (study.choice >= 0) & np.isnan(study.rt)
+
     def evaluate(draws, pointwise=False):
         p = _draw_arrays(study, draws)
+        if "beta" in p:  # a choice-only model
+            if settings.missing == "deadline":
+                raise ValueError("a choice-only model has no response times, so no deadline: say missing="
+                                 "'ignorable' (rlddm: --missing ignorable)")
+            out, terms = _softmax_kernel(study.choice, study.reward, study.block, study.condition, study.excluded,
+                                         study.n_trials, study.n_conditions, p["beta"], p["alpha_pos"],
+                                         p["alpha_neg"], constants[0], float(settings.p_outlier), pointwise)
+            return terms if pointwise else out
+        if without_rt.any():
+            i, t = (int(x[0]) for x in np.nonzero(without_rt))
+            raise ValueError(f"participant {study.participant[i]!r}, trial {t + 1}: a response without an RT; the "
+                             "RL-DDM needs response times (choices alone: a choice-only model, softmax or "
+                             "softmax-dual)")
         out, terms = _loglik_kernel(*data, p["v"], p["a"], p["z"], p["t0"], p["alpha_pos"], p["alpha_neg"],
                                     *constants, pointwise)
         return terms if pointwise else out

@@ -12,6 +12,14 @@ from scipy import special, stats
 
 SINGLE_RATE = ("v", "a", "z", "t0", "alpha")
 DUAL_RATE = ("v", "a", "z", "t0", "alpha_pos", "alpha_neg")
+SOFTMAX = ("alpha", "beta")  # choice only: P(choice = 1) = logistic(beta (Q1 - Q0))
+SOFTMAX_DUAL = ("alpha_pos", "alpha_neg", "beta")
+
+
+def choice_only(names) -> bool:
+    """Whether parameters `names` are a choice-only (softmax) model's: an inverse temperature
+    beta in place of the diffusion's v, a, z and t0."""
+    return "beta" in names
 
 
 def _normal_log_density(x, mu, sigma):
@@ -155,8 +163,18 @@ DEFAULT_PRIORS = {
     "alpha_neg": Beta(1.0, 3.0),
 }
 
+# The choice-only models' priors where a config names none: the PyMC example gallery's
+# ("Fitting a reinforcement learning model to behavioral data with PyMC": alpha ~ Beta(1, 1),
+# beta ~ HalfNormal(10)), each of the dual rates Beta(1, 1).
+CHOICE_PRIORS = {
+    "alpha": Beta(1.0, 1.0),
+    "alpha_pos": Beta(1.0, 1.0),
+    "alpha_neg": Beta(1.0, 1.0),
+    "beta": TruncatedNormal(0.0, 10.0, 0.0, np.inf),
+}
+
 # Support limits the model itself imposes, whatever the prior says.
-_MODEL_SUPPORT = {"a": (0.0, np.inf), "z": (0.0, 1.0), "t0": (0.0, np.inf),
+_MODEL_SUPPORT = {"a": (0.0, np.inf), "z": (0.0, 1.0), "t0": (0.0, np.inf), "beta": (0.0, np.inf),
                   "alpha": (0.0, 1.0), "alpha_pos": (0.0, 1.0), "alpha_neg": (0.0, 1.0)}
 
 
@@ -192,13 +210,15 @@ class PriorSet:
 
     @classmethod
     def from_dict(cls, spec, names):
-        """The defaults of docs/model.md, overridden by the entries of `spec`."""
+        """The defaults of docs/model.md (the RL-DDM's, or the choice-only models'), overridden
+        by the entries of `spec`."""
         spec = spec or {}
         unknown = sorted(set(spec) - set(names))
         if unknown:
             raise ValueError(f"priors given for unknown parameter(s) {unknown}; "
                              f"this model has {list(names)}")
-        priors = {n: prior_from_dict(n, spec[n]) if n in spec else DEFAULT_PRIORS[n] for n in names}
+        defaults = CHOICE_PRIORS if choice_only(names) else DEFAULT_PRIORS
+        priors = {n: prior_from_dict(n, spec[n]) if n in spec else defaults[n] for n in names}
         return cls(priors, names)
 
 

@@ -1,10 +1,12 @@
-"""Exact simulation of the coupled Q-learning drift-diffusion process (docs/model.md).
+"""Exact simulation of the coupled Q-learning drift-diffusion process, and of the
+choice-only softmax Q-learning models (docs/model.md).
 
 One compiled kernel runs every participant and trial: draw both arms' potential outcomes,
 set the drift from the current Q difference of the trial's stimulus pair, draw an exact
 Wiener first passage (or, with probability p_outlier, a contaminant: uniform RT, random
 choice), apply an ignorable omission or the deadline, reveal the chosen arm's outcome and
-update its Q-value.
+update its Q-value. The choice-only models draw the choice from the softmax of the same Q
+difference instead (a lapse in place of the contaminant) and leave the RT empty.
 """
 
 import math
@@ -19,16 +21,22 @@ from ..data.exclusions import exclude_first_trial_of_each_condition
 from ..data.study import Study
 from .family import DesignFamily
 from .fast_random import new_state, uniform
+from .priors import choice_only
 from .qlearning import learn, start_trial
 from .task import DesignSettings, TaskDesign
 from .wiener import sample_first_passage
 
 
 @nb.njit(cache=True)
-def _simulate_kernel(v, a, z, t0, alpha_pos, alpha_neg, q_init, deadline, omission_rate, p_outlier, rt_max,
-                     n_trials, block, condition, n_conditions, arm_probs, state, choice, rt, reward, outcomes, omitted):
+def _simulate_kernel(v, a, z, t0, beta, softmax, alpha_pos, alpha_neg, q_init, deadline, omission_rate, p_outlier,
+                     rt_max, n_trials, block, condition, n_conditions, arm_probs, state, choice, rt, reward, outcomes,
+                     omitted):
+    """Each participant's trials in turn. The observation model: the diffusion (v, a, z, t0), or
+    with `softmax` a choice alone, arm 1 with probability logistic(beta (Q1 - Q0)) and no RT.
+    A contaminant (p_outlier) is a random choice (with the diffusion, at an RT uniform on
+    [0, rt_max]); for the choice-only models, a lapse."""
     q = np.empty((n_conditions, 2))
-    for i in range(v.shape[0]):
+    for i in range(alpha_pos.shape[0]):
         for t in range(n_trials[i]):
             start_trial(q, t, block[i], q_init[i])  # a new block resets every pair
             k = condition[i, t]
@@ -41,7 +49,10 @@ def _simulate_kernel(v, a, z, t0, alpha_pos, alpha_neg, q_init, deadline, omissi
                 continue  # an ignorable omission: nothing seen, nothing learned
             if p_outlier[i] > 0.0 and uniform(state) < p_outlier[i]:
                 upper = uniform(state) < 0.5
-                response_time = rt_max[i] * uniform(state)
+                response_time = math.nan if softmax else rt_max[i] * uniform(state)
+            elif softmax:
+                upper = uniform(state) * (1.0 + math.exp(-beta[i] * (q[k, 1] - q[k, 0]))) < 1.0
+                response_time = math.nan
             else:
                 upper, decision_time = sample_first_passage(v[i] * (q[k, 1] - q[k, 0]), a[i], z[i], state)
                 response_time = t0[i] + decision_time
@@ -67,8 +78,12 @@ def learning_rates(params):
     raise ValueError("parameters need a learning rate: 'alpha', or 'alpha_pos' and 'alpha_neg'")
 
 
-def participant_arrays(params, names=("v", "a", "z", "t0")):
-    """Validate a parameter mapping: equal-length 1-D float arrays inside the model's support."""
+def participant_arrays(params, names=None):
+    """Validate a parameter mapping: equal-length 1-D float arrays inside the model's support
+    (`names`: the observation model's parameters; default: beta for a choice-only model's
+    mapping, else the diffusion's v, a, z and t0), with alpha_pos and alpha_neg."""
+    if names is None:
+        names = ("beta",) if choice_only(params) else ("v", "a", "z", "t0")
     missing = [n for n in names if n not in params]
     if missing:
         raise ValueError(f"missing parameter(s) {missing}")
@@ -78,8 +93,9 @@ def participant_arrays(params, names=("v", "a", "z", "t0")):
     if len(set(sizes.values())) != 1 or len(next(iter(sizes.values()))) != 1:
         raise ValueError(f"parameters must be 1-D arrays of one length (one value per participant), got shapes {sizes}")
     checks = {"a": (0.0, math.inf, False), "z": (0.0, 1.0, False), "t0": (0.0, math.inf, True),
-              "alpha_pos": (0.0, 1.0, True), "alpha_neg": (0.0, 1.0, True), "v": (-math.inf, math.inf, True)}
-    for n, (lo, hi, closed) in checks.items():
+              "alpha_pos": (0.0, 1.0, True), "alpha_neg": (0.0, 1.0, True), "v": (-math.inf, math.inf, True),
+              "beta": (0.0, math.inf, True)}
+    for n, (lo, hi, closed) in ((n, c) for n, c in checks.items() if n in arrays):
         x = arrays[n]
         ok = np.isfinite(x) & ((x >= lo) & (x <= hi) if closed else (x > lo) & (x < hi))
         if not ok.all():
@@ -116,7 +132,7 @@ def simulate(params: Mapping[str, np.ndarray], design: TaskDesign, seed: int,
         raise TypeError("simulate takes one design; a family of designs draws one per participant: "
                         "use simulate_family")
     p = participant_arrays(params)
-    n = p["v"].shape[0]
+    n = p["alpha_pos"].shape[0]
     rng = np.random.default_rng(seed)
     if n_trials is None:
         n_trials = design.sample_trial_counts(rng, n)
@@ -147,7 +163,10 @@ def simulate_trials(params: Mapping[str, np.ndarray], n_trials: np.ndarray, bloc
     exclude_first: the participants whose first trial of each pair is excluded (HDDM).
     """
     p = participant_arrays(params)
-    n = p["v"].shape[0]
+    n = p["alpha_pos"].shape[0]
+    softmax = "beta" in p
+    if softmax and deadline is not None and np.isfinite(deadline).any():
+        raise ValueError("a choice-only model has no response times, so no deadline: its omissions are ignorable")
     n_trials = np.asarray(n_trials, np.int64)
     max_trials = block.shape[1]
     if n_trials.shape != (n,) or block.shape != (n, max_trials) or condition.shape != block.shape \
@@ -164,7 +183,9 @@ def simulate_trials(params: Mapping[str, np.ndarray], n_trials: np.ndarray, bloc
     def per_participant(value, dtype=np.float64):
         return np.broadcast_to(np.asarray(math.inf if value is None else value, dtype), (n,)).copy()
 
-    _simulate_kernel(p["v"], p["a"], p["z"], p["t0"], p["alpha_pos"], p["alpha_neg"], per_participant(q_init),
+    unused = np.zeros(n)  # the other observation model's parameters
+    _simulate_kernel(*(p.get(name, unused) for name in ("v", "a", "z", "t0", "beta")), softmax, p["alpha_pos"],
+                     p["alpha_neg"], per_participant(q_init),
                      per_participant(deadline), per_participant(omission_rate), per_participant(p_outlier),
                      per_participant(rt_max), n_trials, block.astype(np.int32), condition.astype(np.int32), len(labels),
                      np.asarray(arm_probs, np.float64), new_state(int(seed)), choice, rt, reward, outcomes, omitted)
@@ -187,7 +208,7 @@ def simulate_family(params: Mapping[str, np.ndarray], family: DesignFamily, seed
     Returns the study (its q_init: each participant's) and each participant's settings
     (q_init, deadline, missing kind, contaminants), which the network reads with the trials.
     """
-    n = participant_arrays(params)["v"].shape[0]
+    n = participant_arrays(params)["alpha_pos"].shape[0]
     rng = np.random.default_rng(seed)
     draw = family.sample(rng, n, n_trials)
     settings = draw.settings

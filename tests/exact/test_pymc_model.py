@@ -363,3 +363,71 @@ def test_a_store_finds_a_fit_of_data_equal_but_for_the_last_bits_of_its_floats(t
     assert stored_fit_path(tmp_path, {"rt": changed, "choice": choice}, {"seed": 0}) != path
     assert stored_fit_path(tmp_path, {"rt": rt, "choice": choice.astype(np.int64)}, {"seed": 0}) != path
     assert stored_fit_path(tmp_path, {"rt": rt, "choice": choice}, {"seed": 1}) != path
+
+
+# ---------------------------------------------------------------------------------------------
+# The choice-only models: against the PyMC example gallery's own scan model
+# ---------------------------------------------------------------------------------------------
+
+
+def gallery_scan_loglik(alpha, beta, actions, rewards):
+    """The gallery's PyTensor log-likelihood ("Fitting a reinforcement learning model to
+    behavioral data with PyMC"): a scan over the trials, the softmax of beta Q, its first
+    trial left out (its probability is 1/2 whatever the parameters)."""
+    def update(action, reward, q, alpha):
+        return pt.set_subtensor(q[action], q[action] + alpha * (reward - q[action]))
+
+    qs = pytensor.scan(update, sequences=[pt.as_tensor_variable(actions, dtype="int32"),
+                                          pt.as_tensor_variable(rewards, dtype="int32")],
+                       outputs_info=[0.5 * pt.ones((2,), dtype="float64")], non_sequences=[alpha],
+                       return_updates=False)
+    qs = qs[:-1] * beta
+    logp = qs - pt.logsumexp(qs, axis=1, keepdims=True)
+    return pt.sum(logp[pt.arange(actions.shape[0] - 1), actions[1:]])
+
+
+@pytest.mark.parametrize("q_values", ["closed_form", "scan"])
+def test_the_softmax_model_is_the_gallerys_scan_model(q_values):
+    """One pair, no blocks, Q from 0.5: the PyMC softmax model's log-likelihood equals the
+    gallery's scan model plus the first trial's log(1/2), on random data and parameters, and
+    its log density in the sampling space is ExactTarget's."""
+    rng = np.random.default_rng(4)
+    study = simulate({"alpha": [0.4], "beta": [3.0]}, TaskDesign(n_trials=80, reward_probs=(0.4, 0.6),
+                                                                 reversal_every=None), seed=9)
+    priors = PriorSet.from_dict({}, ("alpha", "beta"))
+    exact = ExactPosterior(priors, "softmax", max_trials=80, q_values=q_values)
+    exact.set_participant(study, 0)
+    likelihood = exact.model.compile_logp(vars=[exact.model["loglik"]], jacobian=False, mode="FAST_COMPILE")
+    alpha, beta = pt.dscalars("alpha", "beta")
+    gallery = pytensor.function([alpha, beta], gallery_scan_loglik(alpha, beta, study.choice[0].astype(int),
+                                                                   study.reward[0].astype(int)))
+    target = ExactTarget(study, priors, LikelihoodSettings())
+    log_density = exact.model.compile_logp(mode="FAST_COMPILE")
+    for _ in range(4):
+        values = {"alpha": float(rng.uniform(0.02, 0.98)), "beta": float(rng.uniform(0.0, 15.0))}
+        point = model_point(exact.model, target, values)
+        assert likelihood(point) == pytest.approx(float(gallery(values["alpha"], values["beta"])) + np.log(0.5),
+                                                  rel=1e-10)
+        y = target.to_unbounded({n: np.array([[x]]) for n, x in values.items()})
+        assert log_density(point) == pytest.approx(target.log_density(y)[0, 0], abs=1e-7)
+
+
+def test_the_dual_softmax_model_with_a_lapse_is_the_numpy_likelihood():
+    rng = np.random.default_rng(5)
+    design = TaskDesign(n_trials=(30, 60), n_blocks=2, pairs=[Pair((0.8, 0.2), 8), Pair((0.3, 0.7), None)],
+                        missing="ignorable", omission_rate=0.1, p_outlier=0.1)
+    study = simulate({"alpha_pos": [0.6, 0.2], "alpha_neg": [0.1, 0.5], "beta": [4.0, 8.0]}, design, seed=3)
+    settings = LikelihoodSettings(missing="ignorable", p_outlier=0.1)
+    priors = PriorSet.from_dict({}, ("alpha_pos", "alpha_neg", "beta"))
+    exact = ExactPosterior(priors, "softmax-dual", settings, max_trials=60, n_conditions=2)
+    likelihood = exact.model.compile_logp(vars=[exact.model["loglik"]], jacobian=False, mode="FAST_COMPILE")
+    target = ExactTarget(study, priors, settings)
+    for i in range(2):
+        exact.set_participant(study, i)
+        values = {"alpha_pos": rng.uniform(0.05, 0.95), "alpha_neg": rng.uniform(0.05, 0.95),
+                  "beta": rng.uniform(0.5, 10.0)}
+        expected = loglik(study, {n: np.full(2, x) for n, x in values.items()}, missing="ignorable",
+                          p_outlier=0.1)[i]
+        assert likelihood(model_point(exact.model, target.select([i]), values)) == pytest.approx(expected, rel=1e-10)
+    with pytest.raises(ValueError, match="no deadline"):
+        ExactPosterior(priors, "softmax-dual", LikelihoodSettings(deadline=1.0))
