@@ -34,6 +34,9 @@ def refuse_unserved(study: Study, config: Config, served, design: TaskDesign, mo
     if model is not None and model != config.model:
         raise InferenceError(f"a {model}-rate model was requested but this network is "
                              f"{config.model}-rate (parameters {list(config.parameter_names)})")
+    if not study.has_rt:
+        raise InferenceError("the data have no response times (choices alone): the RL-DDM networks need them; "
+                             "the choice-only models (softmax, softmax-dual) are for such data")
     if isinstance(served, DesignFamily):
         refuse_outside_family(study, served, design)
         return

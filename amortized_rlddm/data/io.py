@@ -73,7 +73,8 @@ def read_study(source: str | os.PathLike | pd.DataFrame, convention: str = "rldd
         and q_init, and p_reward_0 and p_reward_1 (each arm's reward probability on the trial,
         for posterior predictive checks), e.g. ``{"participant": "subj_idx", "choice": "c",
         "reward": "r", "rt": "rt", "block": "s"}``. Without a trial column the rows' order is
-        the trial order.
+        the trial order. A file without an rt column (and a mapping without "rt") reads as
+        choices alone, for the choice-only models (the RL-DDM refuses it).
     choice_codes
         With `columns`: the file's choice code -> ours (0 = arm 0 / lower boundary, 1 = arm 1
         / upper), e.g. ``{1: 0, 2: 1}``; default ``{0: 0, 1: 1}``.
@@ -115,7 +116,7 @@ def _mapping_spec(columns, choice_codes, trials_within):
     unknown = sorted(set(columns) - set(OURS))
     if unknown:
         raise DataError(f"columns: unknown name(s) {unknown}; ours are {list(OURS)}")
-    absent = [c for c in ("participant", "choice", "rt", "reward") if c not in columns]
+    absent = [c for c in ("participant", "choice", "reward") if c not in columns]
     if absent:
         raise DataError(f"columns: the mapping must name the file's column for {absent}")
     theirs = list(columns.values())
@@ -467,7 +468,7 @@ def _to_study(frame, spec, label, where):
     frame = frame.copy()
     frame.columns = [str(c).strip() for c in frame.columns]
     name = {ours: theirs for theirs, ours in spec["columns"].items()}
-    needed = [name[c] for c in ("participant", "trial", "choice", "rt", "reward")
+    needed = [name[c] for c in ("participant", "trial", "choice", "reward")
               if c in name and (c != "trial" or spec["trials"] is not None)]
     absent = [c for c in needed if c not in frame.columns]
     if absent:
@@ -485,7 +486,9 @@ def _to_study(frame, spec, label, where):
     trial = _parse_integers(cols["trial"], name["trial"], where) if spec["trials"] else None
     choice = _parse_codes(cols["choice"], name["choice"], where, spec["choice_values"], True)
     reward = _parse_codes(cols["reward"], name["reward"], where, {0: 0, 1: 1}, True)
-    rt = _parse_numbers(cols["rt"], name["rt"], where, allow_empty=True)
+    # without an rt column the study is choices alone: for the choice-only models
+    has_rt = "rt" in cols
+    rt = _parse_numbers(cols["rt"], name["rt"], where, allow_empty=True) if has_rt else np.full(rows_total, np.nan)
     block = (_parse_integers(cols["block"], name["block"], where) if "block" in cols
              else np.zeros(rows_total, np.int64))
     condition, labels = (_condition_labels(cols["condition"], name["condition"], where) if "condition" in cols
@@ -511,13 +514,13 @@ def _to_study(frame, spec, label, where):
                             "not in [0, 1]")
 
     for i in range(rows_total):
-        if not np.isnan(rt[i]) and not rt[i] > 0:
+        if has_rt and not np.isnan(rt[i]) and not rt[i] > 0:
             raise DataError(f"{where(i, name['rt'])}: rt {_show(cols['rt'][i])} is not > 0 "
                             "seconds")
-        if rt[i] > MAX_RT:
+        if has_rt and rt[i] > MAX_RT:
             raise DataError(f"{where(i, name['rt'])}: rt {_show(cols['rt'][i])} s is over "
                             f"{MAX_RT:g} s; rt must be in seconds (milliseconds?)")
-        if (choice[i] < 0) != np.isnan(rt[i]):
+        if has_rt and (choice[i] < 0) != np.isnan(rt[i]):
             has, lacks = ("choice", "rt") if choice[i] >= 0 else ("rt", "choice")
             raise DataError(f"{where(i, name[lacks])}: a {has} without a {lacks}; a missing "
                             f"response leaves '{name['choice']}' and '{name['rt']}' both empty")

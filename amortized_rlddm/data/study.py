@@ -120,13 +120,20 @@ class Study:
         return np.arange(self.max_trials)[None, :] < self.n_trials[:, None]
 
     @property
+    def has_rt(self) -> bool:
+        """Whether the responses have response times (False: choices alone, e.g. a file without
+        an rt column, for the choice-only models)."""
+        responded = self.valid & (self.choice >= 0)
+        return not responded.any() or bool(np.isfinite(self.rt[responded]).any())
+
+    @property
     def missing(self):
         """(B, T) True on real trials without a response."""
         return self.valid & (self.choice < 0)
 
     def to_dataframe(self) -> pd.DataFrame:
         """The long format of docs/data.md; missing responses are empty cells. Block, condition
-        and excluded columns appear when they vary."""
+        and excluded columns appear when they vary; the rt column when there are RTs."""
         valid = self.valid
         rows, cols = np.nonzero(valid)
         choice = self.choice[rows, cols]
@@ -138,6 +145,8 @@ class Study:
             "rt": self.rt[rows, cols],
             "reward": pd.array(np.where(reward < 0, None, reward), dtype="Int64"),
         })
+        if not self.has_rt:
+            frame = frame.drop(columns="rt")  # choices alone
         if (self.block[valid] != 0).any():
             frame["block"] = self.block[rows, cols] + 1
         if self.n_conditions > 1:

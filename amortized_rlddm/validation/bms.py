@@ -198,7 +198,7 @@ def exceedance_probability(alpha, method="auto", draws=EXCEEDANCE_DRAWS, seed=0)
     wins = np.zeros(k, dtype=np.int64)
     for start in range(0, draws, _CHUNK):
         size = (min(_CHUNK, draws - start), k)
-        log_gamma = np.log(rng.standard_gamma(alpha, size=size))
+        log_gamma = np.log(rng.standard_gamma(alpha + 1.0, size=size)) + np.log1p(-rng.uniform(size=size)) / alpha
         wins += np.bincount(log_gamma.argmax(axis=1), minlength=k)
     xp = wins / draws
     return xp, np.sqrt(xp * (1.0 - xp) / draws)
@@ -321,7 +321,7 @@ def plot_bms(result: xr.Dataset, path, title=None):
     left.axhline(1 / k, color="grey", ls="--", lw=0.8)
     left.set_xticks(x, models)
     left.set_ylim(0, 1)
-    left.set_ylabel(f"model frequency: posterior mean, {100 * mass:.0f}% interval")
+    left.set_ylabel(f"model frequency\n(posterior mean, {100 * mass:.0f}% interval)")
     width = 0.38
     right.bar(x - width / 2, result["exceedance_probability"].values, width, color="C1", label="exceedance")
     right.bar(x + width / 2, result["protected_exceedance_probability"].values, width, color="C2",

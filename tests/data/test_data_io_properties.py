@@ -270,7 +270,8 @@ def expected_arrays(trials):
             previous = t.block
             block[i, k:] = run
             if t.choice is not None:
-                choice[i, k], reward[i, k], rt[i, k] = t.choice, t.reward, float(t.rt)
+                choice[i, k], reward[i, k] = t.choice, t.reward
+                rt[i, k] = np.nan if t.rt is None else float(t.rt)  # None: choices alone
     return pids, n, choice, reward, rt, block
 
 
@@ -295,9 +296,12 @@ def check_invariants(study, tmp_dir):
     assert (study.choice[~valid] == -1).all() and (study.reward[~valid] == -1).all()
     assert np.isnan(study.rt[~valid]).all()
     np.testing.assert_array_equal(study.reward < 0, missing)
-    np.testing.assert_array_equal(np.isnan(study.rt), missing)
-    rt = study.rt[~missing]
-    assert (rt > 0).all() and (rt <= MAX_RT).all()
+    if study.has_rt:
+        np.testing.assert_array_equal(np.isnan(study.rt), missing)
+        rt = study.rt[~missing]
+        assert (rt > 0).all() and (rt <= MAX_RT).all()
+    else:  # choices alone: no response has an RT
+        assert np.isnan(study.rt).all()
     assert (study.block[:, 0] == 0).all()
     assert set(np.unique(np.diff(study.block, axis=1))) <= {0, 1}
     assert_same_study(read_study(study.to_dataframe()), study)
@@ -321,8 +325,8 @@ def check_ok(study, trials, tmp_dir):
     assert frame["trial"].tolist() == [t.trial for t in want]
     assert [None if pd.isna(c) else int(c) for c in frame["choice"]] == [t.choice for t in want]
     assert [None if pd.isna(c) else int(c) for c in frame["reward"]] == [t.reward for t in want]
-    assert [None if np.isnan(x) else x for x in frame["rt"]] == [
-        None if t.rt is None else float(t.rt) for t in want]
+    rts = frame["rt"] if "rt" in frame else np.full(len(frame), np.nan)  # no rt column: choices alone
+    assert [None if np.isnan(x) else x for x in rts] == [None if t.rt is None else float(t.rt) for t in want]
     check_invariants(study, tmp_dir)
 
 
@@ -461,6 +465,8 @@ def delete_column(draw):
     ours = draw(st.sampled_from(REQUIRED))
     name = NAMES[doc.convention][ours]
     drop_column(doc, doc.header.index(name))
+    if ours == "rt":  # choices alone, for the choice-only models
+        return doc, Ok([replace(t, rt=None) for t in doc.trials])
     return doc, Err(names=(name,), needles=("missing column",))
 
 
@@ -493,6 +499,10 @@ def rename_column(draw):
         return doc, Ok(doc.trials)
     if seen in others:
         return doc, Err(row=0, names=(seen,), needles=("duplicated column",))
+    if ours == "rt":  # the rt column gone: choices alone, unless the new name is another column's
+        known = {n for names in NAMES.values() for n in names.values()} | {"block", "split_by", "condition",
+                                                                          "excluded", "q_init"}
+        return doc, Either() if seen in known else Ok([replace(t, rt=None) for t in doc.trials])
     return doc, Err(names=(name,), needles=("missing column",))
 
 

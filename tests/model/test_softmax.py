@@ -5,6 +5,7 @@ choice probabilities, their priors, and what they refuse."""
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import optimize, stats
 
@@ -139,7 +140,8 @@ def test_the_exact_target_serves_the_choice_only_models():
     priors = PriorSet.from_dict({}, SOFTMAX)
     target = ExactTarget(study, priors, LikelihoodSettings())
     values = {"alpha": np.array([[0.3, 0.6]]), "beta": np.array([[2.0, 7.0]])}
-    likelihoods = [loglik(study, {"alpha": np.array([a]), "beta": np.array([b])})[0] for a, b in ((0.3, 2.0), (0.6, 7.0))]
+    likelihoods = [loglik(study, {"alpha": np.array([a]), "beta": np.array([b])})[0]
+                   for a, b in ((0.3, 2.0), (0.6, 7.0))]
     expected = priors.logpdf(values)[0] + np.array(likelihoods)
     np.testing.assert_allclose(target.log_posterior(values)[0], expected, rtol=1e-12)
 
@@ -154,3 +156,23 @@ def test_what_the_two_families_refuse():
         loglik(choices, {"alpha": [0.3, 0.3], "beta": [2.0, 2.0]}, deadline=1.0)
     with pytest.raises(ValueError, match="no deadline"):
         simulate({"alpha": [0.3], "beta": [2.0]}, TaskDesign(n_trials=20, deadline=1.0), seed=0)
+
+
+def test_a_file_without_rts_reads_as_choices_alone_and_the_rl_ddm_refuses_it(tmp_path):
+    from amortized_rlddm.data.io import read_study
+
+    frame = pd.DataFrame({"participant": [1, 1, 1, 2, 2], "trial": [1, 2, 3, 1, 2], "choice": [0, 1, "", 1, 1],
+                          "reward": [1, 0, "", 1, 0]})
+    path = tmp_path / "choices.csv"
+    frame.to_csv(path, index=False)
+    study = read_study(path)
+    assert not study.has_rt and np.isnan(study.rt).all()
+    np.testing.assert_array_equal(study.choice, [[0, 1, -1], [1, 1, -1]])
+    assert study.missing.sum() == 1
+    settings = {"missing": "ignorable"}
+    assert np.isfinite(loglik(study, {"alpha": [0.3, 0.3], "beta": [2.0, 2.0]}, **settings)).all()
+    with pytest.raises(ValueError, match="participant '1', trial 1: a response without an RT"):
+        loglik(study, {"v": [1.0, 1.0], "a": [1.0, 1.0], "z": [0.5, 0.5], "t0": [0.1, 0.1], "alpha": [0.3, 0.3]},
+               **settings)
+    with pytest.raises(ValueError, match="row 3, column 'reward': a response without a reward"):
+        read_study(frame.assign(reward=[1, 0, "", "", 0]))
