@@ -124,7 +124,9 @@ def _softmax_replay(i, d, q, choice, reward, block, condition, excluded, n_trial
 @nb.njit(cache=True, parallel=True)
 def _softmax_kernel(choice, reward, block, condition, excluded, n_trials, n_conditions, beta, alpha_pos, alpha_neg,
                     q_init, lapse, pointwise):
-    """:func:`_loglik_kernel` for the choice-only models."""
+    """:func:`_loglik_kernel` for the choice-only models: a kernel of its own, as one parallel
+    loop choosing between the two replays made the RL-DDM's cost per trial about a third higher
+    (`rlddm validate bench likelihood`)."""
     out = np.zeros(beta.shape)
     terms = np.full((beta.shape[0], beta.shape[1], choice.shape[1] if pointwise else 0), np.nan)
     n = beta.shape[0]
