@@ -10,6 +10,7 @@ from ..data.exclusions import exclude_first_trial_of_each_condition
 from ..data.study import Study
 from ..model.config import Config
 from ..model.family import DesignFamily
+from ..model.priors import choice_only
 from ..model.simulator import simulate, simulate_family
 from ..model.task import DesignSettings, TaskDesign
 from .checkpoint import InferenceError
@@ -34,7 +35,7 @@ def refuse_unserved(study: Study, config: Config, served, design: TaskDesign, mo
     if model is not None and model != config.model:
         raise InferenceError(f"a {model}-rate model was requested but this network is "
                              f"{config.model}-rate (parameters {list(config.parameter_names)})")
-    if not study.has_rt:
+    if not study.has_rt and not choice_only(config.parameter_names):
         raise InferenceError("the data have no response times (choices alone): the RL-DDM networks need them; "
                              "the choice-only models (softmax, softmax-dual) are for such data")
     if isinstance(served, DesignFamily):
@@ -169,7 +170,7 @@ def ood_reference(summary_statistics, config: Config, design: TaskDesign | Desig
     d2 = np.einsum("ij,jk,ik->i", s - mean, precision, s - mean)
     return {"mean": mean, "precision": precision,
             "distance_threshold": float(np.quantile(d2, OOD_DISTANCE_QUANTILE)),
-            "rt_max": float(np.nanquantile(study.rt, OOD_RT_QUANTILE))}
+            "rt_max": float(np.nanquantile(study.rt, OOD_RT_QUANTILE)) if study.has_rt else np.inf}
 
 
 def ood_flags(study: Study, summaries, reference: dict, config: Config) -> xr.Dataset:
@@ -180,7 +181,7 @@ def ood_flags(study: Study, summaries, reference: dict, config: Config) -> xr.Da
     prior allows, or RTs slower than 99.99% of simulated RTs."""
     s = summaries - reference["mean"]
     d2 = np.einsum("ij,jk,ik->i", s, reference["precision"], s)
-    t0_lower = config.priors.support("t0")[0]
+    t0_lower = config.priors.support("t0")[0] if "t0" in config.priors.names else -np.inf  # choices alone: none
     finite = np.isfinite(study.rt)
     fastest = np.where(finite, study.rt, np.inf).min(axis=1)
     slowest = np.where(finite, study.rt, -np.inf).max(axis=1)

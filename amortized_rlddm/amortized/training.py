@@ -21,6 +21,7 @@ import yaml
 
 from .. import __version__
 from ..model.config import Config
+from ..model.priors import choice_only
 from ..model.simulator import simulate, simulate_family
 from .checkpoint import CONFIG_FILE, LOG_FILE, LOSS_PLOT, METADATA_FILE, MODEL_FILE, STATE_FILE
 from .networks import backend, build_estimator, network_kinds
@@ -48,11 +49,16 @@ class TrainingError(RuntimeError):
 def training_settings(config: Config):
     """Network and training sections with defaults filled in, checked."""
     network = dict(config.sections.get("network") or {})
-    network.setdefault("features", list(DEFAULT_FEATURES))
+    choices_alone = choice_only(config.parameter_names)
+    network.setdefault("features", [f for f in DEFAULT_FEATURES if f != "rt"] if choices_alone
+                       else list(DEFAULT_FEATURES))
     n_trials = network.setdefault("n_trials", [config.design.min_trials, config.design.max_trials])
     if not (isinstance(n_trials, (list, tuple)) and len(n_trials) == 2 and 1 <= n_trials[0] <= n_trials[1]):
         raise ValueError(f"network.n_trials: expected [min, max], got {n_trials!r}")
     check_conditions(network.setdefault("conditions", list(DEFAULT_CONDITIONS)))
+    if choices_alone and ("rt" in network["features"] or "rtstats" in network["conditions"]):
+        raise ValueError(f"network: a choice-only model ({config.model}) reads no response times: leave 'rt' out "
+                         "of network.features and 'rtstats' out of network.conditions")
     network_kinds(network)
     if network.setdefault("t0_upper", T0_UPPER_CHOICES[0]) not in T0_UPPER_CHOICES:
         raise ValueError(f"network.t0_upper: expected one of {T0_UPPER_CHOICES}, got {network['t0_upper']!r}")

@@ -8,7 +8,7 @@ import yaml
 
 from ..resources import config_path
 from .family import DesignFamily
-from .priors import DUAL_RATE, SINGLE_RATE, SOFTMAX, SOFTMAX_DUAL, PriorSet
+from .priors import DUAL_RATE, SINGLE_RATE, SOFTMAX, SOFTMAX_DUAL, PriorSet, choice_only
 from .task import TaskDesign
 
 # Each model's parameters: the RL-DDM with one or two learning rates, and the choice-only
@@ -62,6 +62,10 @@ def config_from_dict(spec, source="config"):
         priors = PriorSet.from_dict(spec.get("priors"), MODELS[model])
     except (TypeError, ValueError) as err:
         raise ValueError(f"{source}: {err}") from None
+    deadline = "deadline" in design.missing if isinstance(design, DesignFamily) else design.deadline is not None
+    if choice_only(MODELS[model]) and deadline:
+        raise ValueError(f"{source}: the {model} model reads no response times, so its design has no deadline "
+                         "(missing responses: none or ignorable)")
     sections = {k: v for k, v in spec.items() if k not in ("model", "design", "family", "priors")}
     return Config(model=model, design=design, priors=priors, sections=sections)
 

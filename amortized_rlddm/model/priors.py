@@ -283,7 +283,10 @@ class ParameterSpace:
         piled against that edge; mapping the edge to infinity spares the flow modelling a
         cliff, and no draw can exceed a response time. A participant without responses keeps
         the prior's bound, and so do the participants `contaminated` marks (a (participants,)
-        bool array): with contaminant responses, t0 is not bounded by the data."""
+        bool array): with contaminant responses, t0 is not bounded by the data. A model
+        without t0 (the choice-only models) keeps every prior's support."""
+        if "t0" not in priors.names:
+            return cls(priors)
         lo, hi = priors.support("t0")
         responded = study.valid & (study.choice >= 0) & ~study.excluded
         fastest = np.where(responded, study.rt, np.inf).min(axis=1)

@@ -1,0 +1,50 @@
+"""Networks for the choice-only models: a softmax network trains on simulations without RTs
+and its corrected posteriors are trusted; the RL-DDM networks refuse data without RTs."""
+
+import numpy as np
+import pytest
+
+from amortized_rlddm.amortized.checkpoint import InferenceError
+from amortized_rlddm.amortized.posterior import AmortizedPosterior
+from amortized_rlddm.model.config import config_from_dict, load_config
+from amortized_rlddm.model.simulator import simulate
+from amortized_rlddm.model.task import TaskDesign
+
+
+def test_an_rl_ddm_network_refuses_choices_without_rts():
+    study = simulate({"alpha": [0.3, 0.6], "beta": [3.0, 6.0]}, TaskDesign(n_trials=60), seed=0)
+    with pytest.raises(InferenceError, match="no response times"):
+        AmortizedPosterior.load("default").infer(study, draws=50)
+
+
+def test_a_choice_only_config_with_rts_or_a_deadline_is_refused():
+    from amortized_rlddm.amortized.training import training_settings
+
+    spec = load_config("training_configs/softmax.yaml").to_dict()
+    with pytest.raises(ValueError, match="no deadline"):
+        config_from_dict({**spec, "family": {**spec["family"], "missing": ["none", "deadline"]}})
+    with_rt = {**spec, "network": {**spec["network"], "features": ["choice", "rt", "reward", "missing"]}}
+    with pytest.raises(ValueError, match="reads no response times"):
+        training_settings(config_from_dict(with_rt))
+
+
+@pytest.mark.slow
+def test_a_softmax_network_trains_on_choices_alone_and_its_corrected_posteriors_are_trusted(tmp_path):
+    from amortized_rlddm.amortized.training import train
+
+    spec = load_config("training_configs/softmax.yaml").to_dict()
+    spec["training"] = {**spec["training"], "epochs": 1, "batches_per_epoch": 20, "validation_datasets": 50}
+    train(config_from_dict(spec), tmp_path / "net", verbose=0)
+    posterior = AmortizedPosterior.load(tmp_path / "net")
+    truth = {"alpha": np.array([0.2, 0.5, 0.8]), "beta": np.array([2.0, 5.0, 12.0])}
+    study = simulate(truth, TaskDesign(n_trials=150, pairs=[{"reward_probs": [0.8, 0.2], "reversal_every": 30}]),
+                     seed=4)
+    assert not study.has_rt
+    tree = posterior.infer(study, draws=300, seed=2, refine=True)
+    assert tree["importance"]["trusted"].values.all()
+    assert set(tree["posterior"].data_vars) == {"alpha", "beta"}
+    assert not tree["data_checks"]["out_of_distribution"].values.any()
+    # the exact posterior, however rough the one-epoch network: each truth inside its 99% interval
+    for name, values in truth.items():
+        low, high = np.quantile(tree["posterior"][name].values[0], [0.005, 0.995], axis=0)
+        assert ((low < values) & (values < high)).all(), name
