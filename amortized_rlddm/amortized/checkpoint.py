@@ -17,7 +17,8 @@ import keras
 import yaml
 
 from .. import __version__
-from ..model.config import Config, config_from_dict
+from ..model.config import MODELS, Config, config_from_dict
+from ..model.priors import choice_only
 from ..resources import path_or_shipped, shipped_checkpoints
 from .networks import network_kinds
 
@@ -62,14 +63,15 @@ def resolve_checkpoint(checkpoint: str | Path) -> Path:
 def checkpoint_for_model(checkpoint: str | Path, model: str | None) -> str | Path:
     """The shipped network of `model` in the family `checkpoint` names: a shipped network
     "NAME" (single-rate) has its dual-rate sibling "NAME-dual", so ``--checkpoint general
-    --model dual`` picks ``general-dual`` and the reverse. Anything else is returned as is
+    --model dual`` picks ``general-dual`` and the reverse; a choice-only model picks the
+    network of its name (``--model softmax``: ``softmax``). Anything else is returned as is
     (a wrong model is then refused by inference)."""
     shipped = shipped_checkpoints()
     name = str(checkpoint)
     if model is None or Path(name).is_dir() or name not in shipped:
         return checkpoint
     base = name.removesuffix("-dual")
-    wanted = f"{base}-dual" if model == "dual" else base
+    wanted = model if choice_only(MODELS[model]) else f"{base}-dual" if model == "dual" else base
     return wanted if wanted in shipped else checkpoint
 
 

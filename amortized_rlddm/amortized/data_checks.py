@@ -33,8 +33,8 @@ def refuse_unserved(study: Study, config: Config, served, design: TaskDesign, mo
     family refuses what lies outside the family's ranges (:func:`refuse_outside_family`).
     """
     if model is not None and model != config.model:
-        raise InferenceError(f"a {model}-rate model was requested but this network is "
-                             f"{config.model}-rate (parameters {list(config.parameter_names)})")
+        raise InferenceError(f"the {model} model was requested but this network is the {config.model} model "
+                             f"(parameters {list(config.parameter_names)})")
     if not study.has_rt and not choice_only(config.parameter_names):
         raise InferenceError("the data have no response times (choices alone): the RL-DDM networks need them; "
                              "the choice-only models (softmax, softmax-dual) are for such data")

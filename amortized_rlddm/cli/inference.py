@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.io import parse_pair_reward_probs, participant_column
+from ..model.config import MODELS
 from ..model.designs import named_design
 from ..model.settings import SettingOptions
 from ..model.task import TaskDesign
@@ -160,9 +161,10 @@ def _add_infer(subparsers, common):
     p.add_argument("--out", required=True, help="posterior NetCDF (xarray DataTree)")
     p.add_argument("--summary", help="CSV of mean, sd and 94%% HDI per participant and parameter")
     p.add_argument("--plots", help="directory for figures")
-    p.add_argument("--model", choices=["single", "dual"],
-                   help="the model: a shipped network's sibling of this model (general -> general-dual), "
-                        "else refused if the network is not this model")
+    p.add_argument("--model", choices=list(MODELS),
+                   help="the model: a shipped network's sibling of this model (general -> general-dual; "
+                        "softmax, softmax-dual: the choice-only networks), else refused if the network is not "
+                        "this model")
     add_settings_options(p)
     p.add_argument("--no-check", dest="check", action="store_const", const=False, default=None,
                    help="skip the exact-likelihood importance-sampling check of each participant")

@@ -357,7 +357,7 @@ def test_refusals(smoke_checkpoint):
     short, _ = study_of(2, n_trials=20)
     with pytest.raises(InferenceError, match="serves 30 to 150 trials"):
         posterior.infer(short)
-    with pytest.raises(InferenceError, match="dual-rate model was requested"):
+    with pytest.raises(InferenceError, match="the dual model was requested but this network is the single model"):
         posterior.infer(study_of(2)[0], model="dual")
     with pytest.raises(InferenceError, match="deadline"):
         posterior.infer(study_of(2)[0], deadline=1.5)
