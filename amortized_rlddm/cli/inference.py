@@ -233,7 +233,8 @@ def _add_fit_exact(subparsers, common):
     add_data_options(p)
     p.add_argument("--config", help="a YAML config or shipped name for the priors (default: the built-in "
                                     "priors for human data, docs/model.md)")
-    p.add_argument("--model", nargs="+", default=["single", "dual"], choices=["single", "dual"])
+    p.add_argument("--model", nargs="+", default=["single", "dual"], choices=list(MODELS),
+                   help="the models fitted (default: %(default)s; choices alone: softmax softmax-dual)")
     add_settings_options(p, hddm=True)
     p.add_argument("--hddm-compatible", action="store_true",
                    help="HDDM's RL-DDM choices: z fixed at 0.5, each pair's first trial left out, "

@@ -319,7 +319,9 @@ class ExactPosterior:
         if self.backend.startswith("nutpie"):
             import nutpie
 
-            compiled = self._compile_nutpie().with_data(**arrays)
+            # a choice-only model's density reads no RTs: its compiled model has no rt to swap
+            compiled = self._compile_nutpie().with_data(**{k: v for k, v in arrays.items()
+                                                           if not (self.choice_only and k == "rt")})
             if start is not None:
                 compiled = replace(compiled, initial_point_func=self._starting_points(start, arrays))
             extra = {} if target_accept is None else {"target_accept": target_accept}

@@ -93,16 +93,27 @@ def log_evidence(study: Study, tree: xr.DataTree, priors: PriorSet, settings: Li
     return result[["log_evidence", "log_evidence_se", "khat", "ess"]]
 
 
+# The models with one and with two learning rates, in each family (the RL-DDM; choices alone)
+RATE_PAIRS = (("single", "dual"), ("softmax", "softmax-dual"))
+
+
+def rate_pair(models) -> tuple[str, str] | None:
+    """The (one-rate, two-rate) pair of models among `models`, or None."""
+    return next((pair for pair in RATE_PAIRS if set(pair) <= set(models)), None)
+
+
 def compare_models(study: Study, trees: dict, priors: dict, settings: LikelihoodSettings,
                    seed: int = 0) -> pd.DataFrame:
-    """Single vs dual per participant: log evidence and PSIS-LOO of each, their differences.
+    """One vs two learning rates per participant: log evidence and PSIS-LOO of each model,
+    their differences. The columns name the models by their rates, ``single`` and ``dual``
+    (single and dual, or softmax and softmax-dual: :data:`RATE_PAIRS`).
 
     Parameters
     ----------
     study
         The data.
     trees
-        ``{"single": DataTree, "dual": DataTree}``: posterior draws of each model.
+        Model -> posterior draws, for the two models of a pair of :data:`RATE_PAIRS`.
     priors
         Model -> its PriorSet.
     settings
@@ -118,12 +129,16 @@ def compare_models(study: Study, trees: dict, priors: dict, settings: Likelihood
         single), ``elpd_difference`` (dual - single) and its standard error (sqrt(n) x the sd
         of the trials' differences), and ``favours`` by each criterion.
     """
+    pair = rate_pair(trees)
+    if pair is None:
+        raise ValueError(f"models {sorted(trees)}: expected the one- and two-rate models of a family, one of "
+                         f"{RATE_PAIRS}")
     participants = np.asarray([str(p) for p in study.participant])
     table = pd.DataFrame({"participant": participants})
     elpd_i = {}  # each trial's elpd, per model (the same trials: the data decide which enter)
-    for model in ("single", "dual"):
-        tree = trees[model]
-        evidence = log_evidence(study, tree, priors[model], settings, seed=seed)
+    for model, fitted in zip(("single", "dual"), pair):
+        tree = trees[fitted]
+        evidence = log_evidence(study, tree, priors[fitted], settings, seed=seed)
         table[f"log_evidence_{model}"] = evidence["log_evidence"].values
         table[f"log_evidence_se_{model}"] = evidence["log_evidence_se"].values
         table[f"khat_{model}"] = evidence["khat"].values

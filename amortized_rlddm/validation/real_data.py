@@ -23,12 +23,13 @@ from ..data.study import Study
 from ..exact import fit as exact_fit
 from ..exact.fit import subject_table
 from ..exact.model import ESS_BULK_MIN, RHAT_MAX
-from ..model.config import exact_fit_priors
+from ..model.config import MODELS, exact_fit_priors
+from ..model.priors import choice_only
 from ..model.settings import HDDM_FIXED
 from ..model.simulator import simulate_trials
 from ..model.task import LikelihoodSettings, TaskDesign
 from ..output import save_posterior
-from .model_comparison import PROPOSALS, STUDENT_DF, WIDEN, compare_models, comparison_totals
+from .model_comparison import PROPOSALS, STUDENT_DF, WIDEN, compare_models, comparison_totals, rate_pair
 
 RT_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
 COLOUR_NAMES = ("blue", "orange", "green", "red", "purple", "brown")  # matplotlib's C0..C5
@@ -75,7 +76,8 @@ def rt_quantiles(study: Study) -> np.ndarray:
     for c in (0, 1):
         rt = np.where(study.valid & (study.choice == c), study.rt, np.nan)
         has = np.isfinite(rt).any(axis=1)
-        out[has, c] = np.nanquantile(rt[has], RT_QUANTILES, axis=1).T
+        if has.any():  # choices alone have none
+            out[has, c] = np.nanquantile(rt[has], RT_QUANTILES, axis=1).T
     return out
 
 
@@ -98,7 +100,7 @@ def posterior_predictive(study: Study, tree, settings: LikelihoodSettings, fixed
         raise ValueError("posterior predictive checks need each arm's reward probability per trial: "
                          "give the data's columns (p_reward_0, p_reward_1) or --pair-reward-probs")
     fixed = fixed or {}
-    names = [n for n in ("v", "a", "z", "t0", "alpha", "alpha_pos", "alpha_neg")
+    names = [n for n in ("v", "a", "z", "t0", "beta", "alpha", "alpha_pos", "alpha_neg")
              if n in tree["posterior"].data_vars or n in fixed]
     width = bin_width(study)
     data_curves = choice_curves(study, width)
@@ -275,7 +277,7 @@ def write_real_data_report(out, study: Study, trees: dict, settings: LikelihoodS
                           "divergences": int(checks["divergences"].sum()),
                           "retried": int((checks["attempts"] > 1).sum())}
         attrs = tree["posterior"].attrs
-        lines += [f"## {model}-rate model", "",
+        lines += [f"## The {model} model", "",
                   f"NUTS ({attrs.get('chains')} chains x {attrs.get('draws')} draws after {attrs.get('tune')} "
                   f"tuning steps, {attrs.get('adaptation', 'diag')} mass matrix), {seconds / 60:.1f} min for the study "
                   f"({seconds / study.n_participants:.1f} s per participant): max r-hat "
@@ -296,15 +298,17 @@ def write_real_data_report(out, study: Study, trees: dict, settings: LikelihoodS
             ppc = posterior_predictive(study, tree, settings, fixed, draws=ppc_draws, seed=seed)
             checked = ppc_table(study, ppc)
             checked.to_csv(out / f"ppc_{model}.csv", index=False)
-            plot_ppc(study, ppc, out / f"ppc_{model}.png", f"{model}-rate model")
+            plot_ppc(study, ppc, out / f"ppc_{model}.png", f"the {model} model")
             inside = checked.groupby(checked["statistic"].str.startswith("rt"))["inside"].mean()
             summary[model]["ppc_inside_choice"] = float(inside.get(False, np.nan))
             summary[model]["ppc_inside_rt"] = float(inside.get(True, np.nan))
+            rts = "" if np.isnan(summary[model]["ppc_inside_rt"]) else (
+                f" and {100 * summary[model]['ppc_inside_rt']:.0f}% of the RT quantiles "
+                f"({', '.join(f'{q:g}' for q in RT_QUANTILES)} per choice)")
             lines += [f"Posterior predictive checks ({ppc_draws} draws per subject; the subject's own trials, pairs "
                       f"and reward probabilities): the data lie inside the predictive 90% interval for "
                       f"{100 * summary[model]['ppc_inside_choice']:.0f}% of the choice shares (bins of "
-                      f"{ppc['width']} trials of a pair) and {100 * summary[model]['ppc_inside_rt']:.0f}% of the RT "
-                      f"quantiles ({', '.join(f'{q:g}' for q in RT_QUANTILES)} per choice); 90% is expected. "
+                      f"{ppc['width']} trials of a pair){rts}; 90% is expected. "
                       f"[`ppc_{model}.csv`](ppc_{model}.csv)", "", f"![predictive checks](ppc_{model}.png)", ""]
     if reference is not None:
         compared = compare_with_hddm(trees, pd.read_csv(reference))
@@ -318,7 +322,7 @@ def write_real_data_report(out, study: Study, trees: dict, settings: LikelihoodS
                   "(spread_hddm below spread_ours), and our estimate exceeds HDDM's where it lies above the mean of "
                   "ours (a positive r_difference_with_distance_from_mean).", ""]
         lines += _markdown(agreement) + ["", "Per subject: [`hddm_comparison.csv`](hddm_comparison.csv).", ""]
-    if priors is not None and {"single", "dual"} <= set(trees):
+    if priors is not None and rate_pair(trees) is not None:
         compared = compare_models(study, trees, priors, settings, seed=seed)
         compared.to_csv(out / "model_comparison.csv", index=False)
         totals = comparison_totals(compared)
@@ -356,11 +360,12 @@ def fit_exact(study: Study, design: TaskDesign, excluded: dict, out, models=("si
         The study, its likelihood settings and its exclusions
         (:func:`amortized_rlddm.model.settings.prepare_study`).
     models
-        ``"single"`` and/or ``"dual"``.
+        Models of :data:`~amortized_rlddm.model.config.MODELS`: ``"single"`` and/or ``"dual"``,
+        or the choice-only ``"softmax"`` and/or ``"softmax-dual"``.
     config
         A config whose priors replace the built-in ones (:func:`exact_fit_priors`).
     hddm_compatible
-        Fix z at 0.5, as HDDM's RL-DDM does (HDDM_FIXED).
+        Fix z at 0.5, as HDDM's RL-DDM does (HDDM_FIXED); the choice-only models have no z.
     reuse
         None fits every model; ``"report"`` reads the posteriors in `out`; ``"refit-failed"``
         reads them and fits again (as a retry) those that fail the convergence gate.
@@ -372,6 +377,9 @@ def fit_exact(study: Study, design: TaskDesign, excluded: dict, out, models=("si
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     settings = design.likelihood.for_study(study)
+    if hddm_compatible and any(choice_only(MODELS[model]) for model in models):
+        raise ValueError("--hddm-compatible fixes z, which the choice-only models do not have; give HDDM's "
+                         "exclusions and contaminants as --exclude-first --p-outlier 0.05 --rt-max 5")
     fixed = dict(HDDM_FIXED) if hddm_compatible else None
     priors = exact_fit_priors(config, models)
     trees = {}

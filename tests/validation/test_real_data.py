@@ -97,3 +97,27 @@ def test_fit_exact_fits_every_participant_and_writes_the_report(tmp_path, capsys
     assert main(["fit-exact", "--data", str(tmp_path / "gaps.csv"), "--model", "single", "--quiet",
                  "--out", str(tmp_path / "refused")]) == 2
     assert "--missing" in capsys.readouterr().err
+
+
+def test_fit_exact_fits_the_choice_only_models_to_a_file_without_rts(tmp_path, capsys):
+    """Choices alone (no rt column): both choice-only models fitted with NUTS, their predictive
+    checks of the choices, and one vs two learning rates compared."""
+    params = {"alpha_pos": np.array([0.6, 0.3]), "alpha_neg": np.array([0.1, 0.3]), "beta": np.array([6.0, 4.0])}
+    study = simulate(params, TaskDesign(n_trials=80, reward_probs=(0.25, 0.75), reversal_every=20), seed=3)
+    path = tmp_path / "choices.csv"
+    write_study(study, path)
+    assert "rt" not in pd.read_csv(path).columns
+    out = tmp_path / "fits"
+    assert main(["fit-exact", "--data", str(path), "--model", "softmax", "softmax-dual", "--chains", "2",
+                 "--tune", "200", "--draws-per-chain", "200", "--ppc-draws", "20", "--pair-reward-probs",
+                 "0.25/0.75", "--quiet", "--out", str(out)]) == 0
+    assert {"alpha_mean", "beta_mean"} <= set(pd.read_csv(out / "softmax" / "subjects.csv"))
+    assert {"alpha_pos_mean", "alpha_neg_mean", "beta_mean"} <= set(pd.read_csv(out / "softmax-dual" / "subjects.csv"))
+    ppc = pd.read_csv(out / "ppc_softmax.csv")
+    assert set(ppc["statistic"]) == {"p_arm1"}
+    report = (out / "report.md").read_text()
+    assert "## The softmax model" in report and "RT quantiles" not in report and "Single vs dual" in report
+    assert np.isfinite(pd.read_csv(out / "model_comparison.csv")["log_bayes_factor"]).all()
+    assert main(["fit-exact", "--data", str(path), "--model", "softmax", "--hddm-compatible", "--quiet",
+                 "--out", str(tmp_path / "refused")]) == 2
+    assert "choice-only models do not have" in capsys.readouterr().err
