@@ -178,7 +178,9 @@ def ood_flags(study: Study, summaries, reference: dict, config: Config) -> xr.Da
     simulations from the priors (as in BayesFlow's summary-space misspecification check),
     and a flag with the reasons when the data look unlike the training data: the distance
     beyond the 99th percentile of simulated data, RTs faster than any non-decision time the
-    prior allows, or RTs slower than 99.99% of simulated RTs."""
+    prior allows, or RTs slower than 99.99% of simulated RTs. For a choice-only model,
+    ``one_arm_only`` marks participants whose every response chose one arm: their learning
+    rate and inverse temperature are weakly identified (a flag, not a refusal)."""
     s = summaries - reference["mean"]
     d2 = np.einsum("ij,jk,ik->i", s, reference["precision"], s)
     t0_lower = config.priors.support("t0")[0] if "t0" in config.priors.names else -np.inf  # choices alone: none
@@ -196,8 +198,13 @@ def ood_flags(study: Study, summaries, reference: dict, config: Config) -> xr.Da
         if slow[i]:
             why.append(f"RT {slowest[i]:.2f} s slower than 99.99% of simulated RTs")
         reasons[i] = "; ".join(why)
-    return xr.Dataset({"summary_distance": (("participant",), d2),
-                       "out_of_distribution": (("participant",), reasons != ""),
-                       "reasons": (("participant",), reasons.astype(str))},
-                      attrs={"distance_threshold": reference["distance_threshold"],
-                             "distance_quantile": OOD_DISTANCE_QUANTILE})
+    checks = xr.Dataset({"summary_distance": (("participant",), d2),
+                         "out_of_distribution": (("participant",), reasons != ""),
+                         "reasons": (("participant",), reasons.astype(str))},
+                        attrs={"distance_threshold": reference["distance_threshold"],
+                               "distance_quantile": OOD_DISTANCE_QUANTILE})
+    if choice_only(config.parameter_names):
+        responded = study.valid & (study.choice >= 0)
+        arms = [(responded & (study.choice == c)).any(axis=1) for c in (0, 1)]
+        checks["one_arm_only"] = (("participant",), responded.any(axis=1) & (arms[0] != arms[1]))
+    return checks

@@ -30,6 +30,7 @@ from ..data.io import read_study
 from ..data.study import Study
 from ..model.config import Config
 from ..model.family import DesignFamily
+from ..model.priors import choice_only
 from ..model.settings import with_settings
 from ..model.target import ExactTarget
 from ..model.task import TaskDesign
@@ -385,6 +386,9 @@ class AmortizedPosterior:
         if fallback and check is False:
             raise ValueError("fallback='nuts' acts on the importance check's k-hat; it needs check")
         study = data if isinstance(data, Study) else read_study(data, convention=convention)
+        ignored_rts = choice_only(self.parameter_names) and study.has_rt
+        if ignored_rts:  # a choice-only model reads choices alone (as its network was trained)
+            study = replace(study, rt=np.full_like(study.rt, np.nan))
         if design is None:
             design = self.study_design(deadline, missing, q_init, p_outlier, rt_max)
         elif deadline != "design" or any(x is not None for x in (missing, q_init, p_outlier, rt_max)):
@@ -437,6 +441,9 @@ class AmortizedPosterior:
                                                 + (f": {', '.join(nuts)}" if nuts.size else ""))
         if self.converted_from:
             posterior.attrs["trained_on_backend"] = self.converted_from
+        if ignored_rts:
+            posterior.attrs["note"] = (f"the data's response times were ignored: the {self.config.model} model reads "
+                                       "choices alone")
         return xr.DataTree.from_dict({"posterior": posterior, **groups})
 
     def _draws(self, study, draws, seed, density, design=None):

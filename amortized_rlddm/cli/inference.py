@@ -45,6 +45,8 @@ def run_infer(args):
     print(f"inferred {n} participant(s) x {args.draws} draws in {elapsed:.2f} s (first call includes "
           f"compilation); wrote {args.out}" + (f" and {args.summary}" if args.summary else ""))
     print_importance(tree)
+    if "note" in tree["posterior"].attrs:
+        print(f"note: {tree['posterior'].attrs['note']}")
 
 
 def run_check(args):

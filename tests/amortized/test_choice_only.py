@@ -1,6 +1,8 @@
 """Networks for the choice-only models: a softmax network trains on simulations without RTs
 and its corrected posteriors are trusted; the RL-DDM networks refuse data without RTs."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -48,3 +50,13 @@ def test_a_softmax_network_trains_on_choices_alone_and_its_corrected_posteriors_
     for name, values in truth.items():
         low, high = np.quantile(tree["posterior"][name].values[0], [0.005, 0.995], axis=0)
         assert ((low < values) & (values < high)).all(), name
+    # RTs given to a choice-only model are ignored, and said so: the same draws as without them
+    raw = posterior.infer(study, draws=100, seed=3)
+    timed = replace(study, rt=np.where(study.choice >= 0, 0.5, np.nan))
+    with_rts = posterior.infer(timed, draws=100, seed=3)
+    np.testing.assert_array_equal(with_rts["posterior"]["alpha"].values, raw["posterior"]["alpha"].values)
+    assert "response times were ignored" in with_rts["posterior"].attrs["note"] and "note" not in raw["posterior"].attrs
+    # a participant whose every response chose one arm is flagged (weakly identified), not refused
+    one_arm = replace(study, choice=np.where(study.choice >= 0, 1, study.choice).astype(np.int8))
+    assert posterior.infer(one_arm, draws=100, seed=3)["data_checks"]["one_arm_only"].values.all()
+    assert not raw["data_checks"]["one_arm_only"].values.any()
