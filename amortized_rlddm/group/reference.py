@@ -28,7 +28,7 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from ..data.study import Study
-from ..exact.logdensity import log_likelihood, t0_below_fastest_response
+from ..exact.logdensity import choice_log_likelihood, log_likelihood, t0_below_fastest_response
 from ..exact.model import _model_arrays
 from ..exact.participant import participant_trials
 from ..exact.qvalues import closed_form_terms, q_difference_terms
@@ -85,9 +85,12 @@ def reference_model(study: Study, model: GroupModel, group_index: np.ndarray,
         alpha_neg = theta.get("alpha_neg", theta.get("alpha"))
         dq = q_difference_terms(data, alpha_pos, alpha_neg, data["q_init"])
         trial_of = data["participant"]
-        drift, a, z, t0 = (theta["v"][trial_of] * dq, theta["a"][trial_of], theta["z"][trial_of],
-                           theta["t0"][trial_of])
-        total = log_likelihood(data, drift, a, z, t0, settings.deadline, p_outlier, settings.rt_max)
+        if "beta" in theta:  # a choice-only model
+            total = choice_log_likelihood(data, theta["beta"][trial_of] * dq, p_outlier)
+        else:
+            drift, a, z, t0 = (theta["v"][trial_of] * dq, theta["a"][trial_of], theta["z"][trial_of],
+                               theta["t0"][trial_of])
+            total = log_likelihood(data, drift, a, z, t0, settings.deadline, p_outlier, settings.rt_max)
         pm.Potential("loglik", total)
     return pymc_model
 

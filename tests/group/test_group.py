@@ -415,10 +415,12 @@ def test_bench_group_times_a_given_study_under_its_settings(smoke):
     assert "reference_sample_s" not in result
 
 
-@pytest.mark.parametrize("design_name, settings", [
-    ("seed", {}), ("seed", {"p_outlier": 0.05, "rt_max": 5.0}), ("seed", {"deadline": 0.9}),
-    ("seed", {"missing": "ignorable", "omission_rate": 0.1}), ("hddm_pst", {}), ("gershman", {})])
-def test_the_pymc_reference_model_has_the_hierarchical_density(design_name, settings):
+@pytest.mark.parametrize("design_name, settings, config_name", [
+    ("seed", {}, "default"), ("seed", {"p_outlier": 0.05, "rt_max": 5.0}, "default"),
+    ("seed", {"deadline": 0.9}, "default"), ("seed", {"missing": "ignorable", "omission_rate": 0.1}, "default"),
+    ("hddm_pst", {}, "default"), ("gershman", {}, "default"),
+    ("hddm_pst", {"missing": "ignorable", "omission_rate": 0.1, "p_outlier": 0.05}, "training_configs/softmax.yaml")])
+def test_the_pymc_reference_model_has_the_hierarchical_density(design_name, settings, config_name):
     """Its log density at a point is the hyperpriors, the group normals (t0's with the Jacobian
     of its per-participant interval, unless contaminants make any t0 possible) and the exact
     likelihood (contaminants, a deadline's censoring, ignorable omissions; several pairs,
@@ -432,9 +434,10 @@ def test_the_pymc_reference_model_has_the_hierarchical_density(design_name, sett
     from amortized_rlddm.model.likelihood import loglik
     from amortized_rlddm.model.simulator import simulate
 
-    config = load_config("default")
+    config = load_config(config_name)
     params = {"v": np.array([2.0, 3.0, 1.0]), "a": np.array([1.0, 1.3, 1.1]), "z": np.array([0.45, 0.5, 0.55]),
-              "t0": np.array([0.3, 0.35, 0.4]), "alpha": np.array([0.2, 0.4, 0.3])}
+              "t0": np.array([0.3, 0.35, 0.4]), "alpha": np.array([0.2, 0.4, 0.3]), "beta": np.array([2.0, 6.0, 9.0])}
+    params = {name: params[name] for name in config.parameter_names}  # the RL-DDM's, or a choice-only model's
     design = replace(named_design(design_name), **settings)
     study = simulate(params, design, seed=5)
     assert (len(set(study.n_trials)) > 1) == (design_name == "hddm_pst")
