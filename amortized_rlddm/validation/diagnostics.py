@@ -27,6 +27,16 @@ with native_logs_withheld():  # TensorFlow's import prints native log lines; see
 
 COVERAGE_LEVELS = (0.5, 0.9, 0.95)
 DRIFT_BINS = (0.0, 0.5, 1.0, 2.0, 3.0, np.inf)
+BETA_BINS = (0.0, 2.0, 5.0, 10.0, 20.0, np.inf)  # a choice-only model's inverse temperature
+
+
+def _information_scale(truth):
+    """What the learning rates' information grows with: (its name, the datasets' values, the
+    bins, a label): the drift scaling |v| of the RL-DDM, or a choice-only model's inverse
+    temperature beta."""
+    if "v" in truth:
+        return "abs_v", np.abs(np.asarray(truth["v"], float)), DRIFT_BINS, "|v|"
+    return "beta", np.asarray(truth["beta"], float), BETA_BINS, "beta"
 
 
 def simulate_and_infer(posterior, n_datasets, seed, draws=1000, n_trials=None, refine=False, design=None):
@@ -170,6 +180,12 @@ def compute_metrics(samples, truth):
     return metrics
 
 
+def _recovery_by_scale(samples, truth):
+    """{"alpha_by_<scale>": the learning rates' recovery in bins of :func:`_information_scale`}."""
+    name, values, bins, _ = _information_scale(truth)
+    return {f"alpha_by_{name}": _binned_recovery(samples, truth, values, bins, name)}
+
+
 def _binned_recovery(samples, truth, key, bins, label):
     """Learning-rate recovery within bins of another quantity: list of dicts."""
     rows = []
@@ -223,8 +239,8 @@ def write_figures(samples, truth, n_trials, out):
     for name, fig in figures.items():  # BayesFlow draws with pyplot: close what it opened
         fig.savefig(out / name, dpi=90)
         plt.close(fig)
-        drift = np.abs(truth["v"])
-    _plot_binned(samples, truth, drift, DRIFT_BINS, "|v| in", out / "alpha_by_drift.png")
+    _, scale, bins, label = _information_scale(truth)
+    _plot_binned(samples, truth, scale, bins, f"{label} in", out / "alpha_by_drift.png")
     trial_bins = _trial_bins(n_trials)
     _plot_binned(samples, truth, n_trials, trial_bins, "trials in", out / "alpha_by_trials.png")
 
@@ -298,7 +314,7 @@ def diagnose(posterior, n_datasets, seed, out_dir, draws=1000, replications=1, p
                "design": design_name or ("the network's" if design is None else design.to_dict()),
                "trial_range": [int(n_trials.min()), int(n_trials.max())],
                "parameters": compute_metrics(samples, truth),
-               "alpha_by_abs_v": _binned_recovery(samples, truth, np.abs(truth["v"]), DRIFT_BINS, "abs_v"),
+               **_recovery_by_scale(samples, truth),
                "alpha_by_trials": _binned_recovery(samples, truth, n_trials, _trial_bins(n_trials), "trials")}
     if refine:
         _, refined, _ = simulate_and_infer(posterior, n_datasets, seed, draws, refine=True, design=design)
@@ -348,14 +364,16 @@ def report_markdown(metrics):
                   "Each participant's draws corrected with the exact posterior (`infer(refine=True)`: "
                   "importance resampling, adaptive importance sampling, DE-MCz), beside the raw table above.", "",
                   metrics_table(metrics["refined_parameters"]), ""]
-    lines += ["## Learning-rate recovery by |v| (drift scaling)", "",
-             "| abs(v) | datasets | r(alpha) | contraction(alpha) |", "|---|---|---|---|"]
-    for key in ("alpha_by_abs_v", "alpha_by_trials"):
+    scale = "abs_v" if "alpha_by_abs_v" in metrics else "beta"
+    lines += [f"## Learning-rate recovery by {'|v| (drift scaling)' if scale == 'abs_v' else 'beta'}", "",
+              f"| {'abs(v)' if scale == 'abs_v' else 'beta'} | datasets | r(alpha) | contraction(alpha) |",
+              "|---|---|---|---|"]
+    for key in (f"alpha_by_{scale}", "alpha_by_trials"):
         if key == "alpha_by_trials":
             lines += ["", "## Learning-rate recovery by number of trials", "",
                       "| trials | datasets | r(alpha) | contraction(alpha) |", "|---|---|---|---|"]
         for row in metrics[key]:
-            bounds = row["abs_v"] if "abs_v" in row else row["trials"]
+            bounds = row[scale] if scale in row else row["trials"]
             label = f"[{bounds[0]:g}, {bounds[1]:g})" if bounds[1] is not None else f">= {bounds[0]:g}"
             rates = [n for n in row if n.startswith("alpha")]
             for name in rates:
