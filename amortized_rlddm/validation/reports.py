@@ -123,6 +123,16 @@ REPORTS = {
         "reports/group/hddm", "the group sampler against PyMC on HDDM's data", [HDDM, "checkpoints/general"],
         ["validate", "group", "--checkpoint", "general", "--data", HDDM, *HDDM_SETTINGS, "--seed", "0",
          "--reference-store", "runs/group_reference", "--out", "reports/group/hddm"]),
+    "softmax": _report(
+        "reports/softmax", "the choice-only network: calibration on HDDM's layout, raw and corrected",
+        ["checkpoints/softmax"],
+        ["diagnose", "--checkpoint", "softmax", "--design", "hddm_pst", "--datasets", "500", "--seed", "1", "--refine",
+         "--out", "reports/softmax"]),
+    "softmax-trusted": _report(
+        "reports/softmax/trusted", "the choice-only network's correction on 200 fresh participants of four designs",
+        ["checkpoints/softmax"],
+        ["validate", "trusted", "--checkpoints", "softmax", "--designs", "seed", "hddm_pst", "gershman", "stable300",
+         "--participants", "200", "--seed", "0", "--out", "reports/softmax/trusted"]),
     "power": _report(
         "reports/power", "the power analysis: recovery per trial count", ["checkpoints/default"],
         ["power", "--checkpoint", "default", "--trials", "30", "60", "100", "150", "--datasets", "500", "--seed", "2",

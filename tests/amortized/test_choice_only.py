@@ -60,3 +60,18 @@ def test_a_softmax_network_trains_on_choices_alone_and_its_corrected_posteriors_
     one_arm = replace(study, choice=np.where(study.choice >= 0, 1, study.choice).astype(np.int8))
     assert posterior.infer(one_arm, draws=100, seed=3)["data_checks"]["one_arm_only"].values.all()
     assert not raw["data_checks"]["one_arm_only"].values.any()
+
+
+def test_the_shipped_softmax_network_serves_choices_alone():
+    from amortized_rlddm.amortized.checkpoint import checkpoint_for_model
+
+    assert checkpoint_for_model("general", "softmax") == "softmax"
+    posterior = AmortizedPosterior.load("softmax")
+    assert posterior.serves_family and posterior.parameter_names == ("alpha", "beta")
+    truth = {"alpha": np.array([0.3, 0.7]), "beta": np.array([4.0, 9.0])}
+    study = simulate(truth, TaskDesign(n_trials=120, reward_probs=(0.75, 0.25), reversal_every=30), seed=5)
+    tree = posterior.infer(study, draws=300, seed=1, refine=True)
+    assert tree["importance"]["trusted"].values.all()
+    for name, values in truth.items():
+        low, high = np.quantile(tree["posterior"][name].values[0], [0.005, 0.995], axis=0)
+        assert ((low < values) & (values < high)).all(), name
