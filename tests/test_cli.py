@@ -15,8 +15,8 @@ from amortized_rlddm.data.io import read_study
 from amortized_rlddm.model.simulator import simulate
 
 SMOKE = "training_configs/smoke.yaml"
-USER_COMMANDS = ("simulate", "demo", "infer", "check", "group", "fit-exact", "train", "export", "diagnose", "compare",
-                 "power")
+USER_COMMANDS = ("simulate", "demo", "infer", "check", "group", "fit-exact", "compare-models", "train", "export",
+                 "diagnose", "compare", "power")
 VALIDATE_COMMANDS = ("group", "designs", "real-data", "headline", "ablate", "bench")
 LONGEST_FUNCTION = 60  # lines, in the cli package
 
@@ -122,6 +122,40 @@ def test_train_then_infer(tmp_path, capsys):
     assert (tmp_path / "check" / "refined_overlays.png").stat().st_size > 0
     assert main(["train", "--config", SMOKE, "--out", str(ckpt)]) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compare_models_finds_the_two_rates_where_they_differ_and_its_selection_is_the_bms_of_its_evidences(
+        tmp_path, capsys):
+    """Three simulated participants learn from gains far faster than from losses, three at one
+    rate: the first three favour softmax-dual by their log Bayes factors, the others do not,
+    and bms.csv is the random-effects selection of comparison.csv's log evidences."""
+    from amortized_rlddm.model.task import TaskDesign
+    from amortized_rlddm.validation.bms import random_effects_bms
+
+    truth = {"alpha_pos": np.array([0.9, 0.9, 0.9, 0.3, 0.3, 0.3]),
+             "alpha_neg": np.array([0.05, 0.05, 0.05, 0.3, 0.3, 0.3]), "beta": np.full(6, 8.0)}
+    study = simulate(truth, TaskDesign(n_trials=300, reward_probs=(0.7, 0.3), reversal_every=50), seed=11)
+    frame = pd.DataFrame({"participant": np.repeat(study.participant, 300), "trial": np.tile(np.arange(1, 301), 6),
+                          "choice": study.choice.ravel(), "reward": study.reward.ravel()})
+    frame.to_csv(tmp_path / "choices.csv", index=False)
+    out = tmp_path / "models"
+    assert main(["compare-models", "--models", "softmax", "softmax-dual", "--data", str(tmp_path / "choices.csv"),
+                 "--draws", "500", "--out", str(out)]) == 0
+    assert "softmax against softmax-dual" in capsys.readouterr().out
+    table = pd.read_csv(out / "comparison.csv")
+    assert (table["log_bayes_factor"][:3] > 2).all() and (table["log_bayes_factor"][3:] < 1).all()
+    assert table[["trusted_single", "trusted_dual"]].all().all()
+    expected = random_effects_bms(table[["log_evidence_single", "log_evidence_dual"]].to_numpy(),
+                                  models=["softmax", "softmax-dual"])
+    bms = pd.read_csv(out / "bms.csv", index_col="model")
+    np.testing.assert_allclose(bms["expected_frequency"], expected["expected_frequency"].values, rtol=1e-9)
+    np.testing.assert_allclose(bms["protected_exceedance_probability"],
+                               expected["protected_exceedance_probability"].values, rtol=1e-9)
+    assert (out / "bms.png").stat().st_size > 0 and (out / "report.md").is_file()
+    assert main(["compare-models", "--models", "single", "softmax-dual", "--data", str(tmp_path / "choices.csv"),
+                 "--out", str(out)]) == 2
+    assert "one- and two-rate models" in capsys.readouterr().err
 
 
 def test_bad_data_gives_a_clear_error_and_exit_code(tmp_path, capsys):

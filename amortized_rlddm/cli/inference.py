@@ -1,4 +1,4 @@
-"""Posteriors of a study: `rlddm infer`, `check`, `group` and `fit-exact`."""
+"""Posteriors of a study: `rlddm infer`, `check`, `group`, `fit-exact` and `compare-models`."""
 
 import time
 from dataclasses import replace
@@ -146,12 +146,35 @@ def run_fit_exact(args):
     print(f"wrote {Path(args.out)}/report.md")
 
 
+def run_compare_models(args):
+    """`rlddm compare-models`: one vs two learning rates per participant and over the study
+    (random-effects BMS), from each model's corrected amortized posterior."""
+    from ..amortized.checkpoint import checkpoint_for_model
+    from ..amortized.posterior import AmortizedPosterior
+    from ..validation.model_comparison import RATE_PAIRS, compare_networks, rate_pair, write_comparison
+
+    pair = rate_pair(args.models)
+    if pair is None:
+        raise ValueError(f"--models {' '.join(args.models)}: expected a family's one- and two-rate models, one of "
+                         + ", ".join(" ".join(p) for p in RATE_PAIRS))
+    posteriors = {model: AmortizedPosterior.load(checkpoint_for_model(args.checkpoint, model))
+                  for model in pair}
+    study, design, _ = prepared_study(args, posteriors[pair[0]].base_design)
+    start = time.perf_counter()
+    table, selection, _ = compare_networks(study, posteriors, design, draws=args.draws, seed=args.seed)
+    report = write_comparison(args.out, table, selection, pair, source=args.data,
+                              seconds=time.perf_counter() - start)
+    print(report)
+    print(f"wrote report.md, comparison.csv, bms.csv, bms.nc and bms.png to {args.out}")
+
+
 def add_commands(subparsers, common):
-    """infer, check, group and fit-exact."""
+    """infer, check, group, fit-exact and compare-models."""
     _add_infer(subparsers, common)
     _add_check(subparsers, common)
     _add_group(subparsers, common)
     _add_fit_exact(subparsers, common)
+    _add_compare_models(subparsers, common)
 
 
 def _add_infer(subparsers, common):
@@ -254,4 +277,21 @@ def _add_fit_exact(subparsers, common):
     p.add_argument("--report-only", action="store_true", help="reuse the posteriors in --out")
     p.add_argument("--refit-failed", action="store_true",
                    help="reuse the posteriors in --out, fitting again (as a retry) those that fail the gate")
+    p.add_argument("--out", required=True, help="report directory")
+
+
+def _add_compare_models(subparsers, common):
+    p = add_command(subparsers, common, "compare-models", run_compare_models,
+                    help="one vs two learning rates, per participant (log Bayes factor, PSIS-LOO) and over the "
+                         "study (random-effects Bayesian model selection), from the corrected amortized posteriors")
+    p.add_argument("--checkpoint", default="general",
+                   help="the shipped family (default: %(default)s, with general-dual) or a checkpoint directory; a "
+                        "choice-only model picks its own network")
+    add_data_options(p)
+    p.add_argument("--models", nargs=2, default=["single", "dual"], metavar=("ONE_RATE", "TWO_RATES"),
+                   choices=list(MODELS),
+                   help="the pair compared: single dual (the RL-DDM, default) or softmax softmax-dual (choices alone)")
+    add_settings_options(p)
+    p.add_argument("--draws", type=int, default=1000, help="corrected draws per participant and model")
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="report directory")

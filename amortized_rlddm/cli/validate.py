@@ -31,7 +31,7 @@ def run_validate_group(args):
     if args.data:
         study, design, _ = prepared_study(args, posterior.base_design)
         table = validate_on_data(posterior, study, design, args.out, seed=args.seed, source=args.data,
-                                 reference_store=args.reference_store)
+                                 reference_store=args.reference_store, published=args.published)
         print(table.round(3).to_string(index=False))
         print(f"wrote {args.out}")
         return
@@ -146,7 +146,7 @@ def run_validate_bench(args):
         benchmarks.print_bench_correction(benchmarks.bench_correction(posterior, study, design, seed=args.seed),
                                           Path(args.data).name)
     elif args.what == "infer":
-        benchmarks.print_bench_infer(benchmarks.bench_infer(args.checkpoint, seed=args.seed))
+        benchmarks.print_bench_infer(benchmarks.bench_infer(args.checkpoint, seed=args.seed, design=args.design))
     elif args.what == "group":
         from ..amortized.posterior import AmortizedPosterior
 
@@ -198,6 +198,8 @@ def _add_group(commands, common):
                                              "by a hash of data and settings): a fit found there is read, not run "
                                              "again")
     add_data_options(p, required=False)
+    p.add_argument("--published", help="with --data and a choice-only network: HDDM's print_stats table of its Hrl "
+                                       "fit of the same data (CSV: node, mean, std, ...), set beside ours")
     add_settings_options(p)
 
 

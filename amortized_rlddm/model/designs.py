@@ -2,7 +2,7 @@
 (`rlddm diagnose --design NAME`, `compare --design`, `check --design`; docs/validation.md).
 
 Each is a :class:`~amortized_rlddm.model.task.TaskDesign` with the likelihood settings it is
-fitted with. The first five are the layouts themselves; the two `_contaminants` variants add
+fitted with. The first six are the layouts themselves; the two `_contaminants` variants add
 the contaminants (and, for HDDM, the exclusions) their real datasets are fitted with
 (docs/validation.md, "Real data").
 """
@@ -24,6 +24,9 @@ NAMED_DESIGNS = {
     "hddm_pst": _HDDM_PST,
     # Gershman's bandit: 4 blocks of 25 trials, a new pair in each, Q-values starting at 0
     "gershman": _GERSHMAN,
+    # the PyMC example gallery's bandit: 150 trials, arms rewarded with probabilities 0.4 and 0.6,
+    # Q-values starting at 0.5 (its choice-only example; the softmax networks' validation design)
+    "gallery": TaskDesign(n_trials=150, reward_probs=(0.4, 0.6), reversal_every=None, q_init=0.5),
     # a long stable bandit
     "stable300": TaskDesign(n_trials=300, reward_probs=(0.7, 0.3), reversal_every=None),
     # a response deadline of 1.5 s, plus 5% omissions the data mark (excluded trials)

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from ..amortized.posterior import AmortizedPosterior
 from ..group.fit import fit_group
 from ..group.model import LKJ_ETA, GroupModel, correlation_pairs, sample_correlation_cholesky
+from ..model.priors import to_natural
 from ..model.simulator import simulate
 from ..output import FitStore
 from .diagnostics import compute_metrics, ecdf_cell
@@ -186,11 +187,85 @@ def _agreement_studies(posterior, out, seed, draws, progress, reference_store):
     pd.DataFrame(timings).to_csv(out / "timing.csv", index=False)
 
 
+# HDDM's Hrl (choices alone) in our terms: its node -> (our parameter, the scale HDDM reports it on).
+# Its learning rate is on the logit scale; its v scales the Q-value difference in the Wiener
+# upper-boundary probability with a = 1 and z = 0.5 (hddm's wfpt.pyx, wiener_like_rl), which is
+# logistic(v dQ): the softmax's beta itself.
+HDDM_HRL_NODES = {"alpha": ("alpha", "logit"), "v": ("beta", "natural")}
+_SCALES = {"logit": lambda x: np.log(x) - np.log1p(-x), "natural": lambda x: x}
+POPULATION_DRAWS = 200  # members of the population per posterior draw, for its mean and sd on HDDM's scale
+
+
+def published_comparison(tree, priors, stats_file, nodes=HDDM_HRL_NODES, seed=0):
+    """The group posterior `tree` beside HDDM's published estimates (its ``print_stats`` table
+    as CSV: node, mean, std, ...).
+
+    Returns a per-subject table (each subject's posterior mean on HDDM's scale, ours and
+    HDDM's ``<node>_subj.<id>``) and a group table: the population's mean and sd on HDDM's
+    scale (ours: the posterior mean and sd of the mean and sd of the group normal mapped to
+    that scale, by Monte Carlo; HDDM's: its nodes ``<node>`` and ``<node>_std``)."""
+    published = pd.read_csv(stats_file).set_index("node")
+    post = tree["posterior"].to_dataset()
+    participants = [str(p) for p in post["participant"].values]
+    rng = np.random.default_rng(seed)
+    subjects, group = [], []
+    for node, (name, scale) in nodes.items():
+        missing = [p for p in participants if f"{node}_subj.{p}" not in published.index]
+        if missing:
+            raise ValueError(f"{stats_file}: no node {node}_subj.<id> for participants {missing[:5]}")
+        ours = _SCALES[scale](post[name]).mean(("chain", "draw")).values
+        subjects.append(pd.DataFrame({"participant": participants, "parameter": name, "hddm_node": node,
+                                      "scale": scale, "ours": ours,
+                                      "hddm": [published.loc[f"{node}_subj.{p}", "mean"] for p in participants]}))
+        mu, sigma = post[f"mu_{name}"].values.ravel(), post[f"sigma_{name}"].values.ravel()
+        members = mu[:, None] + sigma[:, None] * rng.standard_normal((mu.size, POPULATION_DRAWS))
+        on_scale = _SCALES[scale](to_natural(members, *priors.support(name)))
+        for stat, values, hddm_node in (("mean", on_scale.mean(1), node), ("sd", on_scale.std(1), f"{node}_std")):
+            group.append({"parameter": name, "scale": scale, "statistic": f"population {stat}",
+                          "ours_mean": values.mean(), "ours_sd": values.std(), "hddm_node": hddm_node,
+                          "hddm_mean": published.loc[hddm_node, "mean"], "hddm_sd": published.loc[hddm_node, "std"]})
+    return pd.concat(subjects, ignore_index=True), pd.DataFrame(group)
+
+
+def plot_published(subjects, path):
+    """Each subject's posterior mean, ours against HDDM's, one panel per parameter."""
+    names = list(dict.fromkeys(subjects["parameter"]))
+    fig = Figure(figsize=(3.6 * len(names), 3.4))
+    for ax, name in zip(np.atleast_1d(fig.subplots(1, len(names))), names):
+        rows = subjects[subjects["parameter"] == name]
+        ax.scatter(rows["hddm"], rows["ours"], s=12)
+        limits = [min(rows["hddm"].min(), rows["ours"].min()), max(rows["hddm"].max(), rows["ours"].max())]
+        ax.plot(limits, limits, color="grey", lw=0.8)
+        r = np.corrcoef(rows["hddm"], rows["ours"])[0, 1]
+        ax.set(xlabel=f"HDDM's {rows['hddm_node'].iloc[0]} ({rows['scale'].iloc[0]})",
+               ylabel=f"ours: {name} ({rows['scale'].iloc[0]})", title=f"subject means, r = {r:.3f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def _published_lines(subjects, group):
+    correlations = ", ".join(f"{name} {np.corrcoef(rows['hddm'], rows['ours'])[0, 1]:.3f}"
+                             for name, rows in subjects.groupby("parameter", sort=False))
+    lines = ["", "## Against HDDM's published estimates", "",
+             f"Subject means, ours against HDDM's (on HDDM's scales): r = {correlations} "
+             "([`published_subjects.csv`](published_subjects.csv)). The population's mean and sd on HDDM's "
+             "scales ([`published_group.csv`](published_group.csv)):", "",
+             "| parameter | scale | statistic | ours | HDDM |", "|---|---|---|---|---|"]
+    lines += [f"| {row.parameter} | {row.scale} | {row.statistic} | {row.ours_mean:.2f} ({row.ours_sd:.2f}) | "
+              f"{row.hddm_mean:.2f} ({row.hddm_sd:.2f}) |" for row in group.itertuples()]
+    return lines + ["", "![subject means against HDDM's](published_subjects.png)", ""]
+
+
 def validate_on_data(posterior: AmortizedPosterior, study, design, out, seed: int = 0, draws: int = 1000,
-                     source: str = "", reference_store=None) -> pd.DataFrame:
+                     source: str = "", reference_store=None, published=None) -> pd.DataFrame:
     """The amortized group sampler against the PyMC reference on one data file's study under
     its settings (`design`): agreement.csv, timing.csv, report.md and group_posteriors.png
-    in `out` (`reference_store`: see :func:`reference_posterior`). Returns the agreement table."""
+    in `out` (`reference_store`: see :func:`reference_posterior`); with `published` (HDDM's
+    ``print_stats`` table of its ``Hrl`` fit, as CSV), :func:`published_comparison` too.
+    Returns the agreement table."""
+    if published is not None and not set(v for v, _ in HDDM_HRL_NODES.values()) <= set(posterior.parameter_names):
+        raise ValueError(f"published estimates: HDDM's Hrl nodes map to {sorted(HDDM_HRL_NODES)} -> a choice-only "
+                         f"network's parameters; {posterior.source} has {list(posterior.parameter_names)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tree = fit_group(posterior, study, draws=draws, seed=seed, design=design)
@@ -220,6 +295,12 @@ def validate_on_data(posterior: AmortizedPosterior, study, design, out, seed: in
              f"Time: {timing['amortized_seconds']:.1f} s against {timing['reference_seconds']:.0f} s; max r-hat "
              f"{timing['rhat_max']:.3f}; median acceptance {timing['acceptance_median']:.2f}; reference "
              f"divergences {timing['reference_divergences']}.", "", "![group posteriors](group_posteriors.png)", ""]
+    if published is not None:
+        subjects, group = published_comparison(tree, posterior.config.priors, published, seed=seed)
+        subjects.to_csv(out / "published_subjects.csv", index=False, float_format="%.4f")
+        group.to_csv(out / "published_group.csv", index=False, float_format="%.4f")
+        plot_published(subjects, out / "published_subjects.png")
+        lines += _published_lines(subjects, group)
     (out / "report.md").write_text("\n".join(lines))
     return table
 

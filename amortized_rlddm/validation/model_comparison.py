@@ -8,12 +8,14 @@ Two exact criteria per participant and model:
 - PSIS-LOO, the expected log predictive density of each trial given the others, from the
   pointwise log-likelihood of the draws (arviz-stats).
 
-The draws may be NUTS's (`rlddm fit-exact`) or refined amortized ones: both are posterior
-draws. The amortized posterior's own check gives the log evidence directly
-(``importance.log_evidence``) once a network of each model exists.
+The draws may be NUTS's (`rlddm fit-exact`) or the corrected amortized ones
+(:func:`compare_networks`, `rlddm compare-models`): both are posterior draws. Over the study,
+random-effects Bayesian model selection (:mod:`~amortized_rlddm.validation.bms`) weighs the
+participants' log evidences.
 """
 
 import ast
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,7 +26,8 @@ from ..correction.importance import participant_loo, pointwise_elpd, pointwise_g
 from ..data.study import Study
 from ..model.priors import PriorSet
 from ..model.target import ExactTarget
-from ..model.task import LikelihoodSettings
+from ..model.task import LikelihoodSettings, TaskDesign
+from .bms import plot_bms, random_effects_bms
 
 PROPOSALS = 4000  # importance-sampling draws per participant
 STUDENT_DF = 5  # the proposal's degrees of freedom: tails heavier than the posterior's
@@ -175,3 +178,117 @@ def comparison_totals(table: pd.DataFrame) -> dict:
             "elpd_difference_total_se": float(total_se),
             "dual_by_loo": int((table["favours_by_loo"] == "dual").sum()),
             "evidence_khat_above_0.7": int(((table["khat_single"] > 0.7) | (table["khat_dual"] > 0.7)).sum())}
+
+
+def compare_networks(study: Study, posteriors: dict, design: TaskDesign, draws: int = 1000,
+                     seed: int = 0) -> tuple[pd.DataFrame, xr.Dataset, dict]:
+    """One vs two learning rates on a study from the amortized posteriors: each model's
+    corrected draws (:meth:`~amortized_rlddm.amortized.posterior.AmortizedPosterior.infer` with
+    ``refine=True``), :func:`compare_models` on them, and random-effects Bayesian model selection
+    over the participants' log evidences.
+
+    Parameters
+    ----------
+    study
+        The data (its exclusions applied).
+    posteriors
+        Model -> its AmortizedPosterior, for the two models of a pair of :data:`RATE_PAIRS`.
+    design
+        The study's design: its likelihood settings.
+    draws
+        Corrected draws per participant and model.
+    seed
+        Seed of the draws and of the importance-sampling proposals.
+
+    Returns
+    -------
+    tuple
+        The :func:`compare_models` table, with per model ``trusted_<single|dual>`` and
+        ``method_<single|dual>`` (the correction's verdict and method) and the assignment
+        probability of each model (``p_<model>``); the
+        :func:`~amortized_rlddm.validation.bms.random_effects_bms` Dataset (its models named as
+        in `posteriors`); and model -> the corrected posterior's DataTree.
+    """
+    pair = rate_pair(posteriors)
+    if pair is None:
+        raise ValueError(f"models {sorted(posteriors)}: expected the one- and two-rate models of a family, one of "
+                         f"{RATE_PAIRS}")
+    trees = {model: posteriors[model].infer(study, draws=draws, seed=seed, model=model, design=design, refine=True)
+             for model in pair}
+    table = compare_models(study, trees, {model: posteriors[model].config.priors for model in pair},
+                           design.likelihood, seed=seed)
+    for name, model in zip(("single", "dual"), pair):
+        importance = trees[model]["importance"].to_dataset()
+        table[f"trusted_{name}"] = importance["trusted"].values.astype(bool)
+        table[f"method_{name}"] = importance["method"].values
+    evidence = pd.DataFrame(table[["log_evidence_single", "log_evidence_dual"]].to_numpy(), columns=list(pair),
+                            index=table["participant"])
+    selection = random_effects_bms(evidence, seed=seed)
+    for model in pair:
+        table[f"p_{model}"] = selection["assignment_probability"].sel(model=model).values
+    return table, selection, trees
+
+
+def write_comparison(out, table: pd.DataFrame, selection: xr.Dataset, pair, source: str = "",
+                     seconds: float | None = None) -> str:
+    """Write :func:`compare_networks`' results to folder `out`: ``comparison.csv`` (per
+    participant), ``bms.csv`` (per model), ``bms.nc`` (the whole selection), ``bms.png`` and
+    ``report.md``, whose text it returns."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "comparison.csv", index=False)
+    per_model = selection.drop_vars("assignment_probability").drop_dims("participant").to_dataframe()
+    per_model.drop(columns=["bor", "free_energy", "null_free_energy"]).to_csv(out / "bms.csv")
+    selection.to_netcdf(out / "bms.nc")
+    plot_bms(selection, out / "bms.png")
+    single, dual = pair
+    totals = comparison_totals(table)
+    n = totals["participants"]
+    lines = [f"# {single} against {dual}" + (f" on {Path(source).name}" if source else ""), "",
+             f"{n} participants" + ("" if seconds is None else f", both models' corrected posteriors and the "
+                                                              f"comparison in {seconds:.1f} s") + ".", "",
+             f"Per participant ([`comparison.csv`](comparison.csv)): {totals['dual_by_evidence']} of {n} favour "
+             f"{dual} by their log Bayes factor (summed over participants {totals['log_bayes_factor_total']:.1f}), "
+             f"{totals['dual_by_loo']} of {n} by PSIS-LOO (elpd difference {totals['elpd_difference_total']:.1f}, "
+             f"se {totals['elpd_difference_total_se']:.1f}).", "",
+             "Over the study, random-effects Bayesian model selection ([`bms.csv`](bms.csv)):", "",
+             "| model | expected frequency | 95% interval | exceedance probability | protected exceedance |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {model} | {row.expected_frequency:.3f} | {row.frequency_lower:.3f}-{row.frequency_upper:.3f} | "
+              f"{row.exceedance_probability:.3f} | {row.protected_exceedance_probability:.3f} |"
+              for model, row in per_model.iterrows()]
+    lines += ["", f"Bayesian omnibus risk {float(selection['bor']):.3g}: the probability that the models are "
+                  "equally frequent in the population.", ""]
+    untrusted = [f"{p} ({model})" for name, model in (("single", single), ("dual", dual))
+                 for p, ok in zip(table["participant"], table[f"trusted_{name}"]) if not ok]
+    if untrusted:
+        lines += [f"Warning: posteriors not trusted: {', '.join(untrusted)}.", ""]
+    if totals["evidence_khat_above_0.7"]:
+        lines += [f"Warning: {totals['evidence_khat_above_0.7']} participant(s) with a log evidence whose k-hat "
+                  "exceeds 0.7 (`khat_single`, `khat_dual`).", ""]
+    lines += ["![model frequencies and exceedance probabilities](bms.png)", ""]
+    report = "\n".join(lines)
+    (out / "report.md").write_text(report)
+    return report
+
+
+def comparison_table(reports: dict) -> str:
+    """Markdown rows, one per :func:`write_comparison` folder (label -> folder): the share of
+    participants favouring the two-rate model by log Bayes factor and by PSIS-LOO, the summed
+    log Bayes factor, the two-rate model's expected frequency with its interval, its protected
+    exceedance probability and the Bayesian omnibus risk."""
+    header = ["| data | models | favour two rates: by log BF / by LOO | summed log BF | frequency of two rates "
+              "(95% interval) | protected exceedance | BOR |", "|---|---|---|---|---|---|---|"]
+    rows = []
+    for label, folder in reports.items():
+        table = pd.read_csv(Path(folder) / "comparison.csv")
+        selection = xr.open_dataset(Path(folder) / "bms.nc")
+        single, dual = (str(m) for m in selection["model"].values)
+        totals = comparison_totals(table)
+        n, two = totals["participants"], selection.sel(model=dual)
+        rows.append(f"| {label} | {single} / {dual} | {totals['dual_by_evidence']} / {totals['dual_by_loo']} of {n} | "
+                    f"{totals['log_bayes_factor_total']:.1f} | {float(two['expected_frequency']):.2f} "
+                    f"({float(two['frequency_lower']):.2f}-{float(two['frequency_upper']):.2f}) | "
+                    f"{float(two['protected_exceedance_probability']):.3f} | {float(selection['bor']):.2g} |")
+        selection.close()
+    return "\n".join(header + rows)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-__all__ = ["MANIFEST", "REPORTS", "Report", "command_lines", "input_hashes", "rebuild", "record", "reproduce_table",
-           "stale_inputs"]
+__all__ = ["MANIFEST", "MODEL_COMPARISONS", "REPORTS", "Report", "command_lines", "input_hashes", "models_table",
+           "rebuild", "record", "reproduce_table", "stale_inputs"]
 
 MANIFEST = "manifest.json"
 REAL = "../shared/real"  # the public human datasets beside the checkout (their sources: docs/data.md)
@@ -103,6 +103,15 @@ REPORTS = {
         ["validate", "real-data", "--checkpoint", "general", "--model", "single", "dual", "--data", GERSHMAN,
          "--columns", GERSHMAN_COLUMNS, *GERSHMAN_SETTINGS, "--exact", "reports/real/gershman", "--draws", "1000",
          "--out", "reports/real/gershman_amortized"]),
+    "models-hddm": _report(
+        "reports/real/hddm_models", "single vs dual on HDDM's data: per subject and random-effects BMS",
+        [HDDM, *NETWORKS],
+        ["compare-models", "--data", HDDM, *HDDM_SETTINGS, "--out", "reports/real/hddm_models"]),
+    "models-gershman": _report(
+        "reports/real/gershman_models", "single vs dual on Gershman's data: per subject and random-effects BMS",
+        [GERSHMAN, *NETWORKS],
+        ["compare-models", "--data", GERSHMAN, "--columns", GERSHMAN_COLUMNS, *GERSHMAN_SETTINGS, "--out",
+         "reports/real/gershman_models"]),
     "general": _report(
         "reports/general", "the general network design by design: calibration, k-hat, NUTS", ["checkpoints/general"],
         ["validate", "designs", "--checkpoint", "general", "--nuts-store", "runs/nuts_store", "--out",
@@ -133,6 +142,44 @@ REPORTS = {
         ["checkpoints/softmax"],
         ["validate", "trusted", "--checkpoints", "softmax", "--designs", "seed", "hddm_pst", "gershman", "stable300",
          "--participants", "200", "--seed", "0", "--out", "reports/softmax/trusted"]),
+    "softmax-dual": _report(
+        "reports/softmax-dual", "the dual-rate choice-only network: calibration on HDDM's layout, raw and corrected",
+        ["checkpoints/softmax-dual"],
+        ["diagnose", "--checkpoint", "softmax-dual", "--design", "hddm_pst", "--datasets", "500", "--seed", "1",
+         "--refine", "--out", "reports/softmax-dual"]),
+    "softmax-dual-trusted": _report(
+        "reports/softmax-dual/trusted", "the dual-rate choice-only network's correction on 200 fresh participants of "
+                                        "four designs",
+        ["checkpoints/softmax-dual"],
+        ["validate", "trusted", "--checkpoints", "softmax-dual", "--designs", "seed", "hddm_pst", "gershman",
+         "stable300", "--participants", "200", "--seed", "0", "--out", "reports/softmax-dual/trusted"]),
+    "softmax-models-hddm": _report(
+        "reports/softmax/models_hddm", "softmax vs softmax-dual on HDDM's choices: per subject and random-effects BMS",
+        [HDDM, "checkpoints/softmax", "checkpoints/softmax-dual"],
+        ["compare-models", "--models", "softmax", "softmax-dual", "--data", HDDM, "--convention", "hddm", "--out",
+         "reports/softmax/models_hddm"]),
+    "softmax-models-gershman": _report(
+        "reports/softmax/models_gershman", "softmax vs softmax-dual on Gershman's choices: per subject and "
+                                           "random-effects BMS",
+        [GERSHMAN, "checkpoints/softmax", "checkpoints/softmax-dual"],
+        ["compare-models", "--models", "softmax", "softmax-dual", "--data", GERSHMAN, "--columns", GERSHMAN_COLUMNS,
+         "--choice-codes", "1:0,2:1", "--q-init", "0", "--out", "reports/softmax/models_gershman"]),
+    "softmax-compare-100": _report(
+        "reports/softmax/compare_100trials", "the choice-only network against NUTS: 300 gallery bandits of 100 trials",
+        ["checkpoints/softmax"],
+        ["compare", "--checkpoint", "softmax", "--design", "gallery", "--trials", "100", "--datasets", "300", "--seed",
+         "7", "--nuts-store", "runs/nuts_store", "--out", "reports/softmax/compare_100trials"]),
+    "softmax-compare-200": _report(
+        "reports/softmax/compare_200trials", "the choice-only network against NUTS: 300 gallery bandits of 200 trials",
+        ["checkpoints/softmax"],
+        ["compare", "--checkpoint", "softmax", "--design", "gallery", "--trials", "200", "--datasets", "300", "--seed",
+         "8", "--nuts-store", "runs/nuts_store", "--out", "reports/softmax/compare_200trials"]),
+    "softmax-group-hddm": _report(
+        "reports/softmax/group_hddm", "the choice-only group level on HDDM's data: PyMC and HDDM's published Hrl fit",
+        [HDDM, f"{REAL}/hddm_tutorial_hrl_rl_only_stats.csv", "checkpoints/softmax"],
+        ["validate", "group", "--checkpoint", "softmax", "--data", HDDM, "--convention", "hddm", "--published",
+         f"{REAL}/hddm_tutorial_hrl_rl_only_stats.csv", "--seed", "0", "--reference-store", "runs/group_reference",
+         "--out", "reports/softmax/group_hddm"]),
     "power": _report(
         "reports/power", "the power analysis: recovery per trial count", ["checkpoints/default"],
         ["power", "--checkpoint", "default", "--trials", "30", "60", "100", "150", "--datasets", "500", "--seed", "2",
@@ -222,3 +269,16 @@ def reproduce_table() -> str:
         lines.append(f"| [`{report.folder}/`](../{report.folder}/) | {report.about} | "
                      f"`rlddm validate report {name}` |")
     return "\n".join(lines)
+
+
+# The committed model comparisons of the human data (`rlddm compare-models`), as docs/validation.md lists them
+MODEL_COMPARISONS = {"HDDM's example": "models-hddm", "Gershman's bandit": "models-gershman",
+                     "HDDM's example, choices alone": "softmax-models-hddm",
+                     "Gershman's bandit, choices alone": "softmax-models-gershman"}
+
+
+def models_table(root: str | Path = ".") -> str:
+    """The markdown table of :data:`MODEL_COMPARISONS`, from their committed reports."""
+    from .model_comparison import comparison_table
+
+    return comparison_table({label: Path(root) / REPORTS[name].folder for label, name in MODEL_COMPARISONS.items()})

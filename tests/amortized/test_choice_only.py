@@ -62,16 +62,30 @@ def test_a_softmax_network_trains_on_choices_alone_and_its_corrected_posteriors_
     assert not raw["data_checks"]["one_arm_only"].values.any()
 
 
-def test_the_shipped_softmax_network_serves_choices_alone():
+@pytest.mark.parametrize("model, truth", [
+    ("softmax", {"alpha": np.array([0.3, 0.7]), "beta": np.array([4.0, 9.0])}),
+    ("softmax-dual", {"alpha_pos": np.array([0.3, 0.8]), "alpha_neg": np.array([0.3, 0.1]),
+                      "beta": np.array([4.0, 9.0])})])
+def test_the_shipped_choice_only_networks_serve_choices_alone(model, truth):
     from amortized_rlddm.amortized.checkpoint import checkpoint_for_model
 
-    assert checkpoint_for_model("general", "softmax") == "softmax"
-    posterior = AmortizedPosterior.load("softmax")
-    assert posterior.serves_family and posterior.parameter_names == ("alpha", "beta")
-    truth = {"alpha": np.array([0.3, 0.7]), "beta": np.array([4.0, 9.0])}
+    assert checkpoint_for_model("general", model) == model
+    posterior = AmortizedPosterior.load(model)
+    assert posterior.serves_family and posterior.parameter_names == tuple(truth)
     study = simulate(truth, TaskDesign(n_trials=120, reward_probs=(0.75, 0.25), reversal_every=30), seed=5)
     tree = posterior.infer(study, draws=300, seed=1, refine=True)
     assert tree["importance"]["trusted"].values.all()
     for name, values in truth.items():
         low, high = np.quantile(tree["posterior"][name].values[0], [0.005, 0.995], axis=0)
         assert ((low < values) & (values < high)).all(), name
+
+
+@pytest.mark.slow
+def test_the_inference_benchmark_times_a_family_network_on_a_named_design():
+    from amortized_rlddm.benchmarks import bench_infer
+
+    with pytest.raises(ValueError, match="--design"):
+        bench_infer("softmax", many=5, repeats=1)
+    result = bench_infer("softmax", draws=50, many=5, repeats=1, design="gallery")
+    for key in ("one_ms", "many_s", "unchecked_one_ms", "unchecked_many_s", "corrected_one_ms", "corrected_many_s"):
+        assert result[key] > 0, key

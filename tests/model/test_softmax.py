@@ -10,6 +10,8 @@ import pytest
 from scipy import optimize, stats
 
 from amortized_rlddm.data.study import Study
+from amortized_rlddm.exact.mle import fit_mle
+from amortized_rlddm.model.config import MODELS
 from amortized_rlddm.model.likelihood import likelihood_function, loglik, pointwise_loglik
 from amortized_rlddm.model.priors import SOFTMAX, SOFTMAX_DUAL, PriorSet
 from amortized_rlddm.model.simulator import simulate
@@ -97,6 +99,8 @@ def test_the_maximum_likelihood_of_the_gallery_example_is_the_one_it_prints():
 
     fit = optimize.minimize(negative, [0.5, 5.0], method="L-BFGS-B", bounds=[(1e-6, 1.0), (0.0, 50.0)])
     assert (round(fit.x[0], 2), round(fit.x[1], 2)) == (0.50, 5.71)
+    ours = fit_mle(study, PriorSet.from_dict({}, MODELS["softmax"]), starts=4, seed=0)["params"]
+    assert (round(ours["alpha"], 2), round(ours["beta"], 2)) == (0.50, 5.71)
 
 
 def test_the_simulated_choices_follow_the_likelihoods_probabilities():
@@ -176,3 +180,17 @@ def test_a_file_without_rts_reads_as_choices_alone_and_the_rl_ddm_refuses_it(tmp
                **settings)
     with pytest.raises(ValueError, match="row 3, column 'reward': a response without a reward"):
         read_study(frame.assign(reward=[1, 0, "", "", 0]))
+
+
+def test_hddms_hrl_choice_probability_is_the_softmax_with_beta_equal_to_its_v():
+    """HDDM's Hrl scores choice 1 by the Wiener upper-boundary probability with a = 1 and
+    z = 0.5 (wiener_like_rl): (exp(-2 z v dQ) - 1) / (exp(-2 v dQ) - 1). That is
+    logistic(v dQ), so its v maps to beta itself (validation.group.HDDM_HRL_NODES), not 2 v."""
+    from amortized_rlddm.validation.group import HDDM_HRL_NODES
+
+    drift = np.linspace(-6, 6, 121)
+    drift = drift[drift != 0]  # HDDM sets p = 1/2 there, as the logistic gives
+    hddm = (np.exp(-2 * 0.5 * drift) - 1) / (np.exp(-2 * drift) - 1)
+    np.testing.assert_allclose(hddm, 1 / (1 + np.exp(-drift)), rtol=1e-12)
+    assert not np.allclose(hddm, 1 / (1 + np.exp(-2 * drift)))
+    assert HDDM_HRL_NODES == {"alpha": ("alpha", "logit"), "v": ("beta", "natural")}

@@ -43,6 +43,10 @@ def test_the_docs_list_every_report_with_its_command():
     assert reproduce_table() in (ROOT / "docs" / "validation.md").read_text()
 
 
+def test_the_docs_model_comparison_table_is_the_reports():
+    assert reports.models_table(ROOT) in (ROOT / "docs" / "validation.md").read_text()
+
+
 def test_a_changed_input_makes_a_report_stale_and_rebuilding_records_the_commit(tmp_path, monkeypatch):
     import subprocess
 
