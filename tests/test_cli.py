@@ -17,7 +17,7 @@ from amortized_rlddm.model.simulator import simulate
 SMOKE = "training_configs/smoke.yaml"
 USER_COMMANDS = ("simulate", "demo", "infer", "check", "group", "fit-exact", "compare-models", "train", "export",
                  "diagnose", "compare", "power")
-VALIDATE_COMMANDS = ("group", "designs", "real-data", "headline", "ablate", "bench")
+VALIDATE_COMMANDS = ("group", "designs", "real-data", "gap", "headline", "ablate", "bench")
 LONGEST_FUNCTION = 60  # lines, in the cli package
 
 
@@ -114,11 +114,15 @@ def test_train_then_infer(tmp_path, capsys):
     # the check of fresh simulations: the share above the k-hat threshold, a histogram, overlays
     capsys.readouterr()
     assert main(["check", "--checkpoint", str(ckpt), "--participants", "12", "--draws", "100",
-                 "--out", str(tmp_path / "check")]) == 0
-    assert "above the k-hat threshold" in capsys.readouterr().out
+                 "--misspecification", "9", "--out", str(tmp_path / "check")]) == 0
+    printed = capsys.readouterr().out
+    assert "above the k-hat threshold" in printed and "unlike simulations of their own design" in printed
     checked = json.loads((tmp_path / "check" / "check.json").read_text())
     assert checked["participants"] == 12 and 0 <= checked["share_above_threshold"] <= 1
-    assert len(pd.read_csv(tmp_path / "check" / "check.csv")) == 12
+    mis = checked["misspecification"]
+    assert mis["above_threshold"] == mis["above_threshold_and_unlike_training"] + mis["above_threshold_like_training"]
+    table = pd.read_csv(tmp_path / "check" / "check.csv")
+    assert len(table) == 12 and table["p_unlike_training"].between(0.1, 1).all()  # 9 replicates: p >= 0.1
     assert (tmp_path / "check" / "refined_overlays.png").stat().st_size > 0
     assert main(["train", "--config", SMOKE, "--out", str(ckpt)]) == 2
     assert "--resume" in capsys.readouterr().err

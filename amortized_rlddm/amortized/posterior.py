@@ -33,9 +33,10 @@ from ..model.family import DesignFamily
 from ..model.priors import choice_only
 from ..model.settings import with_settings
 from ..model.target import ExactTarget
-from ..model.task import TaskDesign
+from ..model.task import DesignSettings, TaskDesign
 from .checkpoint import OOD_REFERENCE_FILE, InferenceError, check_consistency, read_checkpoint, resolve_checkpoint
 from .data_checks import ood_flags, ood_reference, refuse_unserved
+from .misspecification import REPLICATES, MisspecificationCheck, misspecification_check
 from .networks import backend, network_kinds
 from .packing import pack, parameter_space
 from .passes import NetworkPasses
@@ -213,6 +214,48 @@ class AmortizedPosterior:
         s = self.summary_statistics(study, design) if summaries is None else summaries
         return ood_flags(study, s, self._ood_reference(), self.config)
 
+    def misspecification(self, data, design: TaskDesign | None = None, replicates: int = REPLICATES,
+                         seed: int = 0, convention: str = "auto") -> MisspecificationCheck:
+        """Whether each participant's data, and the study's, are like simulations of the study's
+        own design under the priors, in everything the flow is conditioned on
+        (:mod:`~amortized_rlddm.amortized.misspecification`).
+
+        Parameters
+        ----------
+        data
+            A Study, DataFrame or CSV path, as for :meth:`infer`.
+        design
+            The study's settings (default: :meth:`study_design`).
+        replicates
+            Simulated participants per participant (p-values in steps of 1 / (replicates + 1)).
+        seed
+            Seeds the simulations.
+        convention
+            How to read a file, as for :meth:`infer`.
+
+        Returns
+        -------
+        MisspecificationCheck
+            Per participant ``distance``, ``p_value`` and ``unlike_training`` (p <= 0.01), and
+            the study's maximum mean discrepancy to its replicates with its p-value.
+        """
+        study = self._readable(data, convention)
+        design = design or self.study_design()
+        self.check(study, design=design)
+
+        def conditions(s, settings):
+            return self.passes.conditions(self._pack(s, settings))[1].astype(np.float64)
+
+        return misspecification_check(conditions, study, DesignSettings.of(design, study), self.config.priors,
+                                      replicates=replicates, seed=seed)
+
+    def _readable(self, data, convention="auto") -> Study:
+        """The data as a Study, as this network reads it (a choice-only model without RTs)."""
+        study = data if isinstance(data, Study) else read_study(data, convention=convention)
+        if choice_only(self.parameter_names) and study.has_rt:
+            study = replace(study, rt=np.full_like(study.rt, np.nan))
+        return study
+
     def sample_unbounded(self, study: Study, draws: int, seed: int | None = None,
                          design: TaskDesign | None = None) -> np.ndarray:
         """Draws in the unbounded space, shape (participants, draws, parameters)."""
@@ -387,8 +430,7 @@ class AmortizedPosterior:
             raise ValueError("fallback='nuts' acts on the importance check's k-hat; it needs check")
         study = data if isinstance(data, Study) else read_study(data, convention=convention)
         ignored_rts = choice_only(self.parameter_names) and study.has_rt
-        if ignored_rts:  # a choice-only model reads choices alone (as its network was trained)
-            study = replace(study, rt=np.full_like(study.rt, np.nan))
+        study = self._readable(study)  # a choice-only model reads choices alone (as its network was trained)
         if design is None:
             design = self.study_design(deadline, missing, q_init, p_outlier, rt_max)
         elif deadline != "design" or any(x is not None for x in (missing, q_init, p_outlier, rt_max)):

@@ -64,7 +64,8 @@ def run_check(args):
                              "from --design (or the network's own design)")
         design = named_design(args.design) if args.design else None
         study = fresh_simulations(posterior, args.participants, args.seed, design)
-    summary = check_posteriors(posterior, study, args.out, draws=args.draws, seed=args.seed, design=design)
+    summary = check_posteriors(posterior, study, args.out, draws=args.draws, seed=args.seed, design=design,
+                               replicates=args.misspecification)
     source = args.data or (f"{args.participants} fresh simulations of "
                            + (f"design {args.design}" if args.design else "the network's design"))
     print(f"{summary['participants']} participants ({source}), {summary['draws']} draws each: "
@@ -76,6 +77,15 @@ def run_check(args):
           f"{summary['seconds_corrected']:.1f} s")
     for participant, reason in summary["untrusted"].items():
         print(f"  not trusted: {participant}: {reason}")
+    if "misspecification" in summary:
+        m = summary["misspecification"]
+        print(f"unlike simulations of their own design under the priors (p <= {m['alpha']:g}, {m['replicates']} "
+              f"replicates each): {m['unlike_training']} of {summary['participants']} participants; the study: "
+              f"MMD {m['study_mmd']:.4f}, p = {m['study_p_value']:.3f}"
+              + (" (unlike its design's simulations)" if m["study_unlike_training"] else ""))
+        print(f"of the {m['above_threshold']} above the k-hat threshold: {m['above_threshold_and_unlike_training']} "
+              f"unlike the training data (the network extrapolates), {m['above_threshold_like_training']} like it "
+              "(the network is inaccurate there)")
     print("the correction moved the posterior means by (median, in raw sds): " + ", ".join(
         f"{k} {v:.3f}" for k, v in summary["refined_shift_in_raw_sd"].items()))
     print("corrected sd / raw sd (median): "
@@ -222,6 +232,9 @@ def _add_check(subparsers, common):
     add_settings_options(p)
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--misspecification", type=int, default=0, metavar="REPLICATES",
+                   help="also check each participant and the study against REPLICATES simulations per "
+                        "participant of its own design under the priors (e.g. 199; default: no check)")
     p.add_argument("--out", default="rlddm_output/check", help="report directory (default: %(default)s)")
 
 

@@ -1,5 +1,5 @@
 """The maintainers' validation, report and benchmark commands, under `rlddm validate`: group,
-designs, trusted, real-data, headline, ablate, bench and report."""
+designs, trusted, real-data, gap, headline, ablate, bench and report."""
 
 import json
 from pathlib import Path
@@ -110,6 +110,21 @@ def run_validate_real_data(args):
     print(f"wrote {Path(args.out) / 'report.md'}")
 
 
+def run_validate_gap(args):
+    """`rlddm validate gap`: where a network's raw answer departs from the exact posterior on a study."""
+    from ..amortized.posterior import AmortizedPosterior
+    from ..validation.gap import gap_report
+
+    posterior = AmortizedPosterior.load(args.checkpoint)
+    study, design, _ = prepared_study(args, posterior.base_design)
+    summary = gap_report(posterior, study, design, args.out, draws=args.draws, replicates=args.replicates,
+                         seed=args.seed, source=args.data)
+    print(f"{summary['participants']} participants: raw k-hat above the threshold for {summary['above_threshold']}, "
+          f"unlike the training data {summary['unlike_training']}; median abs. raw error (corrected sds): "
+          + ", ".join(f"{n} {e['median_abs_error']:.2f}" for n, e in summary["raw_error"].items()))
+    print(f"wrote {Path(args.out) / 'report.md'}")
+
+
 def run_validate_headline(args):
     """`rlddm validate headline`: the README's headline table."""
     from ..validation.compare import headline_table
@@ -162,7 +177,8 @@ def run_validate_bench(args):
 
 
 def add_commands(subparsers, common):
-    """`validate` and its commands: group, designs, real-data, headline, ablate and bench."""
+    """`validate` and its commands: group, designs, trusted, real-data, gap, headline, ablate, bench
+    and report."""
     validate = subparsers.add_parser("validate", help="the maintainers' validation, report and benchmark commands "
                                                       "(docs/validation.md, docs/benchmarks.md)",
                                      description="The maintainers' validation, report and benchmark commands.")
@@ -171,6 +187,7 @@ def add_commands(subparsers, common):
     _add_designs(commands, common)
     _add_trusted(commands, common)
     _add_real_data(commands, common)
+    _add_gap(commands, common)
     _add_headline(commands, common)
     _add_ablate(commands, common)
     _add_bench(commands, common)
@@ -259,6 +276,19 @@ def _add_real_data(commands, common):
     add_settings_options(p)
     p.add_argument("--exact", required=True, help="the rlddm fit-exact report directory of the same data and settings")
     p.add_argument("--draws", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="report directory")
+
+
+def _add_gap(commands, common):
+    p = add_command(commands, common, "gap", run_validate_gap,
+                    help="where a network's raw posteriors depart from the exact ones on a data file: the data's "
+                         "features against the prior and posterior predictive, and which go with which error")
+    add_checkpoint(p, default="general")
+    add_data_options(p)
+    add_settings_options(p)
+    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--replicates", type=int, default=199, help="prior-predictive simulations per participant")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="report directory")
 

@@ -126,7 +126,8 @@ def simulate(params: Mapping[str, np.ndarray], design: TaskDesign, seed: int,
     Returns
     -------
     Study
-        Choices, RTs and rewards, plus both arms' potential outcomes (``outcomes``).
+        Choices, RTs and rewards, plus both arms' potential outcomes (``outcomes``) and reward
+        probabilities (``arm_probs``).
     """
     if isinstance(design, DesignFamily):
         raise TypeError("simulate takes one design; a family of designs draws one per participant: "
@@ -193,7 +194,8 @@ def simulate_trials(params: Mapping[str, np.ndarray], n_trials: np.ndarray, bloc
         participant_ids = np.arange(1, n + 1)
     study = Study(participant=np.asarray(participant_ids), n_trials=n_trials, choice=choice, rt=rt,
                   reward=reward, block=block.astype(np.int32), outcomes=outcomes, condition=condition.astype(np.int32),
-                  excluded=omitted & per_participant(exclude_omissions, bool)[:, None], condition_labels=labels)
+                  excluded=omitted & per_participant(exclude_omissions, bool)[:, None], condition_labels=labels,
+                  arm_probs=np.asarray(arm_probs, np.float64).copy())
     first = per_participant(exclude_first, bool)
     if first.any():
         marked, _ = exclude_first_trial_of_each_condition(study)

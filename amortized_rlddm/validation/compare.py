@@ -335,3 +335,22 @@ def headline_table(diagnostics_dir, compare_dir):
               f"NUTS {timing['nuts_s_per_participant']:.2f} s (+ {timing['nuts_compile_s']:.0f} s compiling once), "
               f"{timing['speedup']:.0f}x."]
     return "\n".join(lines)
+
+
+def nuts_comparison_table(folders: dict) -> str:
+    """Markdown rows, one per :func:`compare` report folder (label -> folder) and parameter: the
+    datasets compared, then raw and corrected, the median abs. standardized mean difference,
+    the median sd ratio and the recovery gap to NUTS (r_gap, with its standard error)."""
+    lines = ["| trials | parameter | datasets | raw: abs(mean diff.) / NUTS sd | raw: sd ratio | raw: r gap | "
+             "corrected: abs(mean diff.) | corrected: sd ratio | corrected: r gap |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for label, folder in folders.items():
+        raw = pd.read_csv(Path(folder) / "summary.csv").set_index("parameter")
+        refined = pd.read_csv(Path(folder) / "summary_refined.csv").set_index("parameter")
+        for name, r in raw.iterrows():
+            c = refined.loc[name]
+            lines.append(f"| {label} | {name} | {r['datasets']:.0f} | {r['median_abs_std_mean_difference']:.3f} | "
+                         f"{r['median_sd_ratio']:.3f} | {r['r_gap']:+.3f} ± {r['r_gap_se']:.3f} | "
+                         f"{c['median_abs_std_mean_difference']:.3f} | {c['median_sd_ratio']:.3f} | "
+                         f"{c['r_gap']:+.3f} ± {c['r_gap_se']:.3f} |")
+    return "\n".join(lines)

@@ -16,6 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..amortized.checkpoint import InferenceError
+from ..amortized.misspecification import ALPHA
 from ..amortized.posterior import AmortizedPosterior
 from ..correction.importance import khat_threshold
 from ..data.study import Study
@@ -34,9 +35,15 @@ def fresh_simulations(posterior: AmortizedPosterior, participants: int, seed: in
 
 
 def check_posteriors(posterior: AmortizedPosterior, study: Study, out: str | Path, draws: int = 1000,
-                     seed: int = 0, design=None) -> dict:
+                     seed: int = 0, design=None, replicates: int = 0) -> dict:
     """Check and correct every participant's posterior; write check.csv, check.json,
     khat_histogram.png and refined_overlays.png to `out`.
+
+    With `replicates`, also the misspecification check
+    (:meth:`~amortized_rlddm.amortized.posterior.AmortizedPosterior.misspecification`, that many
+    simulated participants per participant): per participant ``unlike_training`` and its
+    ``p_unlike_training`` in check.csv, and in the summary the study's discrepancy, its p-value
+    and how the flags and the k-hat failures overlap (``misspecification``).
 
     Returns the summary written to check.json: participants, draws, the k-hat threshold, the
     share of participants whose raw draws are above it, k-hat quantiles, per parameter the
@@ -67,6 +74,10 @@ def check_posteriors(posterior: AmortizedPosterior, study: Study, out: str | Pat
         table[f"{name}_sd_ratio"] = after.std(axis=1, ddof=1) / sd
         shifts[name] = float(np.median(np.abs(table[f"{name}_shift"])))
         ratios[name] = float(np.median(table[f"{name}_sd_ratio"]))
+    if replicates:
+        check = posterior.misspecification(study, design=design, replicates=replicates, seed=seed)
+        table["p_unlike_training"] = check.participants["p_value"].values
+        table["unlike_training"] = check.participants["unlike_training"].values
     table.to_csv(out / "check.csv", index=False)
     threshold = khat_threshold(draws)
     summary = {"participants": int(study.n_participants), "draws": int(draws), "khat_threshold": threshold,
@@ -79,6 +90,14 @@ def check_posteriors(posterior: AmortizedPosterior, study: Study, out: str | Pat
                                                             table.loc[~table["refined_trusted"], "refined_reason"])},
                "evaluations_median": float(table["refined_evaluations"].median()),
                "seconds_corrected": seconds}
+    if replicates:
+        flagged, failed = table["unlike_training"], table["above_threshold"]
+        summary["misspecification"] = {
+            "replicates": replicates, "alpha": ALPHA, "unlike_training": int(flagged.sum()),
+            "study_mmd": check.study_mmd, "study_p_value": check.study_p_value,
+            "study_unlike_training": check.study_flagged, "above_threshold": int(failed.sum()),
+            "above_threshold_and_unlike_training": int((failed & flagged).sum()),
+            "above_threshold_like_training": int((failed & ~flagged).sum())}
     (out / "check.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_khat_histogram(table["khat"].to_numpy(), threshold, out / "khat_histogram.png")
     worst = np.argsort(-table["khat"].to_numpy())[:OVERLAID]
@@ -134,4 +153,20 @@ def trusted_table(root: str | Path) -> str:
         lines.append(f"| {path.parent.parent.name} | {path.parent.name} | {summary['participants']} | "
                      f"{100 * summary['share_above_threshold']:.1f}% | {100 * summary['trusted_share']:.1f}% | "
                      f"{methods} | {summary['evaluations_median']:.0f} | {summary['seconds_corrected']:.0f} |")
+    return "\n".join(lines)
+
+
+def misspecification_table(root: str | Path) -> str:
+    """The markdown table of the misspecification check beside the k-hat: one row per check.json
+    with a misspecification entry under root/<data>_<network>/."""
+    lines = ["| data, network | participants | raw k-hat above the threshold | of them unlike the training data | "
+             "participants unlike the training data | the study: MMD, p-value |", "|---|---|---|---|---|---|"]
+    for path in sorted(Path(root).glob("*/check.json")):
+        summary = json.loads(path.read_text())
+        m = summary.get("misspecification")
+        if m is None:
+            continue
+        lines.append(f"| {path.parent.name} | {summary['participants']} | {m['above_threshold']} | "
+                     f"{m['above_threshold_and_unlike_training']} | {m['unlike_training']} | "
+                     f"{m['study_mmd']:.3f}, {m['study_p_value']:.3f} |")
     return "\n".join(lines)

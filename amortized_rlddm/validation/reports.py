@@ -30,6 +30,7 @@ GERSHMAN_SETTINGS = ("--choice-codes", "1:0,2:1", "--q-init", "0", "--p-outlier"
 PAIRS = ("--pair-reward-probs", "0.2/0.8,0.3/0.7,0.4/0.6")
 EXACT_FIT = ("--tune", "500", "--draws-per-chain", "500")
 NETWORKS = ("checkpoints/general", "checkpoints/general-dual")
+MISSPECIFICATION = ("--misspecification", "199")  # replicates per participant
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,25 @@ REPORTS = {
         [GERSHMAN, *NETWORKS],
         ["compare-models", "--data", GERSHMAN, "--columns", GERSHMAN_COLUMNS, *GERSHMAN_SETTINGS, "--out",
          "reports/real/gershman_models"]),
+    "gap": _report(
+        "reports/real/gap", "where the raw networks depart from the exact posteriors on the human data, and why",
+        [HDDM, GERSHMAN, *NETWORKS],
+        *(["validate", "gap", "--checkpoint", network, "--data", HDDM, *HDDM_SETTINGS, "--out",
+           f"reports/real/gap/hddm_{network}"] for network in ("general", "general-dual")),
+        *(["validate", "gap", "--checkpoint", network, "--data", GERSHMAN, "--columns",
+           f"{GERSHMAN_COLUMNS},p_reward_0=prob1,p_reward_1=prob2", *GERSHMAN_SETTINGS, "--out",
+           f"reports/real/gap/gershman_{network}"] for network in ("general", "general-dual"))),
+    "misspecification": _report(
+        "reports/misspecification", "the misspecification check on the human data and on fresh simulations, "
+        "beside the k-hat", [HDDM, GERSHMAN, *NETWORKS],
+        *(["check", "--checkpoint", network, "--data", HDDM, *HDDM_SETTINGS, *MISSPECIFICATION, "--out",
+           f"reports/misspecification/hddm_{network}"] for network in ("general", "general-dual")),
+        *(["check", "--checkpoint", network, "--data", GERSHMAN, "--columns",
+           f"{GERSHMAN_COLUMNS},p_reward_0=prob1,p_reward_1=prob2", *GERSHMAN_SETTINGS, *MISSPECIFICATION, "--out",
+           f"reports/misspecification/gershman_{network}"] for network in ("general", "general-dual")),
+        *(["check", "--checkpoint", "general", "--design", design, "--participants", "200", "--seed", "3",
+           *MISSPECIFICATION, "--out", f"reports/misspecification/simulated_{design}"]
+          for design in ("hddm_pst_contaminants", "gershman_contaminants"))),
     "general": _report(
         "reports/general", "the general network design by design: calibration, k-hat, NUTS", ["checkpoints/general"],
         ["validate", "designs", "--checkpoint", "general", "--nuts-store", "runs/nuts_store", "--out",

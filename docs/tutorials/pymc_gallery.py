@@ -42,7 +42,7 @@ from amortized_rlddm.model.designs import named_design
 
 out = Path(os.environ.get("TUTORIAL_OUT", "tutorial_output"))
 out.mkdir(parents=True, exist_ok=True)
-DRAWS, CHAINS = 6000, 4  # per chain: 24,000 draws, each mean's Monte Carlo error about 0.01 sd
+DRAWS, CHAINS = 20000, 4  # 80,000 draws in all: each mean's Monte Carlo error about 0.004 sd
 
 # %% [markdown]
 # ## The gallery's data
