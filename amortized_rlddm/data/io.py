@@ -55,7 +55,7 @@ class DataError(ValueError):
 
 def read_study(source: str | os.PathLike | pd.DataFrame, convention: str = "rlddm",
                columns: dict[str, str] | None = None, choice_codes: dict[int, int] | None = None,
-               trials_within: str | None = None) -> Study:
+               trials_within: str | None = None, reward_codes: dict[int, int] | None = None) -> Study:
     """Read a CSV path or a DataFrame into a validated :class:`Study`.
 
     Parameters
@@ -81,6 +81,9 @@ def read_study(source: str | os.PathLike | pd.DataFrame, convention: str = "rldd
     trials_within
         With `columns`: the trial column counts within each ``"participant"`` (default) or
         within each ``"condition"``. With `columns` trial numbers may skip (absent trials).
+    reward_codes
+        With `columns`: the file's reward code -> ours (0 or 1), e.g. ``{100: 1, 0: 0}`` for
+        outcomes recorded in points; default ``{0: 0, 1: 1}``. Several codes may map to one.
 
     Returns
     -------
@@ -94,13 +97,13 @@ def read_study(source: str | os.PathLike | pd.DataFrame, convention: str = "rldd
     if columns is None:
         if convention not in CONVENTIONS:
             raise DataError(f"unknown convention '{convention}'; expected one of {sorted(CONVENTIONS)}")
-        if choice_codes is not None or trials_within is not None:
-            raise DataError("choice_codes and trials_within go with a column mapping (columns=...); "
+        if choice_codes is not None or trials_within is not None or reward_codes is not None:
+            raise DataError("choice_codes, reward_codes and trials_within go with a column mapping (columns=...); "
                             f"the '{convention}' convention fixes its own")
         spec = CONVENTIONS[convention]
         label = f"convention '{convention}'"
     else:
-        spec = _mapping_spec(columns, choice_codes, trials_within)
+        spec = _mapping_spec(columns, choice_codes, trials_within, reward_codes)
         label = "the column mapping"
     if isinstance(source, pd.DataFrame):
         rows = [f"row {label!r}" for label in source.index]
@@ -109,7 +112,7 @@ def read_study(source: str | os.PathLike | pd.DataFrame, convention: str = "rldd
     return _to_study(frame, spec, label, _Locator(f"file '{os.fspath(source)}'", lines))
 
 
-def _mapping_spec(columns, choice_codes, trials_within):
+def _mapping_spec(columns, choice_codes, trials_within, reward_codes=None):
     """The reading spec of a user's column mapping (ours -> theirs), checked."""
     if not isinstance(columns, dict):
         raise DataError(f"columns: expected a mapping of our column names to the file's, got {columns!r}")
@@ -125,11 +128,15 @@ def _mapping_spec(columns, choice_codes, trials_within):
     codes = {0: 0, 1: 1} if choice_codes is None else dict(choice_codes)
     if sorted(codes.values()) != [0, 1] or len(codes) != 2:
         raise DataError(f"choice_codes: expected two file codes mapped to 0 and 1, got {choice_codes!r}")
+    rewards = {0: 0, 1: 1} if reward_codes is None else dict(reward_codes)
+    if not rewards or not set(rewards.values()) <= {0, 1}:
+        raise DataError(f"reward_codes: expected file codes each mapped to 0 or 1, got {reward_codes!r}")
     within = trials_within or "participant"
     if within not in ("participant", "condition") or (within == "condition" and "condition" not in columns):
         raise DataError(f"trials_within: expected 'participant' or 'condition' (with a condition column), "
                         f"got {trials_within!r}")
     return {"columns": {their: ours for ours, their in columns.items()}, "choice_values": codes,
+            "reward_values": rewards,
             "trials": within if "trial" in columns else None, "gaps": True}
 
 
@@ -141,12 +148,13 @@ def parse_columns(text: str) -> dict[str, str]:
     return {ours.strip(): theirs.strip() for ours, theirs in pairs}
 
 
-def parse_choice_codes(text: str) -> dict[int, int]:
-    """Choice codes written ``theirs:ours,theirs:ours`` (the CLI's --choice-codes), e.g. 1:0,2:1."""
+def parse_choice_codes(text: str, option: str = "--choice-codes", example: str = "1:0,2:1") -> dict[int, int]:
+    """Codes written ``theirs:ours,theirs:ours`` (the CLI's --choice-codes, e.g. 1:0,2:1, and
+    --reward-codes, e.g. 100:1,0:0)."""
     try:
         return {int(a): int(b) for a, b in (item.split(":") for item in text.split(","))}
     except ValueError:
-        raise DataError(f"--choice-codes: expected file:ours integer pairs such as 1:0,2:1, got {text!r}") from None
+        raise DataError(f"{option}: expected file:ours integer pairs such as {example}, got {text!r}") from None
 
 
 def parse_pair_reward_probs(text: str, study: Study) -> np.ndarray:
@@ -485,7 +493,7 @@ def _to_study(frame, spec, label, where):
     pids = _participant_ids(cols["participant"], name["participant"], where)
     trial = _parse_integers(cols["trial"], name["trial"], where) if spec["trials"] else None
     choice = _parse_codes(cols["choice"], name["choice"], where, spec["choice_values"], True)
-    reward = _parse_codes(cols["reward"], name["reward"], where, {0: 0, 1: 1}, True)
+    reward = _parse_codes(cols["reward"], name["reward"], where, spec.get("reward_values", {0: 0, 1: 1}), True)
     # without an rt column the study is choices alone: for the choice-only models
     has_rt = "rt" in cols
     rt = _parse_numbers(cols["rt"], name["rt"], where, allow_empty=True) if has_rt else np.full(rows_total, np.nan)

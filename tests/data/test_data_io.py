@@ -433,6 +433,21 @@ def test_a_column_mapping_reads_other_layouts(tmp_path):
         read_study(path, choice_codes={1: 0, 2: 1})
 
 
+def test_reward_codes_map_outcomes_in_points(tmp_path):
+    path = _write(tmp_path, ["7,1,0.9,100", "7,0,0.8,0", "7,1,0.7,100"], header="subj,c,time,points")
+    mapping = parse_columns("participant=subj,choice=c,rt=time,reward=points")
+    study = read_study(path, columns=mapping, reward_codes=parse_choice_codes("100:1,0:0"))
+    np.testing.assert_array_equal(study.reward, [[1, 0, 1]])
+    with pytest.raises(DataError, match="line 2.*'points'.*not allowed"):
+        read_study(path, columns=mapping)  # 100 is not a default reward code
+    with pytest.raises(DataError, match="reward_codes"):
+        read_study(path, columns=mapping, reward_codes={100: 2})
+    with pytest.raises(DataError, match="column mapping"):
+        read_study(path, reward_codes={100: 1, 0: 0})
+    with pytest.raises(DataError, match="--reward-codes"):
+        parse_choice_codes("100=1", "--reward-codes", "100:1,0:0")
+
+
 @pytest.mark.skipif(not REAL.is_dir(), reason="needs ../shared/real")
 def test_hddm_rlddm_example_reads_as_it_is():
     study = read_study(REAL / "hddm_rlddm_data.csv", convention="hddm")
