@@ -174,6 +174,5 @@ def misspecification_check(conditions, study: Study, settings: DesignSettings, p
     participants = xr.Dataset(
         {"distance": ("participant", distance), "p_value": ("participant", p_value),
          "unlike_training": ("participant", p_value <= ALPHA)},
-        coords={"participant": [str(p) for p in study.participant]},
-        attrs={"replicates": replicates, "alpha": ALPHA, "study_mmd": study_mmd, "study_p_value": study_p})
+        coords={"participant": [str(p) for p in study.participant]})
     return MisspecificationCheck(participants, study_mmd, float(study_p), replicates)

@@ -152,7 +152,7 @@ def _summary(table, features, names, correlations, check, study, source, replica
     return {
         "source": source, "participants": int(study.n_participants), "draws": draws, "replicates": replicates,
         "above_threshold": int(table["above_threshold"].sum()), "trusted": int(table["trusted"].sum()),
-        "unlike_training": int((table["p_unlike_training"] <= check.participants.attrs["alpha"]).sum()),
+        "unlike_training": int(check.participants["unlike_training"].sum()),
         "study_mmd_p_value": check.study_p_value,
         "features": {f: {"outside_prior": outside("prior_pct_", f), "outside_posterior": outside("post_pct_", f),
                          "median_prior_percentile": float(table[f"prior_pct_{f}"].median())} for f in features},
