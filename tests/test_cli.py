@@ -15,9 +15,9 @@ from amortized_rlddm.data.io import read_study
 from amortized_rlddm.model.simulator import simulate
 
 SMOKE = "training_configs/smoke.yaml"
-USER_COMMANDS = ("simulate", "demo", "infer", "check", "group", "fit-exact", "compare-models", "train", "export",
-                 "diagnose", "compare", "power")
-VALIDATE_COMMANDS = ("group", "designs", "real-data", "gap", "headline", "ablate", "bench")
+USER_COMMANDS = ("simulate", "demo", "infer", "check", "group", "fit-exact", "compare-models", "train", "adapt",
+                 "export", "diagnose", "compare", "power")
+VALIDATE_COMMANDS = ("group", "designs", "real-data", "gap", "adapt", "headline", "ablate", "bench")
 LONGEST_FUNCTION = 60  # lines, in the cli package
 
 
@@ -207,7 +207,8 @@ class _Network:
 
 
 def _what_each_command_sees(monkeypatch, data, options):
-    """(excluded mask, likelihood options) that infer, group, check and fit-exact hand on."""
+    """(excluded mask, likelihood options) that infer, group, check, adapt and fit-exact hand on."""
+    from amortized_rlddm.amortized import adaptation
     from amortized_rlddm.amortized.posterior import AmortizedPosterior
     from amortized_rlddm.exact import fit
     from amortized_rlddm.group import fit as group_fit
@@ -226,9 +227,11 @@ def _what_each_command_sees(monkeypatch, data, options):
     monkeypatch.setattr(group_fit, "fit_group", lambda posterior, study, design, **kw: record("group", study, design))
     monkeypatch.setattr(posterior_check, "check_posteriors",
                         lambda posterior, study, out, design, **kw: record("check", study, design))
+    monkeypatch.setattr(adaptation, "adapt",
+                        lambda checkpoint, study, design, out, **kw: record("adapt", study, design))
     monkeypatch.setattr(fit, "fit_study", lambda study, priors, model, settings, **kw: record("fit-exact", study,
                                                                                               settings=settings))
-    commands = {"infer": ["--out", "p.nc"], "group": ["--out", "g.nc"], "check": [],
+    commands = {"infer": ["--out", "p.nc"], "group": ["--out", "g.nc"], "check": [], "adapt": ["--out", "a"],
                 "fit-exact": ["--model", "single", "--out", str(data.parent / "fits")]}
     for command, extra in commands.items():
         with pytest.raises(_Reached):
@@ -250,7 +253,7 @@ def test_every_command_sees_the_same_settings_and_exclusions_for_the_same_option
     data = tmp_path / "data.csv"
     write_study(study, data)
     seen = _what_each_command_sees(monkeypatch, data, options)
-    assert set(seen) == {"infer", "group", "check", "fit-exact"}
+    assert set(seen) == {"infer", "group", "check", "adapt", "fit-exact"}
     excluded, settings = seen["infer"]
     for command, (mask, given) in seen.items():
         assert np.array_equal(mask, excluded), command

@@ -12,10 +12,27 @@ import numpy as np
 
 from .networks import backend
 
-__all__ = ["CHUNK", "FLOW_BLOCK", "NetworkPasses"]
+__all__ = ["CHUNK", "FLOW_BLOCK", "NetworkPasses", "flow_log_density", "summaries_and_conditions"]
 
 CHUNK = 256  # participants per compiled call
 FLOW_BLOCK = 8192  # rows per compiled pass of the flow's density at new values
+
+
+def summaries_and_conditions(estimator, x, mask, condition):
+    """The summary network's output for packed data and the flow's conditions (the direct
+    conditions, then the summaries), one row per participant; differentiable."""
+    summary = estimator.summary_network(x, mask=mask, training=False)
+    return summary, keras.ops.concatenate([condition, summary], axis=-1)
+
+
+def flow_log_density(estimator, rows, theta):
+    """The flow's log density of unbounded values theta (R, parameters) given each one's row of
+    conditions (R, conditions): the density of the standardized values and the
+    standardization's log-Jacobian; differentiable."""
+    z, log_jacobian = estimator.standardizer.maybe_standardize(theta, key="inference_variables", stage="inference",
+                                                               forward=True, log_det_jac=True)
+    _, log_density = estimator.inference_network(z, conditions=rows, density=True, training=False)
+    return log_density + log_jacobian
 
 
 def _chunks(n):
@@ -55,9 +72,7 @@ class NetworkPasses:
         est = estimator
 
         def conditions(x, mask, condition):
-            """The summaries and the flow's conditions, one row per participant."""
-            summary = est.summary_network(x, mask=mask, training=False)
-            return summary, keras.ops.concatenate([condition, summary], axis=-1)
+            return summaries_and_conditions(est, x, mask, condition)
 
         def draws(x, mask, condition, base):
             summary, rows = conditions(x, mask, condition)
@@ -81,12 +96,7 @@ class NetworkPasses:
             return theta, log_density + log_jacobian, summary
 
         def flow_density(rows, theta):
-            """The log density of values theta (rows, p) under the flow given each row's
-            conditions."""
-            z, log_jacobian = est.standardizer.maybe_standardize(theta, key="inference_variables", stage="inference",
-                                                                 forward=True, log_det_jac=True)
-            _, log_density = est.inference_network(z, conditions=rows, density=True, training=False)
-            return log_density + log_jacobian
+            return flow_log_density(est, rows, theta)
 
         self._conditions = _compiled(conditions)
         self._draws = _compiled(draws)

@@ -1,6 +1,6 @@
 """The `rlddm` command line.
 
-Users' commands sit at the top (simulate, demo, infer, check, group, fit-exact, train, export,
+Users' commands sit at the top (simulate, demo, infer, check, group, fit-exact, train, adapt, export,
 diagnose, compare, power); the maintainers' validation, report and benchmark commands under
 `rlddm validate`. Each family of commands is a module (simulate, inference, networks,
 validate) that adds its parsers and runs each command by calling the library and printing;

@@ -1,14 +1,22 @@
-"""Training a network and measuring it: `rlddm train`, `export`, `diagnose`, `compare` and
-`power`."""
+"""Training a network, adapting it to a study and measuring it: `rlddm train`, `adapt`,
+`export`, `diagnose`, `compare` and `power`."""
 
 from pathlib import Path
 
 import pandas as pd
 
 from ..data.io import CONVENTIONS
-from ..model.config import load_config
+from ..model.config import MODELS, load_config
 from ..model.designs import NAMED_DESIGNS
-from .options import NAMED_DESIGN_HELP, NUTS_STORE_HELP, add_checkpoint, add_command
+from .options import (
+    NAMED_DESIGN_HELP,
+    NUTS_STORE_HELP,
+    add_checkpoint,
+    add_command,
+    add_data_options,
+    add_settings_options,
+    prepared_study,
+)
 
 __all__ = ["add_commands"]
 
@@ -24,6 +32,25 @@ def run_train(args):
         AmortizedPosterior.load(args.out).write_ood_reference(args.out)
     print(f"{state['epochs_done']} epochs done in {state['train_seconds'] / 60:.1f} min of training; "
           f"checkpoint in {args.out}")
+
+
+def run_adapt(args):
+    """`rlddm adapt`: fine-tune a network on a study's own data (self-consistency), a new checkpoint."""
+    from ..amortized.adaptation import ADAPTATION_DEFAULTS, adapt
+    from ..amortized.checkpoint import checkpoint_for_model
+    from ..amortized.posterior import AmortizedPosterior
+
+    checkpoint = checkpoint_for_model(args.checkpoint, args.model)
+    base = AmortizedPosterior.load(args.out if args.resume else checkpoint).base_design
+    study, design, _ = prepared_study(args, base)
+    settings = {key: getattr(args, key) for key in ADAPTATION_DEFAULTS if getattr(args, key) is not None}
+    state = adapt(checkpoint, study, design, args.out, settings=settings, resume=args.resume, model=args.model,
+                  data_source=args.data, progress=not args.quiet)
+    best = state["best_epoch"]
+    print(f"{state['epochs_done']} epochs in {state['seconds'] / 60:.1f} min; kept "
+          + (f"epoch {best}" if best else "the network before adaptation (no epoch did better on the held-out "
+                                         "participants)")
+          + f"; checkpoint in {args.out} (rlddm infer --checkpoint {args.out} with the same data options)")
 
 
 def run_export(args):
@@ -82,8 +109,9 @@ def run_power(args):
 
 
 def add_commands(subparsers, common):
-    """train, export, diagnose, compare and power."""
+    """train, adapt, export, diagnose, compare and power."""
     _add_train(subparsers, common)
+    _add_adapt(subparsers, common)
     _add_export(subparsers, common)
     _add_diagnose(subparsers, common)
     _add_compare(subparsers, common)
@@ -97,6 +125,40 @@ def _add_train(subparsers, common):
     p.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="one line per epoch instead of a progress bar (for logs)")
+
+
+# rlddm adapt's settings (amortized.adaptation.ADAPTATION_DEFAULTS): type and help
+ADAPT_OPTIONS = {
+    "epochs": (int, "epochs; the checkpoint keeps the one with the lowest checked losses"),
+    "steps_per_epoch": (int, "gradient steps per epoch"),
+    "participants_per_step": (int, "participants in each step's self-consistency loss"),
+    "draws": (int, "network draws per participant and step"),
+    "simulations_per_step": (int, "simulated participants of the study's designs per step"),
+    "training_simulations_per_step": (int, "simulated participants like the network's training data per step "
+                                           "(0: none)"),
+    "simulation_weight": (float, "the simulation losses' weight"),
+    "learning_rate": (float, "Adam's peak learning rate"),
+    "held_out": (float, "share of participants held out to pick the epoch (0: none)"),
+    "validation_simulations": (int, "simulations of each kind checking what the network keeps"),
+    "seed": (int, "seeds the steps' draws and simulations"),
+}
+
+
+def _add_adapt(subparsers, common):
+    from ..amortized.adaptation import ADAPTATION_DEFAULTS
+
+    p = add_command(subparsers, common, "adapt", run_adapt,
+                    help="fine-tune a network on a study's own data (self-consistency with the exact likelihood, "
+                         "mixed with simulations of the study's designs and of its training data); writes a new "
+                         "checkpoint")
+    add_checkpoint(p)
+    add_data_options(p)
+    p.add_argument("--model", choices=list(MODELS), help="as for infer: a shipped network's sibling of this model")
+    add_settings_options(p)
+    p.add_argument("--out", required=True, help="the adapted checkpoint's directory (new, or with --resume)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted adaptation in --out")
+    for key, (kind, text) in ADAPT_OPTIONS.items():
+        p.add_argument(f"--{key.replace('_', '-')}", type=kind, help=f"{text} (default {ADAPTATION_DEFAULTS[key]})")
 
 
 def _add_export(subparsers, common):

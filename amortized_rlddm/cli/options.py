@@ -55,6 +55,9 @@ def add_data_options(parser, required=True):
     parser.add_argument("--choice-codes", help="with --columns: file:ours choice codes, e.g. 1:0,2:1")
     parser.add_argument("--reward-codes", help="with --columns: file:ours reward codes, e.g. 100:1,0:0 for outcomes "
                                                "in points")
+    parser.add_argument("--missing-rewards", choices=["refuse", "ignore"], default="refuse",
+                        help="with --columns: a reward recorded on a missing response is refused (default) or, with "
+                             "ignore, not an outcome (e.g. 0 points for a timeout)")
     parser.add_argument("--trials-within", choices=["participant", "condition"],
                         help="with --columns: what the trial column counts within")
 
@@ -81,13 +84,14 @@ def add_settings_options(parser, hddm=False):
 
 def _read_data(args):
     """The study of --data, read with --convention, or with --columns (and --choice-codes,
-    --reward-codes, --trials-within) for another layout (which a convention refuses)."""
+    --reward-codes, --missing-rewards, --trials-within) for another layout (which a convention
+    refuses)."""
     codes = None if args.choice_codes is None else parse_choice_codes(args.choice_codes)
     rewards = None if args.reward_codes is None else parse_choice_codes(args.reward_codes, "--reward-codes",
                                                                            "100:1,0:0")
     columns = None if args.columns is None else parse_columns(args.columns)
     return read_study(args.data, convention=args.convention, columns=columns, choice_codes=codes,
-                      reward_codes=rewards, trials_within=args.trials_within)
+                      reward_codes=rewards, trials_within=args.trials_within, missing_rewards=args.missing_rewards)
 
 
 def prepared_study(args, base):

@@ -1,5 +1,5 @@
 """The maintainers' validation, report and benchmark commands, under `rlddm validate`: group,
-designs, trusted, real-data, gap, headline, ablate, bench and report."""
+designs, trusted, real-data, gap, adapt, headline, ablate, bench and report."""
 
 import json
 from pathlib import Path
@@ -125,6 +125,24 @@ def run_validate_gap(args):
     print(f"wrote {Path(args.out) / 'report.md'}")
 
 
+def run_validate_adapt(args):
+    """`rlddm validate adapt`: what adapting a network to a study does to its raw answer and calibration."""
+    from ..amortized.posterior import AmortizedPosterior
+    from ..validation.adaptation import adaptation_report
+
+    study, design, _ = prepared_study(args, AmortizedPosterior.load(args.checkpoint).base_design)
+    settings = {"epochs": args.epochs} if args.epochs else None
+    summary = adaptation_report(args.checkpoint, study, design, args.out, settings=settings, draws=args.draws,
+                                seed=args.seed, calibration_datasets=args.calibration_datasets, source=args.data,
+                                progress=not args.quiet)
+    runs = summary["runs"]
+    print(f"raw k-hat above the threshold: {summary['before']['above_threshold']} of {summary['participants']} "
+          f"before, {runs['whole_study']['adapted']['above_threshold']} after adapting on the whole study; held-out "
+          f"half {runs['half_study']['held_out_before']['above_threshold']} -> "
+          f"{runs['half_study']['held_out']['above_threshold']}")
+    print(f"wrote {Path(args.out) / 'report.md'}")
+
+
 def run_validate_headline(args):
     """`rlddm validate headline`: the README's headline table."""
     from ..validation.compare import headline_table
@@ -177,7 +195,7 @@ def run_validate_bench(args):
 
 
 def add_commands(subparsers, common):
-    """`validate` and its commands: group, designs, trusted, real-data, gap, headline, ablate, bench
+    """`validate` and its commands: group, designs, trusted, real-data, gap, adapt, headline, ablate, bench
     and report."""
     validate = subparsers.add_parser("validate", help="the maintainers' validation, report and benchmark commands "
                                                       "(docs/validation.md, docs/benchmarks.md)",
@@ -188,6 +206,7 @@ def add_commands(subparsers, common):
     _add_trusted(commands, common)
     _add_real_data(commands, common)
     _add_gap(commands, common)
+    _add_adapt(commands, common)
     _add_headline(commands, common)
     _add_ablate(commands, common)
     _add_bench(commands, common)
@@ -291,6 +310,22 @@ def _add_gap(commands, common):
     p.add_argument("--replicates", type=int, default=199, help="prior-predictive simulations per participant")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="report directory")
+
+
+def _add_adapt(commands, common):
+    p = add_command(commands, common, "adapt", run_validate_adapt,
+                    help="adapt a network on a data file, whole and half (the other half held out): raw errors "
+                         "against the exact posteriors before and after, and calibration on the five"
+                         " validation designs")
+    add_checkpoint(p, default="general")
+    add_data_options(p)
+    add_settings_options(p)
+    p.add_argument("--epochs", type=int, help="adaptation epochs (default: rlddm adapt's)")
+    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--calibration-datasets", type=int, default=1000,
+                   help="fresh simulations per validation design for the calibration before and after")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="report directory (the adapted checkpoints: OUT/checkpoints)")
 
 
 def _add_headline(commands, common):

@@ -55,7 +55,8 @@ class DataError(ValueError):
 
 def read_study(source: str | os.PathLike | pd.DataFrame, convention: str = "rlddm",
                columns: dict[str, str] | None = None, choice_codes: dict[int, int] | None = None,
-               trials_within: str | None = None, reward_codes: dict[int, int] | None = None) -> Study:
+               trials_within: str | None = None, reward_codes: dict[int, int] | None = None,
+               missing_rewards: str = "refuse") -> Study:
     """Read a CSV path or a DataFrame into a validated :class:`Study`.
 
     Parameters
@@ -84,6 +85,11 @@ def read_study(source: str | os.PathLike | pd.DataFrame, convention: str = "rldd
     reward_codes
         With `columns`: the file's reward code -> ours (0 or 1), e.g. ``{100: 1, 0: 0}`` for
         outcomes recorded in points; default ``{0: 0, 1: 1}``. Several codes may map to one.
+    missing_rewards
+        With `columns`: what a reward recorded on a missing response (no choice) is:
+        ``"refuse"`` (the default: an error naming the cell) or ``"ignore"`` (not an outcome,
+        e.g. the 0 points a file records for a timeout: read as no reward, as our format
+        writes it).
 
     Returns
     -------
@@ -97,13 +103,14 @@ def read_study(source: str | os.PathLike | pd.DataFrame, convention: str = "rldd
     if columns is None:
         if convention not in CONVENTIONS:
             raise DataError(f"unknown convention '{convention}'; expected one of {sorted(CONVENTIONS)}")
-        if choice_codes is not None or trials_within is not None or reward_codes is not None:
-            raise DataError("choice_codes, reward_codes and trials_within go with a column mapping (columns=...); "
-                            f"the '{convention}' convention fixes its own")
+        if (choice_codes is not None or trials_within is not None or reward_codes is not None
+                or missing_rewards != "refuse"):
+            raise DataError("choice_codes, reward_codes, missing_rewards and trials_within go with a column mapping "
+                            f"(columns=...); the '{convention}' convention fixes its own")
         spec = CONVENTIONS[convention]
         label = f"convention '{convention}'"
     else:
-        spec = _mapping_spec(columns, choice_codes, trials_within, reward_codes)
+        spec = _mapping_spec(columns, choice_codes, trials_within, reward_codes, missing_rewards)
         label = "the column mapping"
     if isinstance(source, pd.DataFrame):
         rows = [f"row {label!r}" for label in source.index]
@@ -112,7 +119,7 @@ def read_study(source: str | os.PathLike | pd.DataFrame, convention: str = "rldd
     return _to_study(frame, spec, label, _Locator(f"file '{os.fspath(source)}'", lines))
 
 
-def _mapping_spec(columns, choice_codes, trials_within, reward_codes=None):
+def _mapping_spec(columns, choice_codes, trials_within, reward_codes=None, missing_rewards="refuse"):
     """The reading spec of a user's column mapping (ours -> theirs), checked."""
     if not isinstance(columns, dict):
         raise DataError(f"columns: expected a mapping of our column names to the file's, got {columns!r}")
@@ -131,12 +138,14 @@ def _mapping_spec(columns, choice_codes, trials_within, reward_codes=None):
     rewards = {0: 0, 1: 1} if reward_codes is None else dict(reward_codes)
     if not rewards or not set(rewards.values()) <= {0, 1}:
         raise DataError(f"reward_codes: expected file codes each mapped to 0 or 1, got {reward_codes!r}")
+    if missing_rewards not in ("refuse", "ignore"):
+        raise DataError(f"missing_rewards: expected 'refuse' or 'ignore', got {missing_rewards!r}")
     within = trials_within or "participant"
     if within not in ("participant", "condition") or (within == "condition" and "condition" not in columns):
         raise DataError(f"trials_within: expected 'participant' or 'condition' (with a condition column), "
                         f"got {trials_within!r}")
     return {"columns": {their: ours for ours, their in columns.items()}, "choice_values": codes,
-            "reward_values": rewards,
+            "reward_values": rewards, "missing_rewards": missing_rewards,
             "trials": within if "trial" in columns else None, "gaps": True}
 
 
@@ -532,11 +541,15 @@ def _to_study(frame, spec, label, where):
             has, lacks = ("choice", "rt") if choice[i] >= 0 else ("rt", "choice")
             raise DataError(f"{where(i, name[lacks])}: a {has} without a {lacks}; a missing "
                             f"response leaves '{name['choice']}' and '{name['rt']}' both empty")
+        if choice[i] < 0 <= reward[i] and spec.get("missing_rewards") == "ignore":
+            reward[i] = -1  # not an outcome: the reader was told so
         if (choice[i] < 0) != (reward[i] < 0):
             problem = ("a response without a reward" if choice[i] >= 0
                        else "a reward for a missing response")
+            hint = ("" if choice[i] >= 0 else "; if the file records an outcome on missing responses that is not "
+                    "a reward, read it with a column mapping and missing_rewards='ignore' (--missing-rewards ignore)")
             raise DataError(f"{where(i, name['reward'])}: {problem}; the reward is that of the "
-                            "chosen arm and is empty only when the response is missing")
+                            f"chosen arm and is empty only when the response is missing{hint}")
 
     participants = list(dict.fromkeys(pids))
     rows_of = {pid: [] for pid in participants}

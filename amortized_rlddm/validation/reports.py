@@ -24,9 +24,17 @@ REAL = "../shared/real"  # the public human datasets beside the checkout (their 
 CHECKPOINT_FILES = ("model.keras", "config.yaml")  # what decides a network's draws
 HDDM = f"{REAL}/hddm_rlddm_data.csv"
 GERSHMAN = f"{REAL}/gershman_RL_DDM_data_bandit.csv"
+MILETIC = f"{REAL}/miletic2021_exp1.csv"
 HDDM_SETTINGS = ("--convention", "hddm", "--exclude-first", "--p-outlier", "0.05", "--rt-max", "5")
 GERSHMAN_COLUMNS = "participant=subj_idx,choice=c,rt=rt,reward=r,block=s"
 GERSHMAN_SETTINGS = ("--choice-codes", "1:0,2:1", "--q-init", "0", "--p-outlier", "0.05", "--rt-max", "12")
+# Miletic et al. 2021, exp. 1: arm 1 the pair's better stimulus; rewards in points (100, 0, and -100
+# or 0 for a response after the 2 s deadline); 21 trials without a response record 0 points,
+# which is not an outcome; they are taken as ignorable omissions (late responses were recorded)
+MILETIC_READING = ("--columns", "participant=pp,trial=TrialNumber,condition=stimulus_set,choice=choiceIsHighP,rt=rt,"
+                   "reward=reward,p_reward_0=low_stim_prob,p_reward_1=high_stim_prob", "--reward-codes",
+                   "100:1,0:0,-100:0", "--missing-rewards", "ignore", "--missing", "ignorable", "--p-outlier", "0.05",
+                   "--rt-max", "3")
 PAIRS = ("--pair-reward-probs", "0.2/0.8,0.3/0.7,0.4/0.6")
 EXACT_FIT = ("--tune", "500", "--draws-per-chain", "500")
 NETWORKS = ("checkpoints/general", "checkpoints/general-dual")
@@ -115,12 +123,14 @@ REPORTS = {
          "reports/real/gershman_models"]),
     "gap": _report(
         "reports/real/gap", "where the raw networks depart from the exact posteriors on the human data, and why",
-        [HDDM, GERSHMAN, *NETWORKS],
+        [HDDM, GERSHMAN, MILETIC, *NETWORKS],
         *(["validate", "gap", "--checkpoint", network, "--data", HDDM, *HDDM_SETTINGS, "--out",
            f"reports/real/gap/hddm_{network}"] for network in ("general", "general-dual")),
         *(["validate", "gap", "--checkpoint", network, "--data", GERSHMAN, "--columns",
            f"{GERSHMAN_COLUMNS},p_reward_0=prob1,p_reward_1=prob2", *GERSHMAN_SETTINGS, "--out",
-           f"reports/real/gap/gershman_{network}"] for network in ("general", "general-dual"))),
+           f"reports/real/gap/gershman_{network}"] for network in ("general", "general-dual")),
+        ["validate", "gap", "--checkpoint", "general", "--data", MILETIC, *MILETIC_READING, "--out",
+         "reports/real/gap/miletic_general"]),
     "misspecification": _report(
         "reports/misspecification", "the misspecification check on the human data and on fresh simulations, "
         "beside the k-hat", [HDDM, GERSHMAN, *NETWORKS],
@@ -132,6 +142,14 @@ REPORTS = {
         *(["check", "--checkpoint", "general", "--design", design, "--participants", "200", "--seed", "3",
            *MISSPECIFICATION, "--out", f"reports/misspecification/simulated_{design}"]
           for design in ("hddm_pst_contaminants", "gershman_contaminants"))),
+    "adapt": _report(
+        "reports/real/adapt", "the raw networks adapted to the human data (rlddm adapt): errors before and after, "
+        "on held-out halves, and calibration on the five validation designs", [HDDM, GERSHMAN, *NETWORKS],
+        *(["validate", "adapt", "--checkpoint", network, "--data", HDDM, *HDDM_SETTINGS, "--out",
+           f"reports/real/adapt/hddm_{network}"] for network in ("general", "general-dual")),
+        *(["validate", "adapt", "--checkpoint", network, "--data", GERSHMAN, "--columns",
+           f"{GERSHMAN_COLUMNS},p_reward_0=prob1,p_reward_1=prob2", *GERSHMAN_SETTINGS, "--out",
+           f"reports/real/adapt/gershman_{network}"] for network in ("general", "general-dual"))),
     "general": _report(
         "reports/general", "the general network design by design: calibration, k-hat, NUTS", ["checkpoints/general"],
         ["validate", "designs", "--checkpoint", "general", "--nuts-store", "runs/nuts_store", "--out",

@@ -448,6 +448,21 @@ def test_reward_codes_map_outcomes_in_points(tmp_path):
         parse_choice_codes("100=1", "--reward-codes", "100:1,0:0")
 
 
+def test_rewards_recorded_on_missing_responses_are_refused_unless_ignored(tmp_path):
+    path = _write(tmp_path, ["7,1,0.9,100", "7,,,0", "7,1,0.7,100"], header="subj,c,time,points")
+    mapping = parse_columns("participant=subj,choice=c,rt=time,reward=points")
+    codes = {100: 1, 0: 0}
+    with pytest.raises(DataError, match="line 3.*'points'.*reward for a missing response.*missing-rewards ignore"):
+        read_study(path, columns=mapping, reward_codes=codes)
+    study = read_study(path, columns=mapping, reward_codes=codes, missing_rewards="ignore")
+    np.testing.assert_array_equal(study.reward, [[1, -1, 1]])
+    np.testing.assert_array_equal(study.choice, [[1, -1, 1]])
+    with pytest.raises(DataError, match="missing_rewards"):
+        read_study(path, columns=mapping, missing_rewards="drop")
+    with pytest.raises(DataError, match="column mapping"):
+        read_study(path, missing_rewards="ignore")
+
+
 @pytest.mark.skipif(not REAL.is_dir(), reason="needs ../shared/real")
 def test_hddm_rlddm_example_reads_as_it_is():
     study = read_study(REAL / "hddm_rlddm_data.csv", convention="hddm")

@@ -9,6 +9,7 @@ import pytest
 
 from amortized_rlddm.cli import build_parser
 from amortized_rlddm.validation import reports
+from amortized_rlddm.validation.adaptation import adaptation_table
 from amortized_rlddm.validation.compare import nuts_comparison_table
 from amortized_rlddm.validation.gap import gap_table
 from amortized_rlddm.validation.posterior_check import misspecification_table
@@ -59,6 +60,7 @@ def test_the_docs_human_data_tables_are_the_reports():
     docs = (ROOT / "docs" / "validation.md").read_text()
     assert misspecification_table(ROOT / "reports" / "misspecification") in docs
     assert gap_table(ROOT / "reports" / "real" / "gap") in docs
+    assert adaptation_table(ROOT / "reports" / "real" / "adapt") in docs
 
 
 def test_a_changed_input_makes_a_report_stale_and_rebuilding_records_the_commit(tmp_path, monkeypatch):

@@ -1,0 +1,69 @@
+"""The adaptation report's scores: known shifts and widths of the raw draws against the
+reference come out as their errors and sd ratios, and the table reads the reports."""
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from amortized_rlddm.correction.importance import khat_threshold
+from amortized_rlddm.validation.adaptation import adaptation_table, raw_scores
+
+
+class _Shifted:
+    """A stand-in network whose raw draws are the reference's shifted by 0.5 of their sd and
+    1.2 times as wide, with given k-hats."""
+
+    parameter_names = ("v", "alpha")
+
+    def __init__(self, reference, khat):
+        self.reference, self.khat = reference, khat
+
+    def infer(self, study, draws, seed, design, check):
+        rows = study.rows
+        posterior = {}
+        for name, exact in self.reference.items():
+            picked = exact[:, rows]
+            mean, sd = picked.mean(0), picked.std(0)
+            posterior[name] = (("chain", "draw", "participant"),
+                               (mean + 0.5 * sd + 1.2 * (picked - mean))[None])
+        importance = xr.Dataset({"khat": ("participant", self.khat[rows])})
+        return xr.DataTree.from_dict({"posterior": xr.Dataset(posterior), "importance": importance})
+
+
+class _Study:
+    def __init__(self, rows):
+        self.rows = np.asarray(rows)
+
+    def select(self, rows):
+        return _Study(self.rows[np.asarray(rows)])
+
+
+def test_raw_scores_are_the_shift_in_exact_sds_and_the_sd_ratio():
+    rng = np.random.default_rng(0)
+    reference = {"v": rng.normal(2.0, 0.3, (1000, 6)), "alpha": rng.beta(2, 5, (1000, 6))}
+    khat = np.array([0.1, 0.9, 0.3, 0.8, 0.2, 0.75])
+    scores = raw_scores(_Shifted(reference, khat), _Study(np.arange(6)), None, reference, np.array([1, 3, 5]),
+                        draws=1000, seed=0)
+    assert scores["participants"] == 3 and scores["above_threshold"] == int((khat[[1, 3, 5]] > khat_threshold(1000))
+                                                                            .sum())
+    assert scores["median_khat"] == pytest.approx(0.8)
+    for name in ("v", "alpha"):
+        assert scores["parameters"][name]["error"] == pytest.approx(0.5)
+        assert scores["parameters"][name]["sd_ratio"] == pytest.approx(1.2)
+
+
+def test_the_table_reads_each_reports_summary(tmp_path):
+    def scores(above, error, ratio):
+        return {"participants": 10, "above_threshold": above, "median_khat": 0.5,
+                "parameters": {"v": {"error": error, "sd_ratio": ratio}, "t0": {"error": error / 2, "sd_ratio": 1.0}}}
+
+    summary = {"participants": 10, "before": scores(6, 1.9, 1.5),
+               "runs": {"whole_study": {"seconds": 420.0, "adapted": scores(1, 0.08, 0.97)},
+                        "half_study": {"held_out": scores(4, 0.9, 1.1), "held_out_before": scores(3, 2.0, 1.4)}},
+               "calibration": {"max_change": 0.012}}
+    (tmp_path / "hddm_general").mkdir()
+    (tmp_path / "hddm_general" / "summary.json").write_text(json.dumps(summary))
+    row = adaptation_table(tmp_path).splitlines()[-1]
+    assert row == "| hddm_general | 10 | 6 / 1 / 4 (3) | 1.90 / 0.08 / 0.90 | 0.97-1.00 | 7.0 | 0.012 |"
