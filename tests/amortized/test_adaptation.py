@@ -3,11 +3,8 @@ model's exact posterior, adaptation lowering the k-hat failures of data from a s
 the refusals, and an interrupted run (kill -9) that resumes."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -20,6 +17,8 @@ from amortized_rlddm.amortized.posterior import AmortizedPosterior
 from amortized_rlddm.correction.importance import khat_threshold
 from amortized_rlddm.data.io import write_study
 from amortized_rlddm.model.simulator import simulate
+
+from .interrupt import ENV, kill_after_epochs
 
 
 def conjugate_normal(draws, seed, shift=0.0, scale=1.0):
@@ -115,18 +114,8 @@ def test_kill_9_during_adaptation_then_resume(smoke_checkpoint, smoke_posterior,
     cmd = [sys.executable, "-m", "amortized_rlddm.cli", "adapt", "--checkpoint", str(smoke_checkpoint),
            "--data", str(data), "--out", str(out), "--epochs", "6", "--steps-per-epoch", "8", "--held-out", "0.4",
            "--validation-simulations", "16"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        state = out / "adaptation.json"
-        if state.exists() and json.loads(state.read_text())["epochs_done"] >= 2:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "adaptation ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    state = json.loads((out / "adaptation.json").read_text())
+    env = {**ENV, "KERAS_BACKEND": "tensorflow"}
+    state = kill_after_epochs(cmd, out / "adaptation.json", 2, env)
     done = state["epochs_done"]
     assert 2 <= done < 6 and (out / f"resume-{done}.keras").is_file()
     AmortizedPosterior.load(out)  # the last complete checkpoint is intact

@@ -1,8 +1,6 @@
 """Training survives kill -9, and numerical faults stop it before anything broken is saved."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +13,8 @@ from amortized_rlddm.amortized import training
 from amortized_rlddm.amortized.posterior import AmortizedPosterior
 from amortized_rlddm.amortized.training import EpochCheckpoint, TrainingError, train
 from amortized_rlddm.model.config import config_from_dict, load_config
+
+from .interrupt import ENV, kill_after_epochs
 
 
 def smoke_spec(**training_overrides):
@@ -29,22 +29,11 @@ def test_kill_9_during_training_then_resume(tmp_path):
     out = tmp_path / "net"
     cmd = [sys.executable, "-m", "amortized_rlddm.cli", "train", "--config", str(config_path),
            "--out", str(out), "--no-progress"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        state = out / "state.json"
-        if state.exists() and json.loads(state.read_text())["epochs_done"] >= 2:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "training ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    state = json.loads((out / "state.json").read_text())
+    state = kill_after_epochs(cmd, out / "state.json", 2)
     done = state["epochs_done"]
     assert 2 <= done < 6
     AmortizedPosterior.load(out)  # the last complete checkpoint is intact
-    assert subprocess.run(cmd + ["--resume"], env=env, capture_output=True).returncode == 0
+    assert subprocess.run(cmd + ["--resume"], env=ENV, capture_output=True).returncode == 0
     final = json.loads((out / "state.json").read_text())
     assert final["epochs_done"] == 6 and len(final["history"]["loss"]) == 6
     assert final["history"]["loss"][:done] == state["history"]["loss"]  # nothing lost or redone
