@@ -1,24 +1,25 @@
 """Adapting a trained network to a study's own data (`rlddm adapt`).
 
 The self-consistency loss (Mishra, Habermann, Schmitt, Radev and Buerkner 2025): for a
-participant's data x and parameters theta drawn from the network q(theta | x),
+participant's data x and any parameters theta,
 
     log p(theta) + log p(x | theta) - log q(theta | x) = log p(x)
 
-for every theta exactly when q is the exact posterior, so the variance of the left side over
-draws of q is zero there and positive elsewhere. The prior and the exact likelihood enter as
-values (the package's :class:`~amortized_rlddm.model.target.ExactTarget`, in the flow's
+exactly when q is the exact posterior, so the variance of the left side over draws of theta
+is zero there and positive elsewhere. The draws come from the network with its latent normal
+widened (``draw_spread``), so that its tails count. The prior and the exact likelihood enter
+as values (the package's :class:`~amortized_rlddm.model.target.ExactTarget`, in the flow's
 unbounded space); the gradient runs through log q alone, the draws held fixed. Each step
 takes the mean of that variance over a few of the study's participants and adds the usual
 simulation loss (the flow's negative log density of the true parameters) on fresh
-simulations of the same participants' designs under the priors, so the network keeps what it
-learnt. A share of the participants is held out: after each epoch the same two losses on
-them (and on a fixed set of simulations) pick the epoch the checkpoint keeps, the network
-before adaptation included.
+simulations of the same participants' designs and like the network's training data, so the
+network keeps what it learnt. After each epoch the same losses on fixed draws and
+simulations (of the held-out participants, if any) pick the epoch the checkpoint keeps, the
+network before adaptation included.
 
 The adapted checkpoint is a new directory: ``model.keras`` (the chosen epoch's network),
 the source's config and metadata (which records the adaptation), ``adaptation.json`` and
-``adaptation_log.csv`` (losses per epoch), ``resume.keras`` (the last epoch's network with
+``adaptation_log.csv`` (losses per epoch), ``resume-EPOCH.keras`` (the last epoch's network with
 its optimizer) and, once finished, the out-of-distribution reference. Every file is written
 atomically after each epoch, so a run killed at any moment resumes (``resume=True``) from its
 last complete epoch with the batches an uninterrupted run would have drawn.
@@ -56,16 +57,16 @@ __all__ = ["ADAPTATION_DEFAULTS", "AdaptationError", "adapt", "self_consistency_
 
 STATE_FILE = "adaptation.json"
 LOG_FILE = "adaptation_log.csv"
-RESUME_FILE = "resume.keras"
 ADAPTATION_DEFAULTS = {
     "epochs": 12,  # passes of steps_per_epoch steps; the checkpoint keeps the best by the held-out losses
     "steps_per_epoch": 100,
     "participants_per_step": 8,  # the study's participants in each step's self-consistency loss
     "draws": 64,  # network draws per participant for the variance
+    "draw_spread": 1.3,  # their latent normal's sd: wider than the network's own draws (1), so its tails count
     "simulations_per_step": 32,  # simulated participants of the study's designs in each step's simulation loss
     "training_simulations_per_step": 32,  # and simulations like the network's training batches (its whole family)
     "simulation_weight": 1.0,  # the simulation loss's weight beside the self-consistency loss
-    "learning_rate": 5e-5,  # the peak of a cosine schedule with a warm-up (as in training)
+    "learning_rate": 4e-4,  # the peak of a cosine schedule with a warm-up (as in training)
     "held_out": 0.0,  # share of the participants (at least 2, if the study has 5 or more) held out to pick the epoch
     "validation_simulations": 256,
     "seed": 0,
@@ -136,21 +137,26 @@ class _Adaptation:
         self.targets = [ExactTarget(study.select([i]), posterior.config.priors, design, posterior.network["t0_upper"])
                         for i in range(study.n_participants)]
         self.draws, self.simulations = int(settings["draws"]), int(settings["simulations_per_step"])
+        self.spread = float(settings["draw_spread"])
         self.training_simulations = int(settings["training_simulations_per_step"])
         self.weight = float(settings["simulation_weight"])
         self.bands, self.band_probs = trial_buckets(posterior.network,
                                                     int(training_settings(posterior.config)[1]["trial_buckets"]))
 
     def self_consistency_inputs(self, participants, seed):
-        """Network draws of `participants` (no gradient) and their exact log targets."""
-        y, _, _ = self.posterior._sample(self.study.select(participants), self.draws, seed, density=False,
-                                         design=self.design)
+        """Draws of `participants` from the network with its latent normal widened by
+        `draw_spread` (no gradient), and their exact log targets. A draw where the target or the
+        network's density is not finite does not count; it is replaced by a counted draw of the
+        same participant, so that no gradient passes through it."""
+        y, _, log_q = self.posterior._sample(self.study.select(participants), self.draws, seed, density=True,
+                                             design=self.design, spread=self.spread)
         log_target = np.stack([self.targets[i].log_density(y[j:j + 1])[0] for j, i in enumerate(participants)])
-        valid = np.isfinite(log_target)
+        valid = np.isfinite(log_target) & np.isfinite(log_q)
         if not valid.any(axis=1).all():
             bad = self.study.participant[np.asarray(participants)[~valid.any(axis=1)]]
             raise AdaptationError(f"participant(s) {', '.join(map(str, bad))}: the exact posterior is zero at "
                                   "every network draw; the data do not fit the model's support")
+        y = np.where(valid[..., None], y, y[np.arange(len(y)), valid.argmax(axis=1)][:, None, :])
         return {key: self.data[key][participants] for key in ("summary_variables", "summary_mask",
                                                                "inference_conditions")} | {
             "theta": y.reshape(-1, y.shape[-1]), "log_target": np.where(valid, log_target, 0.0), "valid": valid}
@@ -231,7 +237,7 @@ def _checked_settings(settings):
         raise ValueError(f"adaptation setting training_simulations_per_step: expected an integer >= 0, got {count!r}")
     if isinstance(merged["draws"], bool) or not isinstance(merged["draws"], int) or merged["draws"] < 2:
         raise ValueError(f"adaptation setting draws: expected an integer of at least 2, got {merged['draws']!r}")
-    for key in ("learning_rate", "simulation_weight"):
+    for key in ("learning_rate", "simulation_weight", "draw_spread"):
         if not (np.isfinite(merged[key]) and merged[key] >= (0 if key == "simulation_weight" else 1e-12)):
             raise ValueError(f"adaptation setting {key}: expected a positive number, got {merged[key]!r}")
     held_out_split(5, merged["held_out"], 0)  # refuses a share outside [0, 1)

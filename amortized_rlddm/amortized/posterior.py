@@ -261,12 +261,14 @@ class AmortizedPosterior:
         """Draws in the unbounded space, shape (participants, draws, parameters)."""
         return self._sample(study, draws, seed, design=design)[0]
 
-    def _sample(self, study: Study, draws, seed, density=False, design=None):
+    def _sample(self, study: Study, draws, seed, density=False, design=None, spread=1.0):
         """Unbounded draws (participants, draws, parameters), summary statistics
         (participants, summary_dim) and, with `density`, the draws' log density in the
-        unbounded space (participants, draws), from one pass of the compiled sampler."""
+        unbounded space (participants, draws), from one pass of the compiled sampler; `spread`
+        widens the flow's latent normal (1: the network's own draws)."""
         rng = np.random.default_rng(seed)
         base = rng.standard_normal((study.n_participants, draws, len(self.parameter_names))).astype(np.float32)
+        base *= np.float32(spread)
         return self.passes.draws(self._pack(study, design), base, density)
 
     def sample_with_density(self, study: Study, draws: int, seed: int | None = None,

@@ -133,6 +133,7 @@ ADAPT_OPTIONS = {
     "steps_per_epoch": (int, "gradient steps per epoch"),
     "participants_per_step": (int, "participants in each step's self-consistency loss"),
     "draws": (int, "network draws per participant and step"),
+    "draw_spread": (float, "the sd of the latent normal those draws come from (1: the network's own draws)"),
     "simulations_per_step": (int, "simulated participants of the study's designs per step"),
     "training_simulations_per_step": (int, "simulated participants like the network's training data per step "
                                            "(0: none)"),

@@ -143,10 +143,11 @@ def _markdown(summary) -> str:
 def adaptation_table(root: str | Path) -> str:
     """The markdown table of the adaptation reports under root/<name>/summary.json: per report,
     the raw k-hat failures and the largest per-parameter error and sd ratio range before, after
-    adapting on the whole study, and on the held-out half."""
+    adapting on the whole study, and on the held-out half; the time; the calibration's largest
+    change and how many (parameter, design) errors moved by 0.01 or less."""
     lines = ["| data, network | participants | raw k-hat above: before / adapted / held-out half (before) | "
              "largest median error (exact sds): before / adapted / held-out half | sd ratios adapted | "
-             "minutes (whole study) | calibration change |",
+             "minutes (whole study) | calibration: largest change (changes <= 0.01) |",
              "|---|---|---|---|---|---|---|"]
     for path in sorted(Path(root).glob("*/summary.json")):
         s = json.loads(path.read_text())
@@ -156,7 +157,11 @@ def adaptation_table(root: str | Path) -> str:
             return max(p["error"] for p in scores["parameters"].values())
 
         ratios = [p["sd_ratio"] for p in whole["adapted"]["parameters"].values()]
-        calibration = f"{s['calibration']['max_change']:.3f}" if "calibration" in s else "-"
+        calibration = "-"
+        if "calibration" in s:
+            c = s["calibration"]
+            changes = [abs(c["after"][d][p] - c["before"][d][p]) for d in c["before"] for p in c["before"][d]]
+            calibration = f"{c['max_change']:.3f} ({sum(x <= 0.01 for x in changes)} of {len(changes)})"
         lines.append(
             f"| {path.parent.name} | {s['participants']} | {s['before']['above_threshold']} / "
             f"{whole['adapted']['above_threshold']} / {half['held_out']['above_threshold']} "

@@ -144,12 +144,14 @@ REPORTS = {
           for design in ("hddm_pst_contaminants", "gershman_contaminants"))),
     "adapt": _report(
         "reports/real/adapt", "the raw networks adapted to the human data (rlddm adapt): errors before and after, "
-        "on held-out halves, and calibration on the five validation designs", [HDDM, GERSHMAN, *NETWORKS],
+        "on held-out halves, and calibration on the five validation designs", [HDDM, GERSHMAN, MILETIC, *NETWORKS],
         *(["validate", "adapt", "--checkpoint", network, "--data", HDDM, *HDDM_SETTINGS, "--out",
            f"reports/real/adapt/hddm_{network}"] for network in ("general", "general-dual")),
         *(["validate", "adapt", "--checkpoint", network, "--data", GERSHMAN, "--columns",
            f"{GERSHMAN_COLUMNS},p_reward_0=prob1,p_reward_1=prob2", *GERSHMAN_SETTINGS, "--out",
-           f"reports/real/adapt/gershman_{network}"] for network in ("general", "general-dual"))),
+           f"reports/real/adapt/gershman_{network}"] for network in ("general", "general-dual")),
+        ["validate", "adapt", "--checkpoint", "general", "--data", MILETIC, *MILETIC_READING, "--out",
+         "reports/real/adapt/miletic_general"]),
     "general": _report(
         "reports/general", "the general network design by design: calibration, k-hat, NUTS", ["checkpoints/general"],
         ["validate", "designs", "--checkpoint", "general", "--nuts-store", "runs/nuts_store", "--out",

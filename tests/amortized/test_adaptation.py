@@ -21,16 +21,16 @@ from amortized_rlddm.model.simulator import simulate
 from .interrupt import ENV, kill_after_epochs
 
 
-def conjugate_normal(draws, seed, shift=0.0, scale=1.0):
+def conjugate_normal(draws, seed, shift=0.0, scale=1.0, spread=1.0):
     """A normal mean with a N(0, 1) prior and 20 N(theta, 1) observations: log prior + log
-    likelihood and log q of draws from q = the exact posterior shifted by `shift` posterior sds
-    and widened by `scale`, for 30 datasets."""
+    likelihood and log q of q = the exact posterior shifted by `shift` posterior sds and widened
+    by `scale`, at draws from q widened by `spread` about its mean, for 30 datasets."""
     rng = np.random.default_rng(seed)
     x = rng.normal(rng.normal(size=(30, 1)), 1.0, size=(30, 20))
     precision = 1.0 + x.shape[1]
     mean, sd = x.sum(1, keepdims=True) / precision, precision ** -0.5
     q = stats.norm(mean + shift * sd, scale * sd)
-    theta = q.rvs(size=(30, draws), random_state=rng)
+    theta = stats.norm(mean + shift * sd, spread * scale * sd).rvs(size=(30, draws), random_state=rng)
     log_target = stats.norm.logpdf(theta) + stats.norm.logpdf(x[:, None, :], theta[..., None], 1.0).sum(-1)
     return log_target, q.logpdf(theta)
 
@@ -46,6 +46,35 @@ def test_self_consistency_loss_of_a_shifted_posterior_is_its_shift_squared():
     assert float(self_consistency_loss(log_target, log_q)) == pytest.approx(0.25, rel=0.05)
     log_target, log_q = conjugate_normal(4000, seed=2, scale=1.5)
     assert float(self_consistency_loss(log_target, log_q)) > 0.1
+
+
+def test_self_consistency_loss_holds_at_draws_wider_than_the_network():
+    # the identity holds for any theta: wider draws keep the exact posterior's loss at zero
+    # and the shifted one's at shift^2
+    log_target, log_q = conjugate_normal(500, seed=4, spread=1.3)
+    assert float(self_consistency_loss(log_target, log_q)) < 1e-6
+    log_target, log_q = conjugate_normal(4000, seed=5, shift=0.5, spread=1.3)
+    assert float(self_consistency_loss(log_target, log_q)) == pytest.approx(0.25 * 1.3**2, rel=0.05)
+
+
+def test_the_draws_spread_and_a_draw_without_a_finite_target_does_not_count(smoke_posterior, monkeypatch):
+    study = shifted_study(smoke_posterior, 3, seed=1)
+    design = smoke_posterior.study_design()
+    narrow, _, _ = smoke_posterior._sample(study, 4000, 0, design=design)
+    wide, _, _ = smoke_posterior._sample(study, 4000, 0, design=design, spread=1.3)
+    assert np.all(wide.std(axis=1) > narrow.std(axis=1))  # the latent normal widened: so are the draws
+    pieces = adaptation._Adaptation(smoke_posterior, study, design,
+                                    adaptation._checked_settings({"draws": 16}))
+    real = pieces.targets[1].log_density
+    monkeypatch.setattr(pieces.targets[1], "log_density",
+                        lambda y: np.where(np.arange(y.shape[1]) % 2 == 0, -np.inf, real(y)))
+    inputs = pieces.self_consistency_inputs(np.array([0, 1, 2]), seed=0)
+    valid, theta = inputs["valid"], inputs["theta"].reshape(3, 16, -1)
+    assert valid[[0, 2]].all() and np.array_equal(valid[1], np.arange(16) % 2 == 1)
+    assert np.all(inputs["log_target"][1, ::2] == 0) and np.isfinite(inputs["log_target"]).all()
+    assert np.all(theta[1, ::2] == theta[1, 1])  # replaced by a counted draw: no gradient from an invalid one
+    with pytest.raises(ValueError, match="draw_spread"):
+        adaptation._checked_settings({"draw_spread": 0.0})
 
 
 def test_self_consistency_loss_leaves_out_invalid_draws():

@@ -62,8 +62,9 @@ def test_the_table_reads_each_reports_summary(tmp_path):
     summary = {"participants": 10, "before": scores(6, 1.9, 1.5),
                "runs": {"whole_study": {"seconds": 420.0, "adapted": scores(1, 0.08, 0.97)},
                         "half_study": {"held_out": scores(4, 0.9, 1.1), "held_out_before": scores(3, 2.0, 1.4)}},
-               "calibration": {"max_change": 0.012}}
+               "calibration": {"max_change": 0.012, "before": {"seed": {"v": 0.010, "t0": 0.020}},
+                               "after": {"seed": {"v": 0.022, "t0": 0.015}}}}
     (tmp_path / "hddm_general").mkdir()
     (tmp_path / "hddm_general" / "summary.json").write_text(json.dumps(summary))
     row = adaptation_table(tmp_path).splitlines()[-1]
-    assert row == "| hddm_general | 10 | 6 / 1 / 4 (3) | 1.90 / 0.08 / 0.90 | 0.97-1.00 | 7.0 | 0.012 |"
+    assert row == "| hddm_general | 10 | 6 / 1 / 4 (3) | 1.90 / 0.08 / 0.90 | 0.97-1.00 | 7.0 | 0.012 (1 of 2) |"
