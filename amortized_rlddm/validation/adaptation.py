@@ -161,7 +161,7 @@ def adaptation_table(root: str | Path) -> str:
         if "calibration" in s:
             c = s["calibration"]
             changes = [abs(c["after"][d][p] - c["before"][d][p]) for d in c["before"] for p in c["before"][d]]
-            calibration = f"{c['max_change']:.3f} ({sum(x <= 0.01 for x in changes)} of {len(changes)})"
+            calibration = f"{max(changes):.3f} ({sum(x <= 0.01 for x in changes)} of {len(changes)})"
         lines.append(
             f"| {path.parent.name} | {s['participants']} | {s['before']['above_threshold']} / "
             f"{whole['adapted']['above_threshold']} / {half['held_out']['above_threshold']} "
