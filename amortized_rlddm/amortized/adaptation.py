@@ -58,7 +58,7 @@ __all__ = ["ADAPTATION_DEFAULTS", "AdaptationError", "adapt", "self_consistency_
 STATE_FILE = "adaptation.json"
 LOG_FILE = "adaptation_log.csv"
 ADAPTATION_DEFAULTS = {
-    "epochs": 12,  # passes of steps_per_epoch steps; the checkpoint keeps the best by the held-out losses
+    "epochs": 20,  # passes of steps_per_epoch steps; the checkpoint keeps the best by the held-out losses
     "steps_per_epoch": 100,
     "participants_per_step": 8,  # the study's participants in each step's self-consistency loss
     "draws": 64,  # network draws per participant for the variance
