@@ -143,11 +143,11 @@ def _markdown(summary) -> str:
 def adaptation_table(root: str | Path) -> str:
     """The markdown table of the adaptation reports under root/<name>/summary.json: per report,
     the raw k-hat failures and the largest per-parameter error and sd ratio range before, after
-    adapting on the whole study, and on the held-out half; the time; the calibration's largest
-    change and how many (parameter, design) errors moved by 0.01 or less."""
+    adapting on the whole study, and on the held-out half; the time; the calibration errors'
+    largest rise and largest fall, and how many (parameter, design) errors rose by 0.01 or less."""
     lines = ["| data, network | participants | raw k-hat above: before / adapted / held-out half (before) | "
              "largest median error (exact sds): before / adapted / held-out half | sd ratios adapted | "
-             "minutes (whole study) | calibration: largest change (changes <= 0.01) |",
+             "minutes (whole study) | calibration errors: largest rise / fall (rises <= 0.01) |",
              "|---|---|---|---|---|---|---|"]
     for path in sorted(Path(root).glob("*/summary.json")):
         s = json.loads(path.read_text())
@@ -160,8 +160,9 @@ def adaptation_table(root: str | Path) -> str:
         calibration = "-"
         if "calibration" in s:
             c = s["calibration"]
-            changes = [abs(c["after"][d][p] - c["before"][d][p]) for d in c["before"] for p in c["before"][d]]
-            calibration = f"{max(changes):.3f} ({sum(x <= 0.01 for x in changes)} of {len(changes)})"
+            rises = [c["after"][d][p] - c["before"][d][p] for d in c["before"] for p in c["before"][d]]
+            calibration = (f"{max(max(rises), 0.0):.3f} / {max(-min(rises), 0.0):.3f} "
+                           f"({sum(x <= 0.01 for x in rises)} of {len(rises)})")
         lines.append(
             f"| {path.parent.name} | {s['participants']} | {s['before']['above_threshold']} / "
             f"{whole['adapted']['above_threshold']} / {half['held_out']['above_threshold']} "
