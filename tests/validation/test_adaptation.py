@@ -67,4 +67,5 @@ def test_the_table_reads_each_reports_summary(tmp_path):
     (tmp_path / "hddm_general").mkdir()
     (tmp_path / "hddm_general" / "summary.json").write_text(json.dumps(summary))
     row = adaptation_table(tmp_path).splitlines()[-1]
-    assert row == "| hddm_general | 10 | 6 / 1 / 4 (3) | 1.90 / 0.08 / 0.90 | 0.97-1.00 | 7.0 | 0.012 / 0.005 (1 of 2) |"
+    assert row == (
+        "| hddm_general | 10 | 6 / 1 / 4 (3) | 1.90 / 0.08 / 0.90 | 0.97-1.00 | 7.0 | 0.012 / 0.005 (1 of 2) |")
