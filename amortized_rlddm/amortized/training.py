@@ -23,13 +23,22 @@ from .. import __version__
 from ..model.config import Config
 from ..model.priors import choice_only
 from ..model.simulator import simulate, simulate_family
-from .checkpoint import CONFIG_FILE, LOG_FILE, LOSS_PLOT, METADATA_FILE, MODEL_FILE, STATE_FILE
+from .checkpoint import (
+    CONFIG_FILE,
+    LOG_FILE,
+    LOSS_PLOT,
+    METADATA_FILE,
+    MODEL_FILE,
+    STATE_FILE,
+    read_checkpoint,
+    resolve_checkpoint,
+)
 from .networks import backend, build_estimator, network_kinds
 from .packing import DEFAULT_CONDITIONS, DEFAULT_FEATURES, T0_UPPER_CHOICES, check_conditions, pack, parameter_space
 
 DEFAULT_TRAINING = {"epochs": 60, "batches_per_epoch": 200, "batch_size": 64,
                     "learning_rate": 5e-4, "schedule": "cosine", "validation_datasets": 500, "seed": 1,
-                    "trial_buckets": 1}
+                    "trial_buckets": 1, "init_from": None}
 # training.schedule: the learning rate warms up over the first 5% of steps, then decays to 0
 # along a cosine ("cosine", the default) or stays at training.learning_rate ("constant").
 SCHEDULES = ("cosine", "constant")
@@ -40,6 +49,11 @@ SCHEDULES = ("cosine", "constant")
 # padding, so this only saves computation. The default, 1, keeps one band: a saved config
 # then still means the run it made. The summary network without a mask (TimeSeriesNetwork)
 # would learn from the padding and is refused.
+# training.init_from: a checkpoint (directory or shipped name) whose trained weights the run
+# starts from instead of a random initialisation, with a fresh optimizer and this config's
+# schedule: to go on training a shipped network (whose exported checkpoint keeps no optimizer
+# state, so --resume refuses it), e.g. on a widened family. Its model and network section must
+# be this config's; the priors and the family may differ.
 
 
 class TrainingError(RuntimeError):
@@ -325,6 +339,22 @@ def learning_rate_schedule(training, total_steps):
         alpha=1.0 if training["schedule"] == "constant" else 0.0)  # alpha: the final fraction kept
 
 
+def initial_weights(config: Config, network, source):
+    """The estimator of checkpoint `source` (a directory or shipped name) to start training
+    `config` from, refused unless its model and network section are the config's."""
+    path = resolve_checkpoint(source)
+    estimator, saved, _ = read_checkpoint(path)
+    saved_network = json.loads(json.dumps(training_settings(saved)[0]))
+    wanted = json.loads(json.dumps(network))
+    differ = sorted(k for k in saved_network.keys() | wanted.keys() if saved_network.get(k) != wanted.get(k))
+    if saved.model != config.model or differ:
+        what = f"model {saved.model} (this config: {config.model})" if saved.model != config.model else \
+            "network." + ", network.".join(differ)
+        raise TrainingError(f"training.init_from: '{path}' differs from this config in {what}; its weights "
+                            "fit only the same model and network section")
+    return estimator
+
+
 def _optimizer(training, total_steps):
     return keras.optimizers.Adam(learning_rate_schedule(training, total_steps), clipnorm=1.5)
 
@@ -362,11 +392,12 @@ def train(config: Config, out_dir, resume=False, verbose=1, extra_callbacks=()):
         if model_path.exists() or state_path.exists():
             raise TrainingError(f"'{out_dir}' already holds a checkpoint; pass --resume to continue "
                                 "it, or choose another --out")
+        estimator = build_estimator(network) if training["init_from"] is None else \
+            initial_weights(config, network, training["init_from"])
         out_dir.mkdir(parents=True, exist_ok=True)
         state = {"epochs_done": 0, "history": {}, "train_seconds": 0.0, "backend": backend()}
         _atomic_write_text(out_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
         _atomic_write_text(out_dir / METADATA_FILE, json.dumps(_metadata(config, network, training), indent=1))
-        estimator = build_estimator(network)
     epochs = int(training["epochs"])
     if state["epochs_done"] >= epochs:
         return state
@@ -378,7 +409,8 @@ def train(config: Config, out_dir, resume=False, verbose=1, extra_callbacks=()):
                                int(training["seed"]), first_step=state["epochs_done"] * steps,
                                buckets=int(training["trial_buckets"]))
     if not resume:
-        estimator.build_from_data(keras.tree.map_structure(keras.ops.convert_to_tensor, dataset[0]))
+        if training["init_from"] is None:
+            estimator.build_from_data(keras.tree.map_structure(keras.ops.convert_to_tensor, dataset[0]))
         estimator.compile(optimizer=_optimizer(training, epochs * steps))
     if backend() == "tensorflow" and len(dataset.bands) > 1:
         dataset = _tensorflow_dataset(dataset, validation.data)
