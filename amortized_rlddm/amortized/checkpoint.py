@@ -75,6 +75,11 @@ def checkpoint_for_model(checkpoint: str | Path, model: str | None) -> str | Pat
     return wanted if wanted in shipped else checkpoint
 
 
+def canonical(x):
+    """`x` as JSON reads it back: tuples and lists compare equal."""
+    return json.loads(json.dumps(x))
+
+
 def check_consistency(path, config, network, design, metadata, estimator):
     """Refuse a config.yaml that does not belong to the saved networks: it decides the
     packing, the priors and the parameter transforms, so a mismatch would be silent."""
@@ -82,10 +87,6 @@ def check_consistency(path, config, network, design, metadata, estimator):
                 "features": list(network["features"]), "n_trials": list(network["n_trials"]),
                 "t0_upper": network["t0_upper"], "conditions": list(network["conditions"]),
                 "design": design.to_dict(), "priors": config.priors.to_dict()}
-
-    def canonical(x):  # tuples and lists compare equal
-        return json.loads(json.dumps(x))
-
     for key, value in expected.items():
         if key in metadata and canonical(metadata[key]) != canonical(value):
             raise InferenceError(f"'{path}': {CONFIG_FILE} says {key} = {value} but the network was trained "

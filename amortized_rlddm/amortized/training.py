@@ -30,6 +30,7 @@ from .checkpoint import (
     METADATA_FILE,
     MODEL_FILE,
     STATE_FILE,
+    canonical,
     read_checkpoint,
     resolve_checkpoint,
 )
@@ -344,8 +345,7 @@ def initial_weights(config: Config, network, source):
     `config` from, refused unless its model and network section are the config's."""
     path = resolve_checkpoint(source)
     estimator, saved, _ = read_checkpoint(path)
-    saved_network = json.loads(json.dumps(training_settings(saved)[0]))
-    wanted = json.loads(json.dumps(network))
+    saved_network, wanted = canonical(training_settings(saved)[0]), canonical(network)
     differ = sorted(k for k in saved_network.keys() | wanted.keys() if saved_network.get(k) != wanted.get(k))
     if saved.model != config.model or differ:
         what = f"model {saved.model} (this config: {config.model})" if saved.model != config.model else \
