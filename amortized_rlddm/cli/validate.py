@@ -1,8 +1,10 @@
 """The maintainers' validation, report and benchmark commands, under `rlddm validate`: group,
-designs, trusted, real-data, gap, adapt, headline, ablate, bench and report."""
+designs, trusted, real-data, gap, adapt, calibration-change, headline, ablate, bench and report."""
 
 import json
 from pathlib import Path
+
+import numpy as np
 
 from ..model.config import load_config
 from ..model.designs import NAMED_DESIGNS, named_design
@@ -195,8 +197,8 @@ def run_validate_bench(args):
 
 
 def add_commands(subparsers, common):
-    """`validate` and its commands: group, designs, trusted, real-data, gap, adapt, headline, ablate, bench
-    and report."""
+    """`validate` and its commands: group, designs, trusted, real-data, gap, adapt, calibration-change,
+    headline, ablate, bench and report."""
     validate = subparsers.add_parser("validate", help="the maintainers' validation, report and benchmark commands "
                                                       "(docs/validation.md, docs/benchmarks.md)",
                                      description="The maintainers' validation, report and benchmark commands.")
@@ -207,6 +209,7 @@ def add_commands(subparsers, common):
     _add_real_data(commands, common)
     _add_gap(commands, common)
     _add_adapt(commands, common)
+    _add_calibration_change(commands, common)
     _add_headline(commands, common)
     _add_ablate(commands, common)
     _add_bench(commands, common)
@@ -310,6 +313,46 @@ def _add_gap(commands, common):
     p.add_argument("--replicates", type=int, default=199, help="prior-predictive simulations per participant")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="report directory")
+
+
+def run_validate_calibration_change(args):
+    """`rlddm validate calibration-change`: two networks' calibration on the same simulations, the
+    change and its standard error."""
+    from ..amortized.posterior import AmortizedPosterior
+    from ..validation.adaptation import VALIDATION_DESIGNS, calibration_change
+
+    result = calibration_change(AmortizedPosterior.load(args.before), AmortizedPosterior.load(args.after),
+                                designs=args.designs or VALIDATION_DESIGNS, datasets=args.datasets, seed=args.seed,
+                                draws=args.draws, bootstraps=args.bootstraps)
+    rows = [(design, name, r) for design, params in result.items() for name, r in params.items()]
+    for design, name, r in rows:
+        print(f"{design:10s} {name:10s} {r['before']:.3f} -> {r['after']:.3f}  change {r['change']:+.3f} "
+              f"(se {r['se']:.3f})")
+    changes = np.array([r["change"] for *_, r in rows])
+    beyond = sum(r["change"] - 2 * r["se"] > args.tolerance for *_, r in rows)
+    print(f"largest rise {max(changes.max(), 0.0):.3f}, mean change {changes.mean():+.4f}; "
+          f"{int((np.abs(changes) <= args.tolerance).sum())} of {len(rows)} within {args.tolerance}, "
+          f"{beyond} more than two standard errors above it")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"before": args.before, "after": args.after, "datasets": args.datasets,
+                                              "seed": args.seed, "changes": result}, indent=1))
+        print(f"wrote {args.out}")
+
+
+def _add_calibration_change(commands, common):
+    p = add_command(commands, common, "calibration-change", run_validate_calibration_change,
+                    help="two networks (e.g. one and its adapted copy) on the same fresh simulations of named designs:"
+                         " each calibration error before and after, the change and its bootstrap standard error")
+    p.add_argument("--before", required=True, help="checkpoint directory or shipped name")
+    p.add_argument("--after", required=True, help="checkpoint directory or shipped name")
+    p.add_argument("--designs", nargs="+", choices=sorted(NAMED_DESIGNS), help="default: the five validation designs")
+    p.add_argument("--datasets", type=int, default=4000, help="simulations per design (default: %(default)s)")
+    p.add_argument("--draws", type=int, default=500, help="posterior draws per dataset (default: %(default)s)")
+    p.add_argument("--bootstraps", type=int, default=500, help="resamples of the datasets (default: %(default)s)")
+    p.add_argument("--tolerance", type=float, default=0.01, help="the change allowed (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="a JSON file for the result")
 
 
 def _add_adapt(commands, common):

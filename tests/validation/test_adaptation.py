@@ -1,5 +1,6 @@
 """The adaptation report's scores: known shifts and widths of the raw draws against the
-reference come out as their errors and sd ratios, and the table reads the reports."""
+reference come out as their errors and sd ratios, the table reads the reports, and the paired
+calibration change is BayesFlow's calibration error with an honest standard error."""
 
 import json
 
@@ -8,7 +9,14 @@ import pytest
 import xarray as xr
 
 from amortized_rlddm.correction.importance import khat_threshold
-from amortized_rlddm.validation.adaptation import adaptation_table, raw_scores
+from amortized_rlddm.validation.adaptation import (
+    adaptation_table,
+    calibration_change,
+    calibration_errors,
+    interval_hits,
+    paired_calibration_change,
+    raw_scores,
+)
 
 
 class _Shifted:
@@ -69,3 +77,47 @@ def test_the_table_reads_each_reports_summary(tmp_path):
     row = adaptation_table(tmp_path).splitlines()[-1]
     assert row == (
         "| hddm_general | 10 | 6 / 1 / 4 (3) | 1.90 / 0.08 / 0.90 | 0.97-1.00 | 7.0 | 0.012 / 0.005 (1 of 2) |")
+
+
+def _conjugate_posteriors(rng, n, draws, sd):
+    """Truths from N(0, 1), one observation each from N(truth, 1), and draws from N(x / 2, sd):
+    the exact posterior when sd = sqrt(1/2)."""
+    truth = rng.standard_normal(n)
+    x = truth + rng.standard_normal(n)
+    return truth, x[:, None] / 2 + sd * rng.standard_normal((n, draws))
+
+
+def test_interval_hits_give_bayesflows_calibration_error():
+    from bayesflow.diagnostics.metrics import calibration_error
+
+    rng = np.random.default_rng(1)
+    truth, draws = _conjugate_posteriors(rng, 400, 300, 0.45)  # too narrow: a clear error
+    hits = interval_hits(draws, truth)
+    ours = paired_calibration_change(hits, hits)
+    assert ours["before"] == pytest.approx(calibration_error(draws[..., None], truth[:, None])["values"][0])
+    assert ours["before"] > 0.05 and ours["change"] == 0.0 and ours["se"] == 0.0
+
+
+def test_the_bootstrap_standard_error_is_the_changes_spread_over_independent_sets():
+    rng = np.random.default_rng(2)
+    changes, errors = [], []
+    for _ in range(60):
+        truth, exact = _conjugate_posteriors(rng, 500, 200, np.sqrt(0.5))
+        narrow = exact.mean(1, keepdims=True) + 0.85 * (exact - exact.mean(1, keepdims=True))
+        result = paired_calibration_change(interval_hits(exact, truth), interval_hits(narrow, truth), bootstraps=200,
+                                           seed=int(rng.integers(1000)))
+        changes.append(result["change"])
+        errors.append(result["se"])
+    assert np.mean(changes) > 0  # 15% too narrow: worse calibrated
+    assert 0.6 < np.median(errors) / np.std(changes) < 1.6
+
+
+def test_calibration_change_uses_the_reports_simulations():
+    from amortized_rlddm.amortized.posterior import AmortizedPosterior
+
+    network = AmortizedPosterior.load("general")
+    report = calibration_errors(network, ["seed"], 40, seed=3)
+    change = calibration_change(network, network, designs=["seed"], datasets=40, seed=3, bootstraps=50)
+    for name, error in report["seed"].items():
+        assert change["seed"][name]["before"] == pytest.approx(error)
+        assert change["seed"][name]["change"] == 0.0 and change["seed"][name]["se"] == 0.0
