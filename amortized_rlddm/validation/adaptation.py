@@ -109,6 +109,9 @@ def calibration_change(before, after, designs=VALIDATION_DESIGNS, datasets=4000,
     dict
         design -> parameter -> {"before", "after", "change", "se"}.
     """
+    for key, value in (("datasets", datasets), ("draws", draws), ("bootstraps", bootstraps)):
+        if int(value) != value or value < 2:
+            raise ValueError(f"calibration_change: {key} must be an integer >= 2, got {value!r}")
     result = {}
     for name in designs:
         hits = []

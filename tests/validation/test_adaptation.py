@@ -121,3 +121,9 @@ def test_calibration_change_uses_the_reports_simulations():
     for name, error in report["seed"].items():
         assert change["seed"][name]["before"] == pytest.approx(error)
         assert change["seed"][name]["change"] == 0.0 and change["seed"][name]["se"] == 0.0
+
+
+@pytest.mark.parametrize("setting", ["datasets", "draws", "bootstraps"])
+def test_calibration_change_refuses_fewer_than_two(setting):
+    with pytest.raises(ValueError, match=f"{setting} must be an integer >= 2, got 1"):
+        calibration_change(None, None, designs=["seed"], **{setting: 1})
